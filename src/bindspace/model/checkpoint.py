@@ -1,0 +1,180 @@
+"""Reading and writing weights: the official .pth and our per-modality safetensors layout."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+
+from ..config import ModelConfig
+from ..errors import CheckpointError
+from ..modality import Modality, as_modality
+
+MANIFEST = "manifest.json"
+FORMAT = "bindspace-safetensors"
+_GROUPS = ("modality_preprocessors", "modality_trunks", "modality_heads", "modality_postprocessors")
+
+
+def key_modality(key: str) -> Modality | None:
+    """The modality a state-dict key belongs to (`modality_trunks.audio.blocks...` -> audio)."""
+    parts = key.split(".")
+    if len(parts) > 2 and parts[0] in _GROUPS:
+        try:
+            return as_modality(parts[1])
+        except ValueError:
+            return None
+    return None
+
+
+def is_model_dir(path: str | os.PathLike[str]) -> bool:
+    """True for a directory written by `save_model_dir` / `bindspace convert`."""
+    return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and sanity-check a model directory's manifest."""
+    file = Path(path) / MANIFEST
+    try:
+        manifest = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{file}: cannot read manifest ({exc})") from None
+    if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
+        raise CheckpointError(f"{file}: not a bindspace model directory manifest")
+    return manifest
+
+
+def manifest_config(path: str | os.PathLike[str]) -> ModelConfig:
+    """The model config stored in a model directory."""
+    return ModelConfig.from_dict(read_manifest(path)["config"])
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 24) -> str:
+    """Hex sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_state_dict(
+    path: str | os.PathLike[str], modalities: Iterable[str | Modality] | None = None, *, verify: bool = True
+) -> dict[str, torch.Tensor]:
+    """Read the tensors of the requested modalities from a .pth file or a model directory.
+
+    A .pth is memory-mapped with `weights_only=True` (no arbitrary unpickling); a model
+    directory reads only the requested modalities' safetensors files.
+    """
+    wanted = None if modalities is None else {as_modality(m) for m in modalities}
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.is_dir():
+        return _load_model_dir(path, wanted, verify)
+    if path.suffix == ".safetensors":
+        return _filter(_load_safetensors(path), wanted)
+    return _filter(_load_pth(path), wanted)
+
+
+def _filter(state: Mapping[str, torch.Tensor], wanted: set[Modality] | None) -> dict[str, torch.Tensor]:
+    if wanted is None:
+        return dict(state)
+    return {k: v for k, v in state.items() if key_modality(k) in wanted}
+
+
+def _load_pth(path: Path) -> dict[str, torch.Tensor]:
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or unsafe): {reason}") from None
+    for wrapper in ("model", "state_dict", "module"):
+        if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: does not contain a state dict of tensors")
+    return state
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or truncated): {exc}") from None
+
+
+def _load_model_dir(path: Path, wanted: set[Modality] | None, verify: bool) -> dict[str, torch.Tensor]:
+    manifest = read_manifest(path)
+    files: dict[str, Any] = manifest["files"]
+    chosen = [m for m in files if wanted is None or as_modality(m) in wanted]
+    if wanted is not None:
+        absent = sorted(str(m) for m in wanted if str(m) not in files)
+        if absent:
+            raise CheckpointError(f"{path}: has no weights for {', '.join(absent)} (has: {', '.join(files)})")
+    state: dict[str, torch.Tensor] = {}
+    for modality in chosen:
+        entry = files[modality]
+        file = path / entry["file"]
+        if not file.is_file():
+            raise CheckpointError(f"{file}: listed in the manifest but missing")
+        if verify and sha256_file(file) != entry["sha256"]:
+            raise CheckpointError(f"{file}: sha256 does not match the manifest (corrupt or modified file)")
+        state.update(_load_safetensors(file))
+    return state
+
+
+def save_model_dir(
+    state: Mapping[str, torch.Tensor], config: ModelConfig, out_dir: str | os.PathLike[str], *, extra: dict | None = None
+) -> Path:
+    """Write one safetensors file per modality plus a manifest with the config and sha256 sums."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    by_modality: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        modality = key_modality(key)
+        if modality is None:
+            raise CheckpointError(f"unexpected key {key!r}: not part of any modality tower")
+        by_modality.setdefault(str(modality), {})[key] = tensor.contiguous()
+    files = {}
+    for modality, tensors in by_modality.items():
+        file = out / f"{modality}.safetensors"
+        tmp = file.with_suffix(".safetensors.tmp")
+        save_file(tensors, str(tmp), metadata={"modality": modality, "config": config.name})
+        os.replace(tmp, file)
+        files[modality] = {"file": file.name, "sha256": sha256_file(file), "tensors": len(tensors)}
+    manifest = {"format": FORMAT, "version": 1, "config": config.to_dict(), "files": files, **(extra or {})}
+    tmp = out / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, out / MANIFEST)
+    return out
+
+
+def check_keys(expected: Mapping[str, tuple[int, ...]], state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise a CheckpointError listing missing / unexpected keys and shape mismatches."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k])}"
+        for k in set(expected) & set(state)
+        if tuple(state[k].shape) != tuple(expected[k])
+    )
+    if not (missing or unexpected or mismatched):
+        return
+    lines = [f"{source}: checkpoint does not match the model"]
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        if items:
+            shown = items[:8] + ([f"... and {len(items) - 8} more"] if len(items) > 8 else [])
+            lines.append(f"  {title} ({len(items)}): " + "; ".join(shown))
+    raise CheckpointError("\n".join(lines))

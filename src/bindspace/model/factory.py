@@ -1,0 +1,68 @@
+"""`create_model`: build only the requested towers and fill them from a checkpoint."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from ..config import ModelConfig
+from ..errors import BindspaceError, CheckpointError
+from ..modality import Modality, as_modality
+from ..registry import get_config
+from . import checkpoint as ckpt
+from .hub import resolve_pretrained
+from .imagebind import ImageBindModel
+
+
+def create_model(
+    name: str | ModelConfig | None = None,
+    *,
+    pretrained: bool = False,
+    checkpoint: str | os.PathLike[str] | None = None,
+    modalities: Iterable[str | Modality] | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    verify: bool = True,
+) -> ImageBindModel:
+    """Build a model in eval mode; random weights unless `pretrained` or `checkpoint` is given.
+
+    `name` may be omitted when `checkpoint` is a model directory (its manifest names the config).
+    Only the towers in `modalities` are built and only their weights are read.
+    """
+    if pretrained and checkpoint is None:
+        checkpoint = resolve_pretrained(name if isinstance(name, str) else "imagebind_huge")
+    config = _resolve_config(name, checkpoint)
+    wanted = None if modalities is None else [as_modality(m) for m in modalities]
+    if checkpoint is None:
+        model = ImageBindModel(config, wanted)
+        model.init_weights()
+        return model.to(device=device, dtype=dtype).eval()
+
+    with torch.device("meta"):
+        model = ImageBindModel(config, wanted)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    state = ckpt.load_state_dict(checkpoint, model.modalities, verify=verify)
+    ckpt.check_keys(expected, state, str(checkpoint))
+    # Cast per tensor while assigning, so peak memory stays near one copy of the towers.
+    state = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval()
+
+
+def _resolve_config(name: str | ModelConfig | None, checkpoint: str | os.PathLike[str] | None) -> ModelConfig:
+    if isinstance(name, ModelConfig):
+        return name
+    stored = ckpt.manifest_config(checkpoint) if checkpoint is not None and ckpt.is_model_dir(checkpoint) else None
+    if name is None:
+        if stored is None:
+            raise BindspaceError(
+                "no model name given and the checkpoint does not name its config "
+                "(pass a preset name, see bindspace.list_models(), or a model directory)"
+            )
+        return stored
+    config = get_config(name)
+    if stored is not None and stored.name != config.name and stored.to_dict()["towers"] != config.to_dict()["towers"]:
+        raise CheckpointError(f"{Path(checkpoint)}: holds a {stored.name!r} model, not {config.name!r}")
+    return config

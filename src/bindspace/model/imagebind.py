@@ -1,0 +1,184 @@
+"""ImageBindModel: one tower per modality, all mapping into one shared space."""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig, TowerConfig
+from ..errors import BindspaceError
+from ..layers import TextHead, Transformer, cls_head, postprocessor
+from ..modality import Modality, as_modality
+from .stems import build_tokenizer
+
+_STACK_ITEM_RANK = {  # dimensions of one item, without batch or clip axes
+    Modality.VISION: 3,  # (C, H, W); a 2-frame clip (C, T, H, W) has 4
+    Modality.TEXT: 1,
+    Modality.AUDIO: 3,
+    Modality.DEPTH: 3,
+    Modality.THERMAL: 3,
+    Modality.IMU: 2,
+}
+
+
+class ImageBindModel(nn.Module):
+    """The ImageBind architecture with the released checkpoint's module names.
+
+    `forward` keeps the original's contract (a dict in, a dict of scaled embeddings out);
+    `encode` is the everyday call and returns unit vectors.
+    """
+
+    def __init__(self, config: ModelConfig, modalities: Iterable[str | Modality] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        wanted = [as_modality(m) for m in modalities] if modalities is not None else list(config.towers)
+        self.modalities: tuple[Modality, ...] = tuple(m for m in config.towers if m in wanted)
+        missing = [str(m) for m in wanted if m not in config.towers]
+        if missing:
+            raise BindspaceError(f"model {config.name!r} has no tower for {', '.join(missing)}")
+        self.modality_preprocessors = nn.ModuleDict()
+        self.modality_trunks = nn.ModuleDict()
+        self.modality_heads = nn.ModuleDict()
+        self.modality_postprocessors = nn.ModuleDict()
+        for modality in self.modalities:
+            cfg = config.towers[modality]
+            self.modality_preprocessors[modality] = build_tokenizer(modality, cfg)
+            self.modality_trunks[modality] = Transformer(
+                cfg.width, cfg.layers, cfg.heads,
+                mlp_ratio=cfg.mlp_ratio, add_bias_kv=cfg.add_bias_kv, pre_norm=cfg.pre_norm, drop_path=cfg.drop_path,
+            )
+            if modality == Modality.TEXT:
+                self.modality_heads[modality] = TextHead(cfg.width, config.embed_dim)
+            else:
+                self.modality_heads[modality] = cls_head(cfg.width, config.embed_dim, cfg.head_dropout)
+            self.modality_postprocessors[modality] = postprocessor(
+                cfg.logit_scale, learnable=cfg.learnable_logit_scale, max_scale=cfg.max_logit_scale
+            )
+
+    # ----------------------------------------------------------------- public API
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the shared space (1024 for imagebind_huge)."""
+        return self.config.embed_dim
+
+    def tower_config(self, modality: str | Modality) -> TowerConfig:
+        """Config of a tower this model holds."""
+        return self.config.towers[self._check(modality)]
+
+    def encode(self, modality: str | Modality, x: torch.Tensor, *, clip_axis: bool | None = None) -> torch.Tensor:
+        """Unit-norm float32 embeddings (B, embed_dim); clips along a clip axis are averaged.
+
+        Accepted shapes: text (B, L) ids; audio (B, 1, 128, 204) or (B, S, 1, 128, 204);
+        vision (B, 3, H, W) images, (B, 3, 2, H, W) clips or (B, S, 3, 2, H, W) videos;
+        depth/thermal (B, 1, H, W) or (B, S, 1, H, W); imu (B, 6, T) or (B, S, 6, T).
+        `clip_axis` forces (True) or forbids (False) reading axis 1 as clips.
+        """
+        modality = self._check(modality)
+        scaled = self._embed(modality, x, clip_axis)
+        return nn.functional.normalize(scaled.float(), dim=-1)
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The original model's contract: postprocessor scales included, clip axes averaged."""
+        outputs = {}
+        for name, x in inputs.items():
+            if x is None:
+                continue
+            outputs[name] = self._embed(self._check(name), x, None).float()
+        return outputs
+
+    def logit_scale(self, modality: str | Modality) -> torch.Tensor:
+        """The multiplier the postprocessor applies (1.0 for vision), as a 0-d tensor."""
+        post = self.modality_postprocessors[self._check(modality)]
+        if len(post) < 2:
+            return torch.tensor(1.0)
+        return post[1].scale().detach()
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in backward to save memory (training only)."""
+        for trunk in self.modality_trunks.values():
+            trunk.grad_checkpointing = enable
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that should not be weight-decayed: all < 2-D ones and position/cls/bias-kv tables."""
+        skip = ("cls_token", "pos_embed", "bias_k", "bias_v", "log_logit_scale")
+        return {name for name, p in self.named_parameters() if p.ndim < 2 or name.rsplit(".", 1)[-1] in skip}
+
+    def init_weights(self) -> None:
+        """Random initialisation for training from scratch (timm/open_clip conventions)."""
+        for name, param in self.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in ("cls_token", "pos_embed", "bias_k", "bias_v") or "token_embedding" in name:
+                nn.init.trunc_normal_(param, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        for trunk in self.modality_trunks.values():
+            for block in trunk.blocks:
+                block.attn.reset_parameters()
+
+    # ----------------------------------------------------------------- internals
+
+    def _check(self, modality: str | Modality) -> Modality:
+        modality = as_modality(modality)
+        if modality not in self.modalities:
+            have = ", ".join(self.modalities) or "none"
+            raise BindspaceError(f"this model was built without the {modality} tower (it has: {have})")
+        return modality
+
+    def _embed(self, modality: Modality, x: torch.Tensor, clip_axis: bool | None) -> torch.Tensor:
+        """Postprocessed embeddings (B, E); items with a clip axis are averaged over it."""
+        item_rank = _STACK_ITEM_RANK[modality]
+        if clip_axis is None:
+            extra = 1 if modality == Modality.VISION else 0  # vision items may be 2-frame clips
+            clip_axis = x.ndim >= item_rank + 2 + extra
+        if clip_axis:
+            B, S = x.shape[:2]
+            out = self._embed_items(modality, x.flatten(0, 1))  # (B*S, E)
+            return out.view(B, S, -1).mean(dim=1)  # (B, E)
+        return self._embed_items(modality, x)
+
+    def _embed_items(self, modality: Modality, x: torch.Tensor) -> torch.Tensor:
+        """One embedding per item of a plain batch (no clip axis), postprocessor applied."""
+        self._check_shape(modality, x)
+        param = next(self.modality_trunks[modality].parameters())
+        x = x.to(param.device, non_blocking=True)
+        if x.is_floating_point():
+            x = x.to(param.dtype)
+        if modality == Modality.TEXT:
+            eot = x.argmax(dim=-1)  # (B,) end-of-text holds the largest id
+            # Causal attention: positions after the longest text's end cannot change
+            # any pooled token, so the batch is cut there (exact, and much faster).
+            x = x[:, : int(eot.max()) + 1]
+            tokens = self.modality_preprocessors[modality](x)
+            tokens = self.modality_trunks[modality](tokens, causal=True)
+            pooled = self.modality_heads[modality](tokens, eot)
+        else:
+            tokens = self.modality_preprocessors[modality](x)
+            tokens = self.modality_trunks[modality](tokens)
+            pooled = self.modality_heads[modality](tokens)
+        return self.modality_postprocessors[modality](pooled)
+
+    def _check_shape(self, modality: Modality, x: torch.Tensor) -> None:
+        cfg = self.config.towers[modality]
+        size = tuple(cfg.input_size)
+        if modality == Modality.TEXT:
+            ok = x.ndim == 2 and x.shape[1] <= size[0] and not x.is_floating_point()
+            want = f"(B, L<={size[0]}) integer token ids"
+        elif modality == Modality.VISION:
+            frames = cfg.patch_size[0]
+            ok = (x.ndim == 4 and x.shape[1:] == (cfg.in_channels, *size)) or (
+                x.ndim == 5 and x.shape[1:] == (cfg.in_channels, frames, *size)
+            )
+            want = f"(B, {cfg.in_channels}, {size[0]}, {size[1]}) or (B, {cfg.in_channels}, {frames}, {size[0]}, {size[1]})"
+        else:
+            ok = tuple(x.shape[1:]) == (cfg.in_channels, *size)
+            want = f"(B, {cfg.in_channels}, {', '.join(map(str, size))})"
+        if not ok:
+            raise BindspaceError(f"{modality} input has shape {tuple(x.shape)}, expected {want}")
