@@ -1,0 +1,32 @@
+"""Options and helpers shared by the commands that load a model."""
+from __future__ import annotations
+
+import argparse
+from typing import Iterable
+
+DEFAULT_MODEL = "imagebind_huge"
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """--model, --checkpoint, --device, --dtype."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", help=f"preset name (default: the checkpoint directory's own config, else {DEFAULT_MODEL})")
+    group.add_argument("--checkpoint", help="a .pth file or a model directory; default: $BINDSPACE_CHECKPOINT, "
+                       "the cache (~/.cache/bindspace), then a download")
+    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: %(default)s)")
+    group.add_argument("--dtype", default="float32", choices=DTYPES)
+
+
+def load_model(args: argparse.Namespace, modalities: Iterable[str] | None):
+    """Load real weights for the requested towers: never random ones."""
+    import torch
+
+    from ..model import create_model
+    from ..model.checkpoint import is_model_dir
+
+    dtype = getattr(torch, args.dtype)
+    if args.checkpoint:
+        name = args.model or (None if is_model_dir(args.checkpoint) else DEFAULT_MODEL)
+        return create_model(name, checkpoint=args.checkpoint, modalities=modalities, device=args.device, dtype=dtype)
+    return create_model(args.model or DEFAULT_MODEL, pretrained=True, modalities=modalities, device=args.device, dtype=dtype)
