@@ -38,7 +38,7 @@ def test_model_dir_needs_no_name_and_reads_one_file(tiny_model_dir, monkeypatch)
     import bindspace.model.checkpoint as ckpt
 
     real = ckpt._load_safetensors
-    monkeypatch.setattr(ckpt, "_load_safetensors", lambda path: opened.append(path.name) or real(path))
+    monkeypatch.setattr(ckpt, "_load_safetensors", lambda path, dtype=None: opened.append(path.name) or real(path, dtype))
     model = bindspace.create_model(checkpoint=tiny_model_dir, modalities=["audio"])
     assert model.config.name == TINY
     assert opened == ["audio.safetensors"]

@@ -71,3 +71,21 @@ def test_wrong_shape_is_a_clear_error(tiny_model):
         import bindspace
 
         bindspace.create_model("imagebind_tiny_test", modalities=["text"]).encode("audio", torch.zeros(1, 1, 128, 204))
+
+
+def test_video_end_to_end_matches_original(tiny_model, goldens, media_dir):
+    from bindspace.preprocess import load_video
+
+    clips = load_video(media_dir / "video_1.mp4")  # (15, 3, 2, 224, 224)
+    with torch.no_grad():
+        out = tiny_model({"vision": clips[None]})["vision"]  # 6-D: the 15 views are averaged
+    torch.testing.assert_close(out, goldens["video.embedding"], atol=1e-4, rtol=0)
+
+
+def test_bf16_load_casts_while_reading(tiny_model_dir, tiny_state):
+    import bindspace
+
+    model = bindspace.create_model(checkpoint=tiny_model_dir, modalities=["audio"], dtype=torch.bfloat16)
+    weight = model.modality_trunks["audio"].blocks[0].mlp.fc1.weight
+    assert weight.dtype == torch.bfloat16
+    torch.testing.assert_close(weight.float(), tiny_state["modality_trunks.audio.blocks.0.mlp.fc1.weight"], atol=1e-2, rtol=1e-2)

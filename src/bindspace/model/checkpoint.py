@@ -63,22 +63,37 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 24) -> str:
 
 
 def load_state_dict(
-    path: str | os.PathLike[str], modalities: Iterable[str | Modality] | None = None, *, verify: bool = True
+    path: str | os.PathLike[str],
+    modalities: Iterable[str | Modality] | None = None,
+    *,
+    verify: bool = True,
+    dtype: torch.dtype | None = None,
 ) -> dict[str, torch.Tensor]:
     """Read the tensors of the requested modalities from a .pth file or a model directory.
 
     A .pth is memory-mapped with `weights_only=True` (no arbitrary unpickling); a model
-    directory reads only the requested modalities' safetensors files.
+    directory reads only the requested modalities' safetensors files, memory-mapped when
+    no conversion is needed and one tensor at a time when `dtype` differs.
     """
     wanted = None if modalities is None else {as_modality(m) for m in modalities}
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.is_dir():
-        return _load_model_dir(path, wanted, verify)
+        return _load_model_dir(path, wanted, verify, dtype)
     if path.suffix == ".safetensors":
-        return _filter(_load_safetensors(path), wanted)
-    return _filter(_load_pth(path), wanted)
+        return _filter(_load_safetensors(path, dtype), wanted)
+    return _cast(_filter(_load_pth(path), wanted), dtype)
+
+
+def _to(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+
+
+def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    for key, value in state.items():  # replace one by one so each source tensor can be freed early
+        state[key] = _to(value, dtype)
+    return state
 
 
 def _filter(state: Mapping[str, torch.Tensor], wanted: set[Modality] | None) -> dict[str, torch.Tensor]:
@@ -103,17 +118,23 @@ def _load_pth(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
+def _load_safetensors(path: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path), device="cpu")
+        if dtype is None:
+            return load_file(str(path), device="cpu")  # memory-mapped, no copy
+        # Converting: read and cast one tensor at a time so peak memory stays near the output size.
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {key: _to(handle.get_tensor(key), dtype) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or truncated): {exc}") from None
 
 
-def _load_model_dir(path: Path, wanted: set[Modality] | None, verify: bool) -> dict[str, torch.Tensor]:
+def _load_model_dir(
+    path: Path, wanted: set[Modality] | None, verify: bool, dtype: torch.dtype | None
+) -> dict[str, torch.Tensor]:
     manifest = read_manifest(path)
     files: dict[str, Any] = manifest["files"]
     chosen = [m for m in files if wanted is None or as_modality(m) in wanted]
@@ -127,10 +148,29 @@ def _load_model_dir(path: Path, wanted: set[Modality] | None, verify: bool) -> d
         file = path / entry["file"]
         if not file.is_file():
             raise CheckpointError(f"{file}: listed in the manifest but missing")
-        if verify and sha256_file(file) != entry["sha256"]:
+        if verify and not _verified(file, entry["sha256"]):
             raise CheckpointError(f"{file}: sha256 does not match the manifest (corrupt or modified file)")
-        state.update(_load_safetensors(file))
+        state.update(_load_safetensors(file, dtype))
     return state
+
+
+def _verified(file: Path, expected: str) -> bool:
+    """Check a file's sha256, hashing only once per (size, mtime): the result is remembered in a stamp file."""
+    stat = file.stat()
+    stamp = file.with_name(file.name + ".verified")
+    key = f"{stat.st_size} {stat.st_mtime_ns} {expected}"
+    try:
+        if stamp.read_text() == key:
+            return True
+    except OSError:
+        pass
+    if sha256_file(file) != expected:
+        return False
+    try:
+        stamp.write_text(key)
+    except OSError:  # a read-only model directory: verify again next time
+        pass
+    return True
 
 
 def save_model_dir(

@@ -43,10 +43,10 @@ def create_model(
     with torch.device("meta"):
         model = ImageBindModel(config, wanted)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    state = ckpt.load_state_dict(checkpoint, model.modalities, verify=verify)
+    state = ckpt.load_state_dict(checkpoint, model.modalities, verify=verify, dtype=dtype)
     ckpt.check_keys(expected, state, str(checkpoint))
-    # Cast per tensor while assigning, so peak memory stays near one copy of the towers.
-    state = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in state.items()}
+    for key in state:  # one tensor at a time, so a GPU load never holds two copies
+        state[key] = state[key].to(device)
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
 

@@ -1,0 +1,120 @@
+"""Images to CLIP-normalised (3, 224, 224) tensors, exactly as the original (SPEC.md, Image)."""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import InputError
+from .sources import read_bytes, source_name
+
+IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
+IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGE_SIZE = 224
+# Our own decompression-bomb limit, checked from the header before any pixel is decoded.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+# Decoding errors Pillow raises for files it recognises but cannot read to the end.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+def normalize(pixels: torch.Tensor) -> torch.Tensor:
+    """CLIP mean/std normalisation of [0,1] pixels shaped (..., 3, H, W)."""
+    mean = torch.tensor(IMAGE_MEAN, dtype=pixels.dtype).view(3, 1, 1)
+    std = torch.tensor(IMAGE_STD, dtype=pixels.dtype).view(3, 1, 1)
+    return (pixels - mean) / std
+
+
+def _from_array(array: np.ndarray, name: str) -> Image.Image:
+    """A Pillow image from an (H,W), (H,W,1|3|4) uint8 or [0,1] float array."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise InputError(name, f"array must be (H,W) or (H,W,3), got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise InputError(name, f"array has no pixels, shape {array.shape}")
+    if array.dtype == np.uint8:
+        pixels = array
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise InputError(name, "array contains NaN or infinity")
+        if array.min() < 0 or array.max() > 1:
+            raise InputError(name, "float array must hold values in [0, 1]")
+        # Quantise to bytes so an array goes through the same Pillow path as a file.
+        pixels = np.round(array * 255).astype(np.uint8)
+    else:
+        raise InputError(name, f"array dtype must be uint8 or float, got {array.dtype}")
+    return Image.fromarray(np.ascontiguousarray(pixels))
+
+
+def _open(item: Any, name: str, max_pixels: int) -> Image.Image:
+    """Decode a path, bytes or binary file into a loaded Pillow image, with a size guard."""
+    data = read_bytes(item, name)  # checks paths: missing, directory, empty
+    try:
+        with warnings.catch_warnings():
+            # We enforce our own limit below; Pillow's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > max_pixels:
+                raise InputError(name, f"image is {width}x{height}, more than the limit of {max_pixels} pixels")
+            if width == 0 or height == 0:
+                raise InputError(name, f"image has no pixels ({width}x{height})")
+            img.load()
+    except Image.DecompressionBombError as err:  # Pillow's own, larger limit fired in open()
+        raise InputError(name, f"image is too large ({err})") from None
+    except Image.UnidentifiedImageError:
+        raise InputError(name, "not an image (format not recognised)") from None
+    except _DECODE_ERRORS as err:
+        raise InputError(name, f"cannot decode image ({err})") from None
+    return img
+
+
+def to_pil(item: Any, name: str | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Any accepted image input as an RGB Pillow image."""
+    name = name or source_name(item)
+    if isinstance(item, Image.Image):
+        img = item
+    elif isinstance(item, np.ndarray):
+        img = _from_array(item, name)
+    elif isinstance(item, torch.Tensor):
+        raise InputError(name, "tensors are not accepted; pass a numpy array (H,W,3)")
+    else:
+        img = _open(item, name, max_pixels)
+    try:
+        return img.convert("RGB")
+    except _DECODE_ERRORS as err:
+        raise InputError(name, f"cannot convert image to RGB ({err})") from None
+
+
+def load_image(item: Any, name: str | None = None, *, size: int = IMAGE_SIZE,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """One image as a normalised float tensor (3, size, size)."""
+    # No EXIF orientation handling: the original ignores it, and so must we for parity.
+    img = to_pil(item, name, max_pixels=max_pixels)
+    width, height = img.size
+    if width <= height:
+        new_w, new_h = size, int(size * height / width)
+    else:
+        new_w, new_h = int(size * width / height), size
+    img = img.resize((new_w, new_h), Image.BICUBIC)
+    left = int(round((new_w - size) / 2.0))
+    top = int(round((new_h - size) / 2.0))
+    img = img.crop((left, top, left + size, top + size))
+    pixels = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())  # (size, size, 3)
+    pixels = pixels.permute(2, 0, 1).float().div(255)  # (3, size, size)
+    return normalize(pixels)
+
+
+def image(items: Sequence[Any], **kwargs: Any) -> torch.Tensor:
+    """A batch of images as (N, 3, size, size)."""
+    if isinstance(items, (str, os.PathLike, bytes, bytearray, np.ndarray, Image.Image)) or hasattr(items, "read"):
+        items = [items]
+    if len(items) == 0:
+        raise InputError("images", "empty list of images")
+    return torch.stack([load_image(item, source_name(item, i), **kwargs) for i, item in enumerate(items)])
