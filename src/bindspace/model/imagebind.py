@@ -100,6 +100,12 @@ class ImageBindModel(nn.Module):
         for trunk in self.modality_trunks.values():
             trunk.grad_checkpointing = enable
 
+    def compile_towers(self, **options) -> "ImageBindModel":
+        """`torch.compile` each trunk in place (options go to torch.compile); text compiles with dynamic length."""
+        for modality, trunk in self.modality_trunks.items():
+            trunk.compile(**({"dynamic": True} if modality == Modality.TEXT else {}), **options)
+        return self
+
     def no_weight_decay(self) -> set[str]:
         """Parameter names that should not be weight-decayed: all < 2-D ones and position/cls/bias-kv tables."""
         skip = ("cls_token", "pos_embed", "bias_k", "bias_v", "log_logit_scale")
