@@ -118,18 +118,51 @@ def _load_pth(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
 def _load_safetensors(path: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        if dtype is None:
+        stored = {_SAFETENSORS_DTYPES[info["dtype"]] for key, info in _read_header(path)[0].items() if key != "__metadata__"}
+        if dtype is None or all(d == dtype or not d.is_floating_point for d in stored):
             return load_file(str(path), device="cpu")  # memory-mapped, no copy
-        # Converting: read and cast one tensor at a time so peak memory stays near the output size.
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            return {key: _to(handle.get_tensor(key), dtype) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
+        return _read_safetensors_cast(path, dtype)
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or truncated): {exc}") from None
+
+
+def _read_header(path: Path) -> tuple[dict[str, Any], int]:
+    """A safetensors file's JSON header and the offset where tensor data starts."""
+    with open(path, "rb") as handle:
+        header_len = int.from_bytes(handle.read(8), "little")
+        if not 2 <= header_len <= 100_000_000:
+            raise ValueError("invalid header length")
+        return json.loads(handle.read(header_len)), 8 + header_len
+
+
+def _read_safetensors_cast(path: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Read tensors one at a time with plain reads and cast each, so peak memory is the cast
+    result plus one source tensor (a memory map would keep every touched source page resident)."""
+    state = {}
+    header, base = _read_header(path)
+    with open(path, "rb") as handle:
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            begin, end = info["data_offsets"]
+            handle.seek(base + begin)
+            raw = bytearray(handle.read(end - begin))
+            if len(raw) != end - begin:
+                raise ValueError(f"tensor {key} is truncated")
+            tensor = torch.frombuffer(raw, dtype=_SAFETENSORS_DTYPES[info["dtype"]]) if raw else torch.empty(0)
+            state[key] = _to(tensor.reshape(info["shape"]), dtype)
+    return state
 
 
 def _load_model_dir(
