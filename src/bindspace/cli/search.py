@@ -1,0 +1,171 @@
+"""`bindspace search`: query an index with text and/or media; several parts are combined."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from ..errors import BindspaceError
+from .common import add_model_args
+
+KINDS = ("text", "image", "audio", "video", "depth", "thermal", "imu")
+TOWERS = {"text": "text", "image": "vision", "video": "vision", "audio": "audio", "depth": "depth",
+          "thermal": "thermal", "imu": "imu"}
+FILTERS = ("image", "video", "audio", "depth", "thermal", "imu", "vision")
+
+EPILOG = """\
+query parts:
+  every TEXT argument and every --text/--image/--audio/--video/--depth/--thermal/--imu option
+  is one part; several parts are combined by embedding arithmetic: the weighted sum of their
+  unit vectors, renormalised. The i-th --weight applies to the i-th part in command-line
+  order (default 1; negative subtracts), e.g.
+    bindspace search --db idx --image beach.jpg "at night" --weight 1 --weight 0.5
+  Bare TEXT arguments must come together; use --text for a text between other parts.
+
+model:
+  by default the model recorded in the index (its checkpoint path); --checkpoint overrides, and
+  a checkpoint whose weights fingerprint differs from the index's is refused.
+
+filters:
+  --modality keeps one kind of item (vision = image or video); --where is an SQL filter on the
+  columns id, uri, modality, content_hash, size, mtime, segment_start, segment_end, e.g.
+  --where "uri LIKE '%/2023/%' AND size > 100000"
+"""
+
+
+class _Part(argparse.Action):
+    """Appends (kind, value) to `parts`, keeping the command-line order across options."""
+
+    def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
+        self.kind = kind
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        parts = list(getattr(namespace, "parts", None) or [])
+        for value in values if isinstance(values, list) else [values]:
+            if value is not None:
+                parts.append((self.kind, value))
+        namespace.parts = parts
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "search", help="search an index with text, media, or a combination",
+        description="Find the items of an index closest to a query made of texts and/or media files.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("texts", nargs="*", metavar="TEXT", action=_Part, kind="text", default=None,
+                        help="a text query part")
+    parser.add_argument("--db", required=True, metavar="DIR", help="the index (directory or LanceDB URI)")
+    parser.add_argument("-k", type=_positive_int, default=10, help="number of results (default: %(default)s)")
+    parser.add_argument("--modality", choices=FILTERS, help="only return items of this kind")
+    parser.add_argument("--where", metavar="SQL", help="SQL filter on item columns")
+    for kind in KINDS:
+        parser.add_argument(f"--{kind}", action=_Part, kind=kind, dest="parts", metavar="TEXT" if kind == "text"
+                            else "FILE", help=f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} query part"
+                            + ("" if kind == "text" else " (a file)"))
+    parser.add_argument("--weight", type=float, action="append", default=None, metavar="W",
+                        help="weight of the i-th query part, in command-line order (repeatable; default 1)")
+    parser.add_argument("--exact", action="store_true", help="exact search even when an ANN index exists")
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    add_model_args(parser)
+    parser.set_defaults(parts=None)
+    return parser
+
+
+def _combine(vectors, weights):
+    try:
+        from ..tasks.arithmetic import combine_vectors
+    except ImportError:
+        return _combine_local(vectors, weights)
+    return combine_vectors(vectors, weights)
+
+
+def _combine_local(vectors, weights):
+    """Weighted sum of unit vectors, renormalised (used when tasks.arithmetic is not installed)."""
+    import numpy as np
+
+    matrix = np.asarray(vectors, dtype=np.float64)
+    matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    total = (np.asarray(weights, dtype=np.float64)[:, None] * matrix).sum(axis=0)  # (N, D) -> (D,)
+    norm = np.linalg.norm(total)
+    if norm < 1e-6:
+        raise BindspaceError("the weighted query parts cancel out (their sum is a zero vector)")
+    return (total / norm).astype(np.float32)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from ..embed import Embedder
+    from ..index.store import model_fingerprint, open_store
+    from ..model import create_model
+    from .index import model_name_for, resolve_checkpoint
+
+    parts: list[tuple[str, str]] = args.parts or []
+    if not parts:
+        print("bindspace search: error: give a query: TEXT and/or --image/--audio/--video/--depth/--thermal/--imu FILE",
+              file=sys.stderr)
+        return 2
+    weights = list(args.weight or [])
+    if len(weights) > len(parts):
+        print(f"bindspace search: error: {len(weights)} --weight values for {len(parts)} query parts", file=sys.stderr)
+        return 2
+    weights += [1.0] * (len(parts) - len(weights))
+    for kind, value in parts:
+        if kind != "text" and not os.path.isfile(value):
+            raise BindspaceError(f"{value}: no such file (--{kind})")
+
+    store = open_store(args.db, create=False)
+    info = store.model_info()
+    if info is None:
+        raise BindspaceError(f"{args.db}: the index is empty (nothing indexed yet)")
+    checkpoint = resolve_checkpoint(args, info)
+    fingerprint = model_fingerprint(None, checkpoint)
+    if fingerprint != info.checksum:
+        raise BindspaceError(
+            f"{checkpoint}: these weights (fingerprint {fingerprint}) are not the ones the index was built with "
+            f"({info.name}, fingerprint {info.checksum}, checkpoint {info.checkpoint}); "
+            "search with the same --checkpoint, or re-index")
+    towers = sorted({TOWERS[kind] for kind, _ in parts})
+    model = create_model(model_name_for(args, checkpoint, info), checkpoint=checkpoint, modalities=towers,
+                         device=args.device, dtype=getattr(torch, args.dtype))
+    embedder = Embedder(model, batch_size=1, progress=False)
+    vectors = [embedder.embed(kind, [value], on_error="raise").vectors.mean(axis=0) for kind, value in parts]
+    query = _combine(np.stack(vectors), weights)
+    hits = store.search(query, args.k, modality=args.modality, where=args.where,
+                        **({"exact": True} if args.exact else {}))
+    _print(args, hits, parts, weights)
+    return 0
+
+
+def _print(args: argparse.Namespace, hits, parts, weights) -> None:
+    if args.json:
+        out = {
+            "query": [{"kind": k, "value": v, "weight": w} for (k, v), w in zip(parts, weights)],
+            "results": [
+                {"rank": i + 1, "score": round(h.score, 6), "id": h.item.id, "uri": h.item.uri,
+                 "modality": h.item.modality, "segment": list(h.item.segment) if h.item.segment else None}
+                for i, h in enumerate(hits)
+            ],
+        }
+        print(json.dumps(out, indent=1, ensure_ascii=False))
+        return
+    if not hits:
+        print("no results", file=sys.stderr)
+        return
+    print(f"{'#':>3}  {'score':>7}  {'modality':<8}  {'segment':<15}  path")
+    for i, hit in enumerate(hits, 1):
+        seg = f"{hit.item.segment[0]:.1f}-{hit.item.segment[1]:.1f} s" if hit.item.segment else ""
+        print(f"{i:>3}  {hit.score:7.4f}  {hit.item.modality:<8}  {seg:<15}  {hit.item.uri}")

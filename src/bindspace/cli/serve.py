@@ -1,0 +1,177 @@
+"""`bindspace serve`: the HTTP API, the search page and the Weaviate vectorizer (needs the [serve] extra)."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+
+from ..errors import BindspaceError
+from .common import add_model_args
+
+EPILOG = """\
+endpoints (OpenAPI at /docs and /openapi.json):
+  /                          search page
+  POST /v1/embed             texts or base64/multipart media -> vectors
+  POST /v1/search            query parts + weights + k + modality filter -> ranked items
+  GET  /v1/items/ID[/media|/thumbnail], DELETE /v1/items/ID (API key)
+  POST /v1/index             index server-side paths in the background (API key)
+  POST /vectorize, GET /meta, /.well-known/live|ready   Weaviate multi2vec-bind drop-in
+  GET  /healthz /readyz /metrics
+
+writes (POST /v1/index, DELETE) need an API key: set BINDSPACE_API_KEY (preferred: a
+command-line key is visible to other users in `ps`) or --api-key; clients send
+`Authorization: Bearer KEY` or `X-API-Key: KEY`. Without a key, writes are refused.
+
+model: with --db and no --model/--checkpoint, the model recorded in the index is loaded (its
+recorded checkpoint if that file still exists, else real weights from the cache or a
+download); a model whose weights fingerprint differs from the index's is refused.
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "serve",
+        help="serve the HTTP API, the search page and a Weaviate multi2vec-bind vectorizer",
+        description="Serve embeddings and search over HTTP (FastAPI + uvicorn). Binds 127.0.0.1 by default.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--db", metavar="DIR", help="the index to search (built by `bindspace index`); "
+                        "without it the server only embeds")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    parser.add_argument("--port", type=_port, default=8000, help="port (default: %(default)s)")
+    parser.add_argument("--api-key", default=None, help="key for write endpoints (default: $BINDSPACE_API_KEY)")
+    group = parser.add_argument_group("batching and limits")
+    group.add_argument("--max-batch", type=_positive_int, default=32,
+                       help="most items per model call (default: %(default)s; 1 disables micro-batching)")
+    group.add_argument("--max-wait-ms", type=_non_negative_float, default=5.0,
+                       help="how long a lone request waits for others to batch with (default: %(default)s)")
+    group.add_argument("--max-items", type=_positive_int, default=64, help="items per request (default: %(default)s)")
+    group.add_argument("--max-body-mb", type=_positive_float, default=64.0,
+                       help="request body limit in MiB (default: %(default)s)")
+    group.add_argument("--max-item-mb", type=_positive_float, default=32.0,
+                       help="one media item's limit in MiB (default: %(default)s)")
+    group.add_argument("--timeout", type=_positive_float, default=60.0,
+                       help="per-request timeout in seconds (default: %(default)s)")
+    group.add_argument("--decode-threads", type=_positive_int, default=2,
+                       help="threads decoding request media (default: %(default)s)")
+    group.add_argument("--threads", type=_positive_int, default=None, help="torch threads for the model")
+    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    add_model_args(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as err:
+        raise BindspaceError(f"serving needs the [serve] extra ({err.name} is missing): "
+                             "pip install 'bindspace[serve]'") from None
+    import torch
+
+    from ..serve import Limits, create_app
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    store = open_index(args.db) if args.db else None
+    model, name, checksum = load_served_model(args, store)
+    limits = Limits(
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_item_bytes=int(args.max_item_mb * 1024 * 1024),
+        max_items=args.max_items, request_timeout_s=args.timeout, max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms, decode_threads=args.decode_threads)
+    api_key = args.api_key or os.environ.get("BINDSPACE_API_KEY") or None
+    checkpoint = os.path.abspath(args.checkpoint) if args.checkpoint and "://" not in args.checkpoint else None
+    app = create_app(model, store, api_key=api_key, limits=limits, model_name=name, model_checksum=checksum,
+                     model_checkpoint=checkpoint)
+    _announce(args, name, store, api_key)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5,
+                server_header=False)
+    return 0
+
+
+def open_index(uri: str):
+    """The existing index at `uri` (never creates one: a typo must not serve an empty index)."""
+    try:
+        from ..index.store import open_store
+    except ImportError as err:
+        raise BindspaceError(f"--db needs the [index] extra ({err.name} is missing): "
+                             "pip install 'bindspace[index]'") from None
+    return open_store(uri, create=False)
+
+
+def load_served_model(args: argparse.Namespace, store) -> tuple[object, str, str | None]:
+    """(model, name, checksum): the one given on the command line, else the one the index records."""
+    from .common import load_model
+
+    info = store.model_info() if store is not None else None
+    if info is not None and not args.model and not args.checkpoint:
+        args.model = info.name
+        recorded = getattr(info, "checkpoint", None)
+        if recorded and "://" not in str(recorded) and os.path.exists(recorded):
+            args.checkpoint = recorded  # the weights the index was built with, where they still are
+    model = load_model(args, None)
+    name = getattr(getattr(model, "config", None), "name", None) or args.model or "unknown"
+    checksum = _checksum(model, args)
+    if info is not None and checksum is None and info.name != name:
+        raise BindspaceError(f"the index at {args.db} was built with model {info.name}, not {name}: "
+                             "serve it with the same model, or re-index")
+    return model, name, checksum
+
+
+def _checksum(model, args: argparse.Namespace) -> str | None:
+    """The weights fingerprint the index records for its model (None without the index package)."""
+    try:
+        from ..index.store import model_checksum
+    except ImportError:
+        return None
+    return model_checksum(model, checkpoint=args.checkpoint)
+
+
+def _announce(args: argparse.Namespace, name: str, store, api_key: str | None) -> None:
+    """One line on stderr about what is served where (uvicorn logs the rest)."""
+    where = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{args.port}/"
+    index = f"index {args.db} ({store.count()} items)" if store is not None else "no index (embed only)"
+    writes = "writes enabled (API key set)" if api_key else "writes disabled (no API key)"
+    print(f"bindspace serve: {name}, {index}, {writes}, at {where}", file=sys.stderr)
+    if not _is_loopback(args.host):
+        print(f"bindspace serve: warning: listening on {args.host}, reachable from other machines; "
+              "put it behind TLS and set an API key", file=sys.stderr)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,436 @@
+"""The LanceDB implementation of `Store`: one table `items` in a directory or object-store URI.
+
+Layout: the model is recorded in the table's schema metadata (`bindspace.model`, JSON), written
+in the same atomic commit that creates the table, so a table never exists without its model.
+Every LanceDB write (add, delete, update, compaction) is one atomic commit; a process killed
+at any point leaves the last committed version. Search is exact over an in-memory copy of
+the vectors (`exact.ExactIndex`, rebuilt when the table version changes) until an ANN index
+exists, then LanceDB's ANN search with re-ranking.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import threading
+from dataclasses import asdict
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import BindspaceError
+from .exact import ExactIndex
+from .store import Hit, Item, ModelInfo, Store, modality_values, unit_query
+
+log = logging.getLogger(__name__)
+
+TABLE = "items"
+META_KEY = b"bindspace.model"
+FORMAT_KEY = b"bindspace.format"
+FORMAT = b"1"
+META_COLUMNS = ("id", "uri", "modality", "content_hash", "size", "mtime", "segment_start", "segment_end",
+                "model", "model_checksum")
+# ANN query defaults: measured on 1M x 1024 (benchmarks/search_latency.py) to give recall@10 >= 0.95.
+DEFAULT_NPROBES = 10
+DEFAULT_REFINE = 5
+IN_CHUNK = 500  # ids per `IN (...)` filter
+
+
+def sql_str(value: str) -> str:
+    """An SQL string literal (single quotes doubled)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _in_filter(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN ({', '.join(sql_str(v) for v in values)})"
+
+
+def _schema(info: ModelInfo) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("id", pa.string()),
+            pa.field("uri", pa.string()),
+            pa.field("modality", pa.string()),
+            pa.field("content_hash", pa.string()),
+            pa.field("size", pa.int64()),
+            pa.field("mtime", pa.float64()),
+            pa.field("segment_start", pa.float64()),
+            pa.field("segment_end", pa.float64()),
+            pa.field("model", pa.string()),
+            pa.field("model_checksum", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), int(info.embed_dim))),
+        ],
+        metadata={META_KEY: json.dumps(asdict(info)).encode(), FORMAT_KEY: FORMAT},
+    )
+
+
+def _lance_error(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    """A fixed-size-list column as a contiguous (N, dim) float32 array."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out = np.empty((sum(len(c) for c in chunks), dim), dtype=np.float32)
+    row = 0
+    for chunk in chunks:
+        n = len(chunk)
+        if n:
+            out[row : row + n] = chunk.flatten().to_numpy(zero_copy_only=False).reshape(n, dim)  # (n*dim,) -> (n, dim)
+        row += n
+    return out
+
+
+def _items(table: pa.Table, with_vectors: bool) -> list[Item]:
+    rows = table.select([c for c in META_COLUMNS]).to_pylist()
+    vectors = _vectors(table["vector"], table.schema.field("vector").type.list_size) if with_vectors else None
+    return [Item(**row, vector=None if vectors is None else vectors[i]) for i, row in enumerate(rows)]
+
+
+class _Snapshot:
+    """One table version held in memory for exact search: metadata, row ids and an ExactIndex."""
+
+    def __init__(self, version: int, meta: pa.Table, rowids: np.ndarray, index: ExactIndex) -> None:
+        self.version = version
+        self.meta = meta.combine_chunks()  # one chunk: `take` per query stays cheap
+        self.rowids = rowids
+        self.modalities = np.asarray(meta["modality"].to_pylist(), dtype=object)
+        self.index = index
+        self._masks: dict[tuple[str, ...], np.ndarray] = {}
+
+    def modality_mask(self, kinds: Sequence[str]) -> np.ndarray:
+        """Rows of these modalities (cached: filters repeat)."""
+        key = tuple(sorted(kinds))
+        if key not in self._masks:
+            self._masks[key] = np.isin(self.modalities, list(key))
+        return self._masks[key]
+
+
+class LanceStore(Store):
+    """Items in a LanceDB table; exact search in memory, ANN search once an index exists."""
+
+    def __init__(self, db: Any, uri: str) -> None:
+        self.db = db
+        self.uri = uri
+        self._table_obj: Any = None
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+        self._ann: tuple[int, bool] | None = None  # (version, has index)
+        self._info: ModelInfo | None = None  # fixed for the table's lifetime once read
+
+    @classmethod
+    def open(cls, uri: str, *, create: bool = False) -> "LanceStore":
+        """Connect to the database at `uri`; without `create` it must hold a bindspace table."""
+        import lancedb
+
+        if create and "://" not in uri:
+            os.makedirs(uri, exist_ok=True)
+        try:
+            # Interval 0: every read sees the latest commit, so `serve` picks up a running `index`.
+            db = lancedb.connect(uri, read_consistency_interval=datetime.timedelta(0))
+        except Exception as exc:  # noqa: BLE001 - connection problems are user-facing
+            raise BindspaceError(f"{uri}: cannot open the index ({_lance_error(exc)})") from None
+        store = cls(db, uri)
+        if not create and store._table() is None:
+            raise BindspaceError(f"{uri}: no bindspace index here (build one with `bindspace index PATH --db {uri}`)")
+        return store
+
+    def __repr__(self) -> str:
+        return f"LanceStore({self.uri!r})"
+
+    # ------------------------------------------------------------------ table and model
+
+    def _table(self) -> Any:
+        if self._table_obj is None:
+            try:
+                self._table_obj = self.db.open_table(TABLE)
+            except (ValueError, FileNotFoundError):
+                return None
+            except Exception as exc:  # noqa: BLE001
+                raise BindspaceError(f"{self.uri}: cannot open the index table ({_lance_error(exc)})") from None
+            if META_KEY not in (self._table_obj.schema.metadata or {}):
+                self._table_obj = None
+                raise BindspaceError(f"{self.uri}: table {TABLE!r} was not written by bindspace (no model record)")
+        return self._table_obj
+
+    def _require_table(self) -> Any:
+        table = self._table()
+        if table is None:
+            raise BindspaceError(f"{self.uri}: the index is empty and has no model yet (bind_model first)")
+        return table
+
+    def model_info(self) -> ModelInfo | None:
+        if self._info is not None:
+            return self._info
+        table = self._table()
+        if table is None:
+            return None
+        data = json.loads(table.schema.metadata[META_KEY])
+        self._info = ModelInfo(name=data["name"], checksum=data["checksum"], embed_dim=int(data["embed_dim"]),
+                               checkpoint=data.get("checkpoint"))
+        return self._info
+
+    def bind_model(self, info: ModelInfo) -> None:
+        current = self.model_info()
+        if current is None:
+            try:
+                self.db.create_table(TABLE, schema=_schema(info), exist_ok=True)
+            except Exception as exc:  # noqa: BLE001
+                raise BindspaceError(f"{self.uri}: cannot create the index table ({_lance_error(exc)})") from None
+            self._table_obj = None
+            current = self.model_info()  # another process may have created it first
+            assert current is not None
+        _check_same_model(self.uri, current, info)
+
+    # ------------------------------------------------------------------ writes
+
+    def add(self, items: Sequence[Item]) -> None:
+        if not items:
+            return
+        table = self._require_table()
+        info = self.model_info()
+        assert info is not None
+        dim = info.embed_dim
+        vectors = np.empty((len(items), dim), dtype=np.float32)
+        for i, item in enumerate(items):
+            if item.model_checksum != info.checksum:
+                raise BindspaceError(
+                    f"{self.uri}: refusing to mix models: item {item.uri} was embedded by {item.model} "
+                    f"({item.model_checksum}), the index holds vectors of {info.name} ({info.checksum})")
+            if item.vector is None:
+                raise BindspaceError(f"item {item.uri}: has no vector")
+            vector = np.asarray(item.vector, dtype=np.float32).reshape(-1)
+            if vector.shape[0] != dim:
+                raise BindspaceError(f"item {item.uri}: vector has {vector.shape[0]} dimensions, the index {dim}")
+            vectors[i] = vector
+        columns = {c: [getattr(item, c) for item in items] for c in META_COLUMNS}
+        schema = table.schema
+        arrays = [pa.array(columns[c], type=schema.field(c).type) for c in META_COLUMNS]
+        arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim))  # (n*dim,) -> n x [dim]
+        batch = pa.Table.from_arrays(arrays, schema=schema)
+        table.add(batch)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(ids))
+        return sum(self._delete_where(_in_filter("id", ids[i : i + IN_CHUNK])) for i in range(0, len(ids), IN_CHUNK))
+
+    def delete_uri(self, uri: str) -> int:
+        return self._delete_where(f"uri = {sql_str(uri)}")
+
+    def delete_where(self, where: str) -> int:
+        """Delete the rows matching an SQL filter; returns the number removed."""
+        return self._delete_where(where)
+
+    def _delete_where(self, where: str) -> int:
+        table = self._table()
+        if table is None:
+            return 0
+        n = table.count_rows(where)
+        if n:
+            table.delete(where)
+        return int(n)
+
+    def update_stat(self, uri: str, content_hash: str, size: int, mtime: float) -> int:
+        table = self._table()
+        if table is None:
+            return 0
+        where = f"uri = {sql_str(uri)} AND content_hash = {sql_str(content_hash)}"
+        n = table.count_rows(where)
+        if n:
+            table.update(where=where, values={"size": int(size), "mtime": float(mtime)})
+        return int(n)
+
+    def dedupe(self) -> int:
+        table = self._table()
+        if table is None:
+            return 0
+        scan = table.search().with_row_id(True).select(["id"]).limit(None).to_arrow()
+        if scan.num_rows == 0:
+            return 0
+        ids = np.asarray(scan["id"].to_pylist(), dtype=object)
+        _, first = np.unique(ids, return_index=True)
+        if len(first) == len(ids):
+            return 0
+        keep = np.zeros(len(ids), dtype=bool)
+        keep[first] = True
+        extra = scan["_rowid"].to_numpy()[~keep]
+        for i in range(0, len(extra), IN_CHUNK):
+            table.delete(f"_rowid IN ({', '.join(str(int(r)) for r in extra[i : i + IN_CHUNK])})")
+        log.info("removed %d duplicate rows", len(extra))
+        return int(len(extra))
+
+    def optimize(self) -> None:
+        table = self._table()
+        if table is not None:
+            table.optimize()
+
+    def create_ann_index(self, *, index_type: str = "IVF_SQ", num_partitions: int | None = None,
+                         num_sub_vectors: int | None = None, sample_rate: int = 256, max_iterations: int = 50,
+                         **extra: Any) -> None:
+        """Build LanceDB's ANN index on the vectors (cosine).
+
+        IVF_SQ (default): IVF partitions holding int8-quantised vectors, re-ranked in float32;
+        at 1M x 1024 it builds in minutes on two cores and keeps recall@10 near 1 (see
+        benchmarks/search_latency.py). IVF_PQ is smaller on disk but slower to train.
+        """
+        from lancedb import index as lance_index
+
+        table = self._require_table()
+        n = table.count_rows()
+        if n < 256:
+            raise BindspaceError(f"{self.uri}: {n} items are too few for an ANN index (exact search is used)")
+        dim = self.model_info().embed_dim  # type: ignore[union-attr]
+        partitions = num_partitions or max(1, min(4096, int(round(n ** 0.5))))
+        common = dict(distance_type="cosine", num_partitions=partitions, sample_rate=sample_rate,
+                      max_iterations=max_iterations, **extra)
+        kind = index_type.upper()
+        if kind == "IVF_PQ":
+            sub = num_sub_vectors or next(s for s in (dim // 16, dim // 8, dim // 4, dim // 2, dim, 1) if s and dim % s == 0)
+            config = lance_index.IvfPq(num_sub_vectors=sub, **common)
+        elif kind == "IVF_HNSW_SQ":
+            config = lance_index.IvfHnswSq(**common)
+        elif kind == "IVF_SQ":
+            config = lance_index.IvfSq(**common)
+        elif kind == "IVF_FLAT":
+            config = lance_index.IvfFlat(**common)
+        else:
+            raise BindspaceError(f"unknown ANN index type {index_type!r} (IVF_PQ, IVF_HNSW_SQ, IVF_SQ, IVF_FLAT)")
+        try:
+            table.create_index("vector", config=config, replace=True)
+            # ANN queries prefilter by modality and `get` looks up ids: scalar indexes keep both cheap at 1M rows
+            table.create_index("modality", config=lance_index.Bitmap(), replace=True)
+            table.create_index("id", config=lance_index.BTree(), replace=True)
+        except Exception as exc:  # noqa: BLE001
+            raise BindspaceError(f"{self.uri}: building the ANN index failed ({_lance_error(exc)})") from None
+        self._ann = None
+
+    def has_ann_index(self, version: int | None = None) -> bool:
+        """True when the vectors have an ANN index (search then uses it)."""
+        table = self._table()
+        if table is None:
+            return False
+        version = table.version if version is None else version
+        if self._ann is None or self._ann[0] != version:
+            has = any("vector" in list(getattr(ix, "columns", []) or []) for ix in table.list_indices())
+            self._ann = (version, has)
+        return self._ann[1]
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, id: str) -> Item | None:
+        table = self._table()
+        if table is None:
+            return None
+        rows = table.search().where(f"id = {sql_str(id)}").limit(1).to_arrow()
+        return _items(rows, with_vectors=True)[0] if rows.num_rows else None
+
+    def count(self, modality: str | None = None) -> int:
+        table = self._table()
+        if table is None:
+            return 0
+        if modality is None:
+            return int(table.count_rows())
+        return int(table.count_rows(_in_filter("modality", modality_values(modality))))
+
+    def items_by_uri(self) -> dict[str, list[Item]]:
+        table = self._table()
+        out: dict[str, list[Item]] = {}
+        if table is None:
+            return out
+        rows = table.search().select(list(META_COLUMNS)).limit(None).to_arrow()
+        for item in _items(rows, with_vectors=False):
+            out.setdefault(item.uri, []).append(item)
+        return out
+
+    def search(self, vector: np.ndarray, k: int = 10, *, modality: str | None = None, where: str | None = None,
+               exact: bool | None = None, nprobes: int | None = None, refine_factor: int | None = None) -> list[Hit]:
+        """Cosine top-k. `exact` None: ANN when an index exists, else exact; True/False forces one."""
+        table = self._table()
+        info = self.model_info()
+        if table is None or info is None or k <= 0:
+            return []
+        query = unit_query(vector, info.embed_dim)
+        kinds = None if modality is None else modality_values(modality)
+        version = table.version  # one check for the latest commit per query
+        use_ann = self.has_ann_index(version) if exact is None else not exact
+        if use_ann:
+            return self._search_ann(table, query, k, kinds, where, nprobes, refine_factor)
+        return self._search_exact(table, version, query, k, kinds, where)
+
+    def _filter(self, kinds: Sequence[str] | None, where: str | None) -> str | None:
+        parts = []
+        if kinds is not None:
+            parts.append(_in_filter("modality", kinds))
+        if where and where.strip():
+            parts.append(f"({where})")
+        return " AND ".join(parts) or None
+
+    def _search_ann(self, table: Any, query: np.ndarray, k: int, kinds: Sequence[str] | None, where: str | None,
+                    nprobes: int | None, refine_factor: int | None) -> list[Hit]:
+        builder = (table.search(query, vector_column_name="vector").distance_type("cosine").limit(k)
+                   .nprobes(nprobes or DEFAULT_NPROBES).refine_factor(refine_factor or DEFAULT_REFINE)
+                   .select([*META_COLUMNS, "_distance"]))
+        filt = self._filter(kinds, where)
+        if filt:
+            builder = builder.where(filt, prefilter=True)
+        try:
+            rows = builder.to_arrow()
+        except Exception as exc:  # noqa: BLE001 - a bad --where is the usual cause
+            raise BindspaceError(f"search failed{_where_hint(where)}: {_lance_error(exc)}") from None
+        scores = 1.0 - rows["_distance"].to_numpy()
+        return [Hit(item, float(s)) for item, s in zip(_items(rows, with_vectors=False), scores)]
+
+    def _search_exact(self, table: Any, version: int, query: np.ndarray, k: int, kinds: Sequence[str] | None,
+                      where: str | None) -> list[Hit]:
+        snap = self._current_snapshot(table, version)
+        mask = None
+        if kinds is not None:
+            mask = snap.modality_mask(kinds)
+        if where and where.strip():
+            try:
+                matching = table.search().where(where).with_row_id(True).select(["id"]).limit(None).to_arrow()
+            except Exception as exc:  # noqa: BLE001
+                raise BindspaceError(f"search failed{_where_hint(where)}: {_lance_error(exc)}") from None
+            allowed = np.isin(snap.rowids, matching["_rowid"].to_numpy())
+            mask = allowed if mask is None else (mask & allowed)
+        positions, scores = snap.index.search(query, k, mask)
+        items = _items(snap.meta.take(pa.array(positions)), with_vectors=False) if len(positions) else []
+        return [Hit(item, float(s)) for item, s in zip(items, scores)]
+
+    def _current_snapshot(self, table: Any, version: int | None = None) -> _Snapshot:
+        with self._lock:
+            version = table.version if version is None else version
+            if self._snapshot is None or self._snapshot.version != version:
+                self._snapshot = None  # free the old copy before loading the new one
+                self._snapshot = self._load_snapshot(table, version)
+            return self._snapshot
+
+    def _load_snapshot(self, table: Any, version: int) -> _Snapshot:
+        data = table.search().with_row_id(True).select([*META_COLUMNS, "vector"]).limit(None).to_arrow()
+        dim = table.schema.field("vector").type.list_size
+        vectors = _vectors(data["vector"], dim)
+        meta = data.select(list(META_COLUMNS))
+        return _Snapshot(version, meta, data["_rowid"].to_numpy(), ExactIndex(vectors))
+
+    def warm(self) -> None:
+        """Load the exact-search copy now (serve calls this at start so the first query is fast)."""
+        table = self._table()
+        if table is not None and not self.has_ann_index():
+            self._current_snapshot(table)
+
+
+def _where_hint(where: str | None) -> str:
+    return f" (check the filter {where!r}; columns: {', '.join(META_COLUMNS)})" if where else ""
+
+
+def _check_same_model(uri: str, current: ModelInfo, new: ModelInfo) -> None:
+    """Refuse vectors from another model: different width or weights fingerprint."""
+    if int(current.embed_dim) != int(new.embed_dim) or current.checksum != new.checksum:
+        where = f", checkpoint {current.checkpoint}" if current.checkpoint else ""
+        raise BindspaceError(
+            f"{uri}: refusing to mix models: this index holds {current.embed_dim}-d vectors of {current.name} "
+            f"(fingerprint {current.checksum}{where}); the model given is {new.name} ({new.embed_dim}-d, "
+            f"fingerprint {new.checksum}). Use the same --checkpoint, or another --db")

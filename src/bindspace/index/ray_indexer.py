@@ -1,0 +1,193 @@
+"""Scale-out indexing with Ray Data: decoding and embedding on a Ray cluster, writes from the driver.
+
+The driver plans the run exactly as locally (walk, change detection, stale rows), then streams
+the files to embed through `map_batches` with a pool of actors that each hold the model (one
+GPU per actor where the cluster has GPUs). Results stream back to the driver, which commits
+them to the same table with the same crash-safe protocol as a local run: a file's rows are
+only committed once all of them have arrived. Files must be readable at the same path on
+every node (a shared filesystem), and so must the checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import BindspaceError
+from .indexer import SEGMENTABLE, FileOutcome, FileTask, group_by_modality, embed_tasks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSpec:
+    """How an actor gets its model: a preset name and checkpoint path, or weights in the object store."""
+
+    name: str | None
+    checkpoint: str | None
+    modalities: list[str] | None = None
+    device: str = "auto"  # auto: cuda when the actor was given a GPU
+    dtype: str = "float32"
+    batch_size: int = 32
+    state_ref: Any = None  # ray.ObjectRef of (config, state_dict) for models that exist only in memory
+
+
+class EmbedActor:
+    """A Ray Data callable class: loads the model once, embeds batches of file tasks."""
+
+    def __init__(self, spec: ModelSpec, segment_seconds: float | None) -> None:
+        import torch
+
+        from ..embed import Embedder
+        from ..model import create_model
+
+        device = spec.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = getattr(torch, spec.dtype)
+        if spec.state_ref is not None:
+            import ray
+
+            config, state = ray.get(spec.state_ref)
+            model = create_model(config, modalities=spec.modalities)
+            model.load_state_dict(state, strict=True)
+            model = model.to(device=device, dtype=dtype).eval()
+        else:
+            model = create_model(spec.name, checkpoint=spec.checkpoint, modalities=spec.modalities,
+                                 device=device, dtype=dtype)
+        self.embedder = Embedder(model, batch_size=spec.batch_size, progress=False)
+        self.segment_seconds = segment_seconds
+        self.embed_dim = int(model.embed_dim)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tasks = [
+            FileTask(str(uri), str(mod), str(digest), int(size), float(mtime))
+            for uri, mod, digest, size, mtime in zip(batch["uri"], batch["modality"], batch["content_hash"],
+                                                     batch["size"], batch["mtime"])
+        ]
+        numbers = [int(n) for n in batch["task"]]
+        by_uri = {t.uri: n for t, n in zip(tasks, numbers)}
+        outcomes: list[FileOutcome] = []
+        for modality, group in group_by_modality(tasks):
+            seconds = self.segment_seconds if modality in SEGMENTABLE else None
+            try:
+                outcomes.extend(embed_tasks(self.embedder, modality, group, seconds))
+            except Exception:  # noqa: BLE001 - isolate the file that breaks the batch
+                for task in group:
+                    try:
+                        outcomes.extend(embed_tasks(self.embedder, modality, [task], seconds))
+                    except Exception as exc:  # noqa: BLE001
+                        outcomes.append(FileOutcome(task, error=f"embedding failed ({type(exc).__name__}: {exc})"))
+        return _rows(outcomes, by_uri, self.embed_dim)
+
+
+def _rows(outcomes: Sequence[FileOutcome], numbers: dict[str, int], dim: int) -> dict[str, np.ndarray]:
+    """One output row per vector (segment), or one row carrying the error; `rows` = rows of that file."""
+    task, count, vec, start, end, error = [], [], [], [], [], []
+    for out in outcomes:
+        n = numbers[out.task.uri]
+        if out.error is not None or out.vectors is None:
+            task.append(n), count.append(1), vec.append(np.zeros(dim, np.float32))
+            start.append(np.nan), end.append(np.nan), error.append(out.error or "no embedding")
+            continue
+        segments = out.segments or [None] * len(out.vectors)
+        for vector, segment in zip(out.vectors, segments):
+            task.append(n), count.append(len(out.vectors)), vec.append(vector)
+            start.append(np.nan if segment is None else segment[0])
+            end.append(np.nan if segment is None else segment[1])
+            error.append("")
+    return {
+        "task": np.asarray(task, dtype=np.int64), "rows": np.asarray(count, dtype=np.int64),
+        "vector": np.stack(vec).astype(np.float32) if vec else np.zeros((0, dim), np.float32),
+        "start": np.asarray(start, dtype=np.float64), "end": np.asarray(end, dtype=np.float64),
+        "error": np.asarray(error, dtype=object),
+    }
+
+
+class RayRunner:
+    """Runs the embedding of an index run on Ray; use as `index_paths(..., runner=RayRunner(...))`."""
+
+    def __init__(self, spec: ModelSpec, *, address: str | None = None, workers: int | None = None,
+                 batch_files: int = 16, init_kwargs: dict[str, Any] | None = None, quiet: bool = True) -> None:
+        try:
+            import ray  # noqa: F401
+            import ray.data  # noqa: F401
+        except ImportError as err:
+            raise BindspaceError(f"--ray needs the [ray] extra ({err.name} is missing): "
+                                 "pip install 'bindspace[ray]'") from None
+        self.spec = spec
+        self.address = address
+        self.workers = workers
+        self.chunk_files = max(1, int(batch_files))
+        self.init_kwargs = dict(init_kwargs or {})
+        self.modalities = spec.modalities
+        self.quiet = quiet
+
+    def _connect(self) -> Any:
+        import ray
+        import ray.data
+
+        if self.quiet:  # our own progress bar and summary say what matters
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
+            ray.data.DataContext.get_current().enable_progress_bars = False
+        if not ray.is_initialized():
+            kwargs = {"include_dashboard": False, "log_to_driver": False, **self.init_kwargs}
+            if self.address:
+                kwargs["address"] = self.address
+            try:
+                ray.init(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - e.g. no cluster at the address
+                raise BindspaceError(f"cannot start or reach Ray{f' at {self.address}' if self.address else ''}: "
+                                     f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+                                     ) from None
+        return ray
+
+    def outcomes(self, tasks: Sequence[FileTask], segment_seconds: float | None) -> Iterator[FileOutcome]:
+        """Outcomes as the cluster finishes files (any order), each file complete."""
+        if not tasks:
+            return
+        ray = self._connect()
+        resources = ray.cluster_resources()
+        gpus = 1 if resources.get("GPU", 0) >= 1 else 0
+        size = self.workers or max(1, int(resources.get("GPU", 0)) if gpus else int(resources.get("CPU", 1)) // 2 or 1)
+        ordered = sorted(range(len(tasks)), key=lambda i: tasks[i].modality)  # homogeneous batches embed faster
+        items = [
+            {"task": i, "uri": tasks[i].uri, "modality": tasks[i].modality, "content_hash": tasks[i].content_hash,
+             "size": tasks[i].size, "mtime": tasks[i].mtime}
+            for i in ordered
+        ]
+        ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // self.chunk_files)))
+        ds = ds.map_batches(
+            EmbedActor, fn_constructor_args=(self.spec, segment_seconds), batch_size=self.chunk_files,
+            batch_format="numpy", concurrency=size, num_gpus=gpus, num_cpus=0 if gpus else 1,
+        )
+        pending: dict[int, list[tuple[np.ndarray, float, float]]] = {}
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            for r in range(len(batch["task"])):
+                n, expected = int(batch["task"][r]), int(batch["rows"][r])
+                if batch["error"][r]:
+                    yield FileOutcome(tasks[n], error=str(batch["error"][r]))
+                    continue
+                rows = pending.setdefault(n, [])
+                rows.append((np.asarray(batch["vector"][r], dtype=np.float32), float(batch["start"][r]),
+                             float(batch["end"][r])))
+                if len(rows) == expected:  # the file is complete: only now may it be committed
+                    del pending[n]
+                    rows.sort(key=lambda row: (np.nan_to_num(row[1], nan=-1.0)))
+                    segments = [None if np.isnan(s) else (s, e) for _, s, e in rows]
+                    yield FileOutcome(tasks[n], vectors=np.stack([v for v, _, _ in rows]), segments=segments)
+        for n in pending:  # cannot happen unless Ray lost rows; report rather than commit part of a file
+            yield FileOutcome(tasks[n], error="incomplete result from the Ray cluster")
+
+
+def spec_for_model(model: Any, *, batch_size: int = 32, dtype: str = "float32") -> ModelSpec:
+    """A ModelSpec shipping an in-memory model's weights through the object store (tests, notebooks)."""
+    import ray
+
+    modalities = [str(m) for m in model.modalities]
+    ref = ray.put((model.config, {k: v.detach().cpu() for k, v in model.state_dict().items()}))
+    return ModelSpec(name=model.config.name, checkpoint=None, modalities=modalities, batch_size=batch_size,
+                     dtype=dtype, state_ref=ref)
+

@@ -1,0 +1,433 @@
+"""The /v1 API: embed, search, items, index."""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import threading
+import time
+import uuid
+from typing import Any, Awaitable, Optional, TypeVar
+from urllib.parse import quote, unquote, urlparse
+
+import numpy as np
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import FileResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import UploadFile
+
+from ..errors import BindspaceError, InputError
+from .errors import ApiError, NotFound, TooLarge, Unauthorized, Unavailable
+from .media import is_video_path, make_thumbnail, media_type, parse_kind
+from .schemas import (
+    DeleteResponse, EmbedRequest, EmbedResponse, ErrorResponse, IndexJob, IndexRequest, ItemInfo,
+    ModelInfoResponse, SearchRequest, SearchResponse,
+)
+
+router = APIRouter()
+T = TypeVar("T")
+
+ITEM_ID = Path(min_length=1, max_length=256, description="an item id as returned by search")
+THUMBNAIL_CACHE_SIZE = 512
+MAX_REPORTED_SKIPS = 100
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text} for code, text in (
+        (400, "bad input: the message names the item and the problem"),
+        (413, "body, item or item count over the server's limits"),
+        (422, "invalid request fields"),
+        (429, "too many items waiting for the model"),
+        (504, "request took longer than the server's timeout"),
+    )
+}
+_AUTH_ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in (
+    (401, "missing or wrong API key"), (403, "writes are disabled: the server has no API key"))}
+# /v1/embed reads JSON or multipart itself, so its two body shapes are documented by hand.
+_EMBED_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": EmbedRequest.model_json_schema()},
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["modality"],
+        "properties": {
+            "modality": {"type": "string", "description": "the modality of every file (or text)"},
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            "texts": {"type": "array", "items": {"type": "string"}},
+        }}},
+}}}
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer KEY`")
+_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: KEY`")
+
+
+def _state(request: Request):
+    return request.app.state.bindspace
+
+
+async def require_api_key(request: Request,
+                          bearer: Optional[HTTPAuthorizationCredentials] = Depends(_bearer),
+                          header_key: Optional[str] = Depends(_key_header)) -> None:
+    """Writes need the server's API key; with none configured they are refused outright."""
+    expected = _state(request).api_key
+    if not expected:
+        raise Unauthorized("writes are disabled: start the server with --api-key or BINDSPACE_API_KEY",
+                           status=403, kind="forbidden")
+    given = bearer.credentials if bearer is not None else header_key
+    if not given:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                           headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized("wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+
+async def with_timeout(request: Request, work: Awaitable[T]) -> T:
+    """Run a request's work under the per-request timeout (504 when exceeded)."""
+    seconds = _state(request).limits.request_timeout_s
+    try:
+        return await asyncio.wait_for(work, seconds)
+    except asyncio.TimeoutError:
+        raise ApiError(f"request took longer than the server's limit of {seconds:g} s", status=504,
+                       kind="timeout") from None
+
+
+# ---------------------------------------------------------------- embed
+
+
+@router.post("/v1/embed", response_model=EmbedResponse, tags=["embed"], openapi_extra=_EMBED_BODY,
+             responses={**_ERRORS, 415: {"model": ErrorResponse, "description": "neither JSON nor multipart"}},
+             summary="Embed texts or media (JSON with base64, or multipart uploads).")
+async def embed(request: Request) -> dict:
+    """Unit-norm vectors, one per input, in order."""
+    state = _state(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        kind, texts, media, names = await _read_multipart(request)
+        is_base64 = False
+    elif content_type in ("application/json", ""):
+        payload = EmbedRequest.model_validate(await _read_json(request))
+        kind, texts, media, names = parse_kind(payload.modality), payload.texts, payload.items, payload.names
+        is_base64 = True
+    else:
+        raise ApiError(f"unsupported content type {content_type!r}: send application/json or multipart/form-data",
+                       status=415, kind="unsupported_media_type")
+    if kind == "text":
+        if media:
+            raise ApiError("media given with modality text: send the texts in 'texts'", status=422)
+        if not texts:
+            raise ApiError("no texts: send them in 'texts'", status=422)
+        state.pipeline.check_count(len(texts))
+        work = state.pipeline.embed_texts(texts, names)
+    else:
+        if texts:
+            raise ApiError(f"texts given with modality {kind}: send {kind} data", status=422)
+        if not media:
+            raise ApiError(f"no items: send base64 {kind} data in 'items' (JSON) or files in 'files' (multipart)",
+                           status=422)
+        state.pipeline.check_count(len(media))
+        embed_media = state.pipeline.embed_base64 if is_base64 else state.pipeline.embed_bytes
+        work = embed_media(kind, media, names)
+    vectors = await with_timeout(request, work)
+    return {"model": state.model_name, "modality": kind, "dim": int(vectors.shape[1]), "vectors": vectors.tolist()}
+
+
+async def _read_json(request: Request) -> Any:
+    body = await request.body()
+    if not body:
+        raise ApiError("empty request body: send a JSON object", status=422, kind="validation")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ApiError(f"request body is not valid JSON ({err})", status=400, kind="bad_json") from None
+
+
+async def _read_multipart(request: Request) -> tuple[str, list[str], list[bytes], list[str] | None]:
+    """(kind, texts, file bytes, file names) from a multipart form, with the item limits applied."""
+    limits = _state(request).limits
+    form = await request.form(max_files=limits.max_items + 1, max_fields=limits.max_items + 16)
+    try:
+        raw_kind = form.get("modality")
+        if not isinstance(raw_kind, str) or not raw_kind:
+            raise ApiError("missing form field 'modality'", status=422, kind="validation")
+        kind = parse_kind(raw_kind)
+        texts = [v for key in ("texts", "text") for v in form.getlist(key) if isinstance(v, str)]
+        uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+        _state(request).pipeline.check_count(len(texts) + len(uploads))
+        blobs, names = [], []
+        for i, upload in enumerate(uploads):
+            name = upload.filename or f"files[{i}]"
+            data = await upload.read(limits.max_item_bytes + 1)
+            if len(data) > limits.max_item_bytes:
+                raise TooLarge(f"{name}: file is larger than the limit of {limits.max_item_bytes} bytes")
+            if not data:
+                raise InputError(name, "empty file (0 bytes)")
+            blobs.append(data)
+            names.append(name)
+    finally:
+        await form.close()
+    return kind, texts, blobs, (names or None)
+
+
+# ---------------------------------------------------------------- search
+
+
+@router.post("/v1/search", response_model=SearchResponse, tags=["search"],
+             responses={**_ERRORS, 409: {"model": ErrorResponse, "description": "the server has no index"}},
+             summary="Search the index with any mix of texts and media.")
+async def search(body: SearchRequest, request: Request) -> dict:
+    """Query parts are embedded, combined by weighted sum, normalised, and matched against the index."""
+    state = _state(request)
+    store = _store(state)
+    limits = state.limits
+    if len(body.parts) > limits.max_query_parts:
+        raise TooLarge(f"{len(body.parts)} query parts, more than the limit of {limits.max_query_parts}")
+    weights = body.weights if body.weights is not None else [p.weight for p in body.parts]
+    if len(weights) != len(body.parts):
+        raise ApiError(f"got {len(weights)} weights for {len(body.parts)} query parts", status=422,
+                       kind="validation")
+    started = time.perf_counter()
+
+    async def run() -> list:
+        vectors = await asyncio.gather(*(_embed_part(state, i, part) for i, part in enumerate(body.parts)))
+        query = combine(np.concatenate(vectors), np.asarray(weights, dtype=np.float32))
+        modality = body.modality.strip().lower() if body.modality else None
+        return await asyncio.to_thread(store.search, query, body.k, modality=modality or None)
+
+    hits = await with_timeout(request, run())
+    return {"model": state.model_name, "took_ms": round((time.perf_counter() - started) * 1000, 3),
+            "hits": [{**item_info(hit.item), "score": float(hit.score)} for hit in hits]}
+
+
+async def _embed_part(state, index: int, part) -> np.ndarray:
+    """One query part -> (1, D)."""
+    kind = parse_kind(part.modality)
+    name = part.name or f"parts[{index}]"
+    if kind == "text":
+        if part.text is None or not part.text.strip():
+            raise ApiError(f"{name}: a text part needs a non-empty 'text'", status=422, kind="validation")
+        return await state.pipeline.embed_texts([part.text], [name])
+    if not part.data:
+        raise ApiError(f"{name}: a {kind} part needs base64 'data'", status=422, kind="validation")
+    return await state.pipeline.embed_base64(kind, [part.data], [name])
+
+
+def combine(vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted sum of unit vectors (n, D) -> unit (D,) (embedding arithmetic)."""
+    from ..tasks.arithmetic import combine_vectors
+
+    return combine_vectors(vectors, weights)
+
+
+# ---------------------------------------------------------------- items
+
+
+def _store(state):
+    if state.store is None:
+        raise Unavailable("this server has no index: start it with `bindspace serve --db DIR`")
+    return state.store
+
+
+def _display_kind(item) -> str:
+    """image, video, audio, depth, thermal, imu or text: what the page shows for an item."""
+    modality = str(item.modality).lower()
+    if modality in ("vision", "image", "video"):
+        return "video" if modality == "video" or is_video_path(str(item.uri)) else "image"
+    return modality
+
+
+def _local_path(item) -> str | None:
+    """The local file of an item, or None when it lives at a remote URI."""
+    uri = str(item.uri)
+    if uri.startswith("file://"):
+        return unquote(urlparse(uri).path)
+    if "://" in uri:
+        return None
+    return uri
+
+
+def item_info(item) -> dict:
+    """ItemInfo fields of a stored item."""
+    item_id = str(item.id)
+    kind = _display_kind(item)
+    base = f"/v1/items/{quote(item_id, safe='')}"
+    start, end = getattr(item, "segment_start", None), getattr(item, "segment_end", None)
+    fragment = ""
+    if start is not None and end is not None:
+        fragment = f"#t={float(start):g},{float(end):g}"
+    elif start is not None:
+        fragment = f"#t={float(start):g}"
+    uri = str(item.uri)
+    return {
+        "id": item_id, "name": os.path.basename(uri.rstrip("/")) or uri, "uri": uri,
+        "modality": str(item.modality), "kind": kind,
+        "size": getattr(item, "size", None), "mtime": getattr(item, "mtime", None),
+        "segment_start": start, "segment_end": end, "content_hash": getattr(item, "content_hash", None),
+        "media_url": f"{base}/media", "preview_url": f"{base}/media{fragment}",
+        "thumbnail_url": f"{base}/thumbnail" if kind in ("image", "video", "depth", "thermal") else None,
+        "media_type": media_type(uri, kind),
+    }
+
+
+async def _get_item(state, item_id: str):
+    store = _store(state)
+    item = await asyncio.to_thread(store.get, item_id)
+    if item is None:
+        raise NotFound(f"no item with id {item_id[:80]!r}")
+    return item
+
+
+@router.get("/v1/items/{item_id}", response_model=ItemInfo, tags=["items"],
+            responses={404: {"model": ErrorResponse}}, summary="An indexed item's metadata.")
+async def get_item(request: Request, item_id: str = ITEM_ID) -> dict:
+    return item_info(await _get_item(_state(request), item_id))
+
+
+@router.head("/v1/items/{item_id}/media", include_in_schema=False)
+@router.get("/v1/items/{item_id}/media", tags=["items"],
+            response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "a byte range"},
+                       404: {"model": ErrorResponse}},
+            summary="Stream an indexed file (by id only; Range requests supported).")
+async def get_media(request: Request, item_id: str = ITEM_ID) -> FileResponse:
+    item = await _get_item(_state(request), item_id)
+    path = _existing_file(item)
+    kind = _display_kind(item)
+    content_type = media_type(path, kind)
+    playable = content_type.split("/")[0] in ("image", "audio", "video")
+    return FileResponse(
+        path, media_type=content_type if playable else "application/octet-stream",
+        filename=os.path.basename(path), content_disposition_type="inline" if playable else "attachment",
+        # An indexed file is never a page: no scripts, even if a browser were talked into rendering it.
+        headers={"Content-Security-Policy": "default-src 'none'; media-src 'self'; img-src 'self'; sandbox",
+                 "Cache-Control": "private, max-age=300"},
+    )
+
+
+def _existing_file(item) -> str:
+    path = _local_path(item)
+    if path is None:
+        raise NotFound(f"item {str(item.id)[:80]!r} is stored at a remote URI; only local files are served")
+    if not os.path.isfile(path):
+        raise NotFound(f"the file of item {str(item.id)[:80]!r} is no longer on disk; re-index to update")
+    return path
+
+
+@router.get("/v1/items/{item_id}/thumbnail", tags=["items"], response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorResponse}},
+            summary="A JPEG thumbnail of an image, depth or thermal map, or video (at its segment).")
+async def get_thumbnail(request: Request, item_id: str = ITEM_ID) -> Response:
+    state = _state(request)
+    item = await _get_item(state, item_id)
+    kind = _display_kind(item)
+    if kind not in ("image", "video", "depth", "thermal"):
+        raise NotFound(f"no thumbnail for {kind} items")
+    path = _existing_file(item)
+    stat = os.stat(path)
+    key = (str(item.id), stat.st_size, stat.st_mtime_ns)
+    data = state.thumbnails.get(key)
+    if data is None:
+        at = float(getattr(item, "segment_start", None) or 0.0)
+        loop = asyncio.get_running_loop()
+        try:
+            thumb = await loop.run_in_executor(state.pipeline.decode_pool,
+                                               lambda: make_thumbnail(path, kind, at=at))
+        except InputError as err:
+            raise NotFound(f"no thumbnail: {err}") from None
+        data = thumb.data
+        if len(state.thumbnails) >= THUMBNAIL_CACHE_SIZE:
+            state.thumbnails.pop(next(iter(state.thumbnails)))  # oldest first
+        state.thumbnails[key] = data
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.delete("/v1/items/{item_id}", response_model=DeleteResponse, tags=["items"],
+               dependencies=[Depends(require_api_key)], responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse}},
+               summary="Remove an item from the index (API key required).")
+async def delete_item(request: Request, item_id: str = ITEM_ID) -> dict:
+    store = _store(_state(request))
+    deleted = await asyncio.to_thread(store.delete, [item_id])
+    if not deleted:
+        raise NotFound(f"no item with id {item_id[:80]!r}")
+    return {"deleted": int(deleted)}
+
+
+# ---------------------------------------------------------------- index
+
+
+@router.post("/v1/index", response_model=IndexJob, status_code=202, tags=["index"],
+             dependencies=[Depends(require_api_key)],
+             responses={**_AUTH_ERRORS, 400: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+             summary="Index server-side files or folders in the background (API key required).")
+async def start_index(body: IndexRequest, request: Request) -> dict:
+    """New and changed files are embedded, vanished ones dropped; poll GET /v1/index/{job_id}."""
+    state = _state(request)
+    store = _store(state)
+    for path in body.paths:
+        if not os.path.exists(path):
+            raise InputError(path, "no such file or directory on the server")
+    if any(job["status"] == "running" for job in state.jobs.values()):
+        raise ApiError("an indexing job is already running; wait for it to finish", status=409, kind="busy")
+    try:
+        from ..embed import Embedder
+        from ..index.indexer import index_paths
+    except ImportError as err:
+        raise Unavailable(f"indexing is not available in this installation ({err})") from None
+    job = {"id": uuid.uuid4().hex[:12], "status": "running", "paths": list(body.paths)}
+    state.jobs[job["id"]] = job
+
+    def work() -> None:
+        try:
+            embedder = Embedder(state.model, batch_size=state.limits.max_batch)
+            summary = index_paths(body.paths, store, embedder, modalities=body.modalities,
+                                  segment_seconds=body.segment_seconds, progress=False,
+                                  model_info=_index_model_info(state))
+            for name in ("added", "updated", "removed", "unchanged"):
+                job[name] = int(getattr(summary, name))
+            skipped = list(summary.skipped)
+            job["skipped"] = len(skipped)
+            job["skipped_files"] = [f"{path}: {reason}" for path, reason in skipped[:MAX_REPORTED_SKIPS]]
+            job["status"] = "done"
+        except BindspaceError as err:
+            job.update(status="failed", error=str(err))
+        except Exception as err:  # the job must record its failure; the server keeps serving
+            job.update(status="failed", error=f"internal error ({type(err).__name__}: {err})")
+
+    threading.Thread(target=work, name=f"bindspace-index-{job['id']}", daemon=True).start()
+    return dict(job)
+
+
+def _index_model_info(state):
+    """The served model as the index records it (None: let the indexer fingerprint the model itself)."""
+    if not state.model_checksum:
+        return None
+    from ..index.store import ModelInfo
+
+    return ModelInfo(name=state.model_name, checksum=state.model_checksum, embed_dim=int(state.model.embed_dim),
+                     checkpoint=state.model_checkpoint)
+
+
+@router.get("/v1/index/{job_id}", response_model=IndexJob, tags=["index"], dependencies=[Depends(require_api_key)],
+            responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse}}, summary="An indexing job's progress.")
+async def get_index_job(request: Request, job_id: str = Path(max_length=64)) -> dict:
+    job = _state(request).jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no indexing job {job_id[:64]!r}")
+    return dict(job)
+
+
+# ---------------------------------------------------------------- info
+
+
+@router.get("/v1/info", response_model=ModelInfoResponse, tags=["service"], summary="The model and the index.")
+async def info(request: Request) -> dict:
+    return model_info(_state(request))
+
+
+def model_info(state) -> dict:
+    from .. import __version__
+
+    count = None
+    if state.store is not None:
+        try:
+            count = int(state.store.count())
+        except BindspaceError:
+            count = None
+    return {"model": state.model_name, "checksum": state.model_checksum, "embed_dim": int(state.model.embed_dim),
+            "modalities": [str(m) for m in state.model.modalities], "indexed_items": count, "version": __version__}

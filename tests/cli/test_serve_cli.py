@@ -1,0 +1,128 @@
+"""`bindspace serve`: arguments reach the app, errors are one line, and a real server starts and stops cleanly."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
+pytest.importorskip("uvicorn", reason="the [serve] extra is not installed")
+
+from bindspace.cli import main  # noqa: E402
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Replaces uvicorn.run: records the app and options instead of serving."""
+    import uvicorn
+
+    calls = {}
+
+    def fake_run(app, **kwargs):
+        calls["app"] = app
+        calls.update(kwargs)
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.delenv("BINDSPACE_API_KEY", raising=False)
+    return calls
+
+
+def tiny_args(tiny_pth) -> list[str]:
+    return ["--model", "imagebind_tiny_test", "--checkpoint", str(tiny_pth)]
+
+
+def test_serve_wires_model_limits_and_address(captured, tiny_pth, tiny_model):
+    from fastapi.testclient import TestClient
+
+    from bindspace.preprocess import text
+
+    code = main(["serve", *tiny_args(tiny_pth), "--port", "8123", "--max-batch", "4", "--max-items", "3"])
+    assert code == 0
+    assert captured["host"] == "127.0.0.1" and captured["port"] == 8123
+    with TestClient(captured["app"]) as client:
+        body = client.post("/v1/embed", json={"modality": "text", "texts": ["A dog.", "A car"]}).json()
+        with torch.inference_mode():
+            expected = tiny_model.encode("text", text(["A dog.", "A car"])).numpy()
+        np.testing.assert_allclose(body["vectors"], expected, atol=1e-5)
+        assert client.post("/v1/embed", json={"modality": "text", "texts": ["a"] * 4}).status_code == 413
+        assert client.delete("/v1/items/x").status_code == 403  # no key configured: writes refused
+        assert client.post("/v1/search", json={"parts": [{"text": "a"}]}).status_code == 409  # no --db
+    assert captured["app"].state.bindspace.batcher.max_batch == 4
+
+
+def test_api_key_comes_from_the_environment(captured, tiny_pth, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("BINDSPACE_API_KEY", "from-env")
+    assert main(["serve", *tiny_args(tiny_pth)]) == 0
+    with TestClient(captured["app"]) as client:
+        assert client.delete("/v1/items/x").status_code == 401
+        # Authorised, then refused for the real reason: this server has no index.
+        assert client.delete("/v1/items/x", headers={"X-API-Key": "from-env"}).status_code == 409
+
+
+@pytest.mark.parametrize("args", [["--port", "70000"], ["--max-batch", "0"], ["--timeout", "-1"]])
+def test_bad_options_are_usage_errors(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", *args])
+    assert exit_info.value.code == 2
+
+
+def test_missing_index_is_a_one_line_error(captured, tiny_pth, tmp_path, capsys):
+    code = main(["serve", *tiny_args(tiny_pth), "--db", str(tmp_path / "no-such-index")])
+    err = capsys.readouterr().err
+    assert code == 1 and "app" not in captured
+    assert err.startswith("bindspace serve: error:") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_real_server_starts_answers_and_stops(tiny_model_dir):
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("BINDSPACE_API_KEY", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bindspace.cli", "serve", "--checkpoint", str(tiny_model_dir), "--port", str(port),
+         "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"server did not become ready: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+        request = urllib.request.Request(base + "/v1/embed", data=json.dumps(
+            {"modality": "text", "texts": ["hello"]}).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.load(response)["dim"] == 24
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    text = err.decode()
+    assert proc.returncode == 0, text[-2000:]
+    assert "Traceback" not in text and f"127.0.0.1:{port}" in text

@@ -1,0 +1,149 @@
+"""Micro-batching: concurrent requests share model calls, results go back to the right caller, limits hold."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from bindspace.modality import Modality
+from bindspace.serve.batcher import MicroBatcher
+from bindspace.serve.errors import Busy
+from serve_helpers import CountingModel
+
+
+def _tagging_encode(calls: list[int], delay_s: float = 0.0):
+    """An encode whose row i is [x_i[0], 1, 0, ...]: results can be traced back to inputs."""
+
+    def encode(modality, x: torch.Tensor) -> torch.Tensor:
+        calls.append(int(x.shape[0]))
+        if delay_s:
+            time.sleep(delay_s)
+        out = torch.zeros(x.shape[0], 4)
+        out[:, 0] = x[:, 0].float()
+        out[:, 1] = 1.0
+        return out
+
+    return encode
+
+
+def test_concurrent_items_share_model_calls_and_keep_their_order():
+    calls: list[int] = []
+    batcher = MicroBatcher(_tagging_encode(calls, delay_s=0.02), max_batch=8, max_wait_s=0.01)
+
+    async def main():
+        requests = [batcher.embed(Modality.TEXT, [torch.tensor([i, 0]), torch.tensor([100 + i, 0])]) for i in range(16)]
+        results = await asyncio.gather(*requests)
+        await batcher.close()
+        return results
+
+    results = asyncio.run(main())
+    for i, rows in enumerate(results):
+        assert rows.shape == (2, 4) and rows.dtype == np.float32
+        assert rows[:, 0].tolist() == [i, 100 + i]
+    assert sum(calls) == 32 and max(calls) <= 8
+    assert len(calls) <= 6  # 32 items in batches of <= 8: far fewer calls than 32
+    assert batcher.stats.model_calls == len(calls) and batcher.stats.pending == 0
+
+
+def test_max_batch_one_is_one_call_per_item():
+    calls: list[int] = []
+    batcher = MicroBatcher(_tagging_encode(calls), max_batch=1, max_wait_s=0.01)
+
+    async def main():
+        await asyncio.gather(*(batcher.embed(Modality.TEXT, [torch.tensor([i])]) for i in range(5)))
+        await batcher.close()
+
+    asyncio.run(main())
+    assert calls == [1] * 5
+
+
+def test_different_shapes_are_never_stacked_together():
+    calls: list[int] = []
+    batcher = MicroBatcher(_tagging_encode(calls), max_batch=8, max_wait_s=0.02)
+
+    async def main():
+        a = batcher.embed(Modality.VISION, [torch.full((3,), 7.0)])
+        b = batcher.embed(Modality.VISION, [torch.full((5,), 9.0)])
+        out = await asyncio.gather(a, b)
+        await batcher.close()
+        return out
+
+    a, b = asyncio.run(main())
+    assert a[0, 0] == 7 and b[0, 0] == 9 and sorted(calls) == [1, 1]
+
+
+def test_a_failing_model_call_fails_only_its_requests():
+    def encode(modality, x):
+        if (x[:, 0] < 0).any():
+            raise RuntimeError("boom")
+        return torch.ones(x.shape[0], 2)
+
+    batcher = MicroBatcher(encode, max_batch=1)
+
+    async def main():
+        good, bad = await asyncio.gather(batcher.embed(Modality.TEXT, [torch.tensor([1])]),
+                                         batcher.embed(Modality.TEXT, [torch.tensor([-1])]), return_exceptions=True)
+        again = await batcher.embed(Modality.TEXT, [torch.tensor([2])])
+        await batcher.close()
+        return good, bad, again
+
+    good, bad, again = asyncio.run(main())
+    assert good.shape == (1, 2) and isinstance(bad, RuntimeError) and again.shape == (1, 2)
+
+
+def test_too_many_pending_items_is_busy():
+    batcher = MicroBatcher(_tagging_encode([], delay_s=0.05), max_batch=1, max_pending=3)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.embed(Modality.TEXT, [torch.tensor([1])] * 3))
+        await asyncio.sleep(0)
+        with pytest.raises(Busy):
+            await batcher.embed(Modality.TEXT, [torch.tensor([2])] * 2)
+        await first
+        await batcher.close()
+
+    asyncio.run(main())
+
+
+async def _post_concurrently(app, bodies):
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await asyncio.gather(*(client.post("/v1/embed", json=b) for b in bodies))
+
+
+def test_sixteen_concurrent_requests_take_fewer_model_calls(tiny_model):
+    from bindspace.preprocess import text
+    from bindspace.serve import Limits, create_app
+
+    counting = CountingModel(tiny_model, delay_s=0.02)
+    app = create_app(counting, limits=Limits(max_batch=32, max_wait_ms=20))
+    texts = [f"request number {i}" for i in range(16)]
+    responses = asyncio.run(_post_concurrently(app, [{"modality": "text", "texts": [t]} for t in texts]))
+    assert all(r.status_code == 200 for r in responses)
+    text_calls = counting.batch_sizes[1:]  # the first call is the start-up warm-up
+    assert sum(text_calls) == 16 and len(text_calls) < 8
+    with torch.inference_mode():
+        expected = tiny_model.encode("text", text(texts)).numpy()
+    got = np.array([r.json()["vectors"][0] for r in responses])
+    np.testing.assert_allclose(got, expected, atol=1e-5)  # each caller got its own row back
+
+
+def test_batch_size_one_serialises(tiny_model):
+    from bindspace.serve import Limits, create_app
+
+    counting = CountingModel(tiny_model)
+    app = create_app(counting, limits=Limits(max_batch=1))
+    responses = asyncio.run(_post_concurrently(app, [{"modality": "text", "texts": [f"t{i}"]} for i in range(6)]))
+    assert all(r.status_code == 200 for r in responses)
+    assert counting.batch_sizes[1:] == [1] * 6
+
+
+def test_slow_requests_time_out_with_504(make_client, tiny_model):
+    client = make_client(model=CountingModel(tiny_model, delay_s=0.5), request_timeout_s=0.2)
+    response = client.post("/v1/embed", json={"modality": "text", "texts": ["slow"]})
+    assert response.status_code == 504 and response.json()["type"] == "timeout"

@@ -1,0 +1,123 @@
+"""End to end: a real uvicorn server on 127.0.0.1 and headless Chromium driving the search page.
+
+Needs Playwright (pip) and a Chromium binary ($BINDSPACE_CHROMIUM, else /usr/bin/chromium:
+`apt-get install -y chromium`); skipped cleanly without them. Screenshots go to
+$BINDSPACE_ARTIFACTS (default: artifacts/ in the repository root).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+CHROMIUM = os.environ.get("BINDSPACE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set BINDSPACE_CHROMIUM)",
+                allow_module_level=True)
+
+ARTIFACTS = Path(os.environ.get("BINDSPACE_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def live_server(tiny_model, fake_store):
+    """uvicorn serving the app in a thread, on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    from bindspace.serve import create_app
+
+    app = create_app(tiny_model, fake_store)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture
+def page():
+    with sync_api.sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                 args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        except Exception as err:  # a broken or incompatible browser install is an environment problem
+            pytest.skip(f"cannot launch Chromium at {CHROMIUM}: {str(err).splitlines()[0]}")
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        page.js_errors = errors
+        yield page
+        browser.close()
+
+
+def test_search_page_end_to_end(live_server, page, served_media):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.goto(live_server + "/")
+    sync_api.expect(page.locator("#model-info")).to_contain_text("imagebind_tiny_test")
+    sync_api.expect(page.locator("#model-info")).to_contain_text("9 indexed items")
+    cards = page.locator("#results .card")
+
+    # A file as the query, picked with the keyboard (before any screenshot: taking one makes
+    # Chromium drop the user activation a file chooser needs), filtered to images.
+    page.get_by_role("button", name="Add query files").focus()
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(str(served_media / "image_2.png"))
+    sync_api.expect(page.locator("#parts .part")).to_have_count(1)
+    sync_api.expect(page.locator("#text-weight-label")).to_be_visible()
+    page.select_option("#filter", "image")
+    page.get_by_role("button", name="Search", exact=True).click()
+    sync_api.expect(cards).to_have_count(3)
+    sync_api.expect(cards.first.locator(".name")).to_have_text("image_2.png")
+    sync_api.expect(cards.first.locator(".badge")).to_have_text("image")
+    assert float(cards.first.locator(".score").inner_text()) > 0.999
+    page.wait_for_function("Array.from(document.querySelectorAll('#results img'))"
+                           ".every(img => img.complete && img.naturalWidth > 0)")
+    page.screenshot(path=str(ARTIFACTS / "serve_search_file.png"), full_page=True)
+
+    # A text query over every modality: all indexed items come back, best first, with media elements.
+    page.get_by_role("button", name="Remove image_2.png").click()
+    sync_api.expect(page.locator("#text-weight-label")).to_be_hidden()
+    page.select_option("#filter", "")
+    page.get_by_label("Describe what you are looking for").fill("a dog barking on a beach")
+    page.keyboard.press("Enter")
+    sync_api.expect(cards).to_have_count(9)
+    sync_api.expect(page.locator("#status")).to_contain_text("9 results")
+    scores = [float(s) for s in page.locator("#results .score").all_inner_texts()]
+    assert scores == sorted(scores, reverse=True)
+    assert page.locator("#results .kind-image img").count() == 3
+    assert page.locator("#results video").count() == 1
+    assert page.locator("#results audio").count() == 2
+    segment_src = page.locator("#results audio").evaluate_all("els => els.map(e => e.getAttribute('src'))")
+    assert any(src.endswith("#t=0,2") for src in segment_src)
+    page.wait_for_function("Array.from(document.querySelectorAll('#results img'))"
+                           ".every(img => img.complete && img.naturalWidth > 0)")
+    page.screenshot(path=str(ARTIFACTS / "serve_search_text.png"), full_page=True)
+
+    # Bad input shows the server's one-line message, not a crash.
+    broken = served_media.parent / "broken.png"
+    broken.write_bytes(b"not really a png")
+    page.locator("#file-input").set_input_files(str(broken))
+    page.get_by_label("Describe what you are looking for").fill("")
+    page.get_by_role("button", name="Search", exact=True).click()
+    sync_api.expect(page.locator("#status")).to_contain_text("broken.png")
+    sync_api.expect(page.locator("#status")).to_have_class("status error")
+    assert page.js_errors == [f"400 {live_server}/v1/search"], page.js_errors
