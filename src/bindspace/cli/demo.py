@@ -1,0 +1,72 @@
+"""`bindspace demo`: emergent zero-shot on a laptop: digits, keypad tones and text, no downloads."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "demo",
+        help="watch emergent zero-shot happen in minutes on a CPU (no downloads)",
+        description="Stage 1 trains small image and text towers on handwritten digits and their names; stage 2 "
+        "freezes them and binds an audio tower (telephone keypad tones) using image<->audio pairs only. "
+        "Then tones are matched to text they were never paired with. --out DIR saves a model directory "
+        "(plus example PNG/WAV files) that --checkpoint DIR loads in every command.",
+    )
+    parser.add_argument("--out", metavar="DIR", help="save the trained model directory here")
+    parser.add_argument("--steps", metavar="S1[,S2]",
+                        help="optimiser steps of stage 1 and stage 2 (default: 400,250; one number sets both)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--batch-size", type=int, default=128, help="pairs per step (default: 128)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1; tiny models gain little)")
+    parser.add_argument("--min-accuracy", type=float, metavar="F",
+                        help="exit with status 1 if the emergent audio->text accuracy is below F (e.g. 0.8)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from ..errors import BindspaceError
+    from ..train.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(seed=args.seed, batch_size=args.batch_size, threads=args.threads,
+                            progress=not args.quiet and not args.json)
+    if args.steps:
+        try:
+            parts = [int(p) for p in args.steps.split(",")]
+        except ValueError:
+            raise BindspaceError(f"--steps {args.steps!r}: expected S1,S2 or one number") from None
+        if len(parts) not in (1, 2) or min(parts) < 1:
+            raise BindspaceError(f"--steps {args.steps!r}: expected one or two positive numbers")
+        settings.stage1_steps, settings.stage2_steps = parts[0], parts[-1]
+    if args.batch_size < 2:
+        raise BindspaceError("--batch-size must be at least 2 (a contrastive batch needs negatives)")
+
+    def log(message: str) -> None:
+        if not (args.quiet or args.json):
+            print(message, file=sys.stderr, flush=True)
+
+    result = run_demo(args.out, settings, log=log)
+    if args.json:
+        print(json.dumps({
+            "audio_to_text": result.audio_to_text, "image_to_text": result.image_to_text,
+            "audio_to_image": result.audio_to_image, "chance": 0.1, "seconds": result.seconds,
+            "cpu_seconds": result.cpu_seconds, "stage_seconds": result.stage_seconds,
+            "model_dir": str(result.model_dir) if result.model_dir else None,
+            "saved_model_example_accuracy": result.saved_check,
+        }, indent=1))
+    else:
+        print(result.report())
+        if result.model_dir:
+            print(f"\ntry it:  bindspace classify --checkpoint {result.model_dir} -m audio "
+                  f"{result.model_dir}/examples/tone_7.wav --labels-file {result.model_dir}/examples/labels.txt "
+                  f"--template 'the digit {{}}'")
+    if args.min_accuracy is not None and result.audio_to_text < args.min_accuracy:
+        print(f"emergent accuracy {result.audio_to_text:.1%} is below --min-accuracy {args.min_accuracy:.1%}",
+              file=sys.stderr)
+        return 1
+    return 0
