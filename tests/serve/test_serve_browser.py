@@ -50,6 +50,17 @@ def live_server(tiny_model, fake_store):
     sock.close()
 
 
+def _wait_images_loaded(page, timeout_s: float = 10.0) -> None:
+    """Poll until every result thumbnail has decoded (wait_for_function would need 'unsafe-eval', which our CSP forbids)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        loaded = page.locator("#results img").evaluate_all("els => els.map(i => i.complete && i.naturalWidth > 0)")
+        if all(loaded):
+            return
+        assert time.monotonic() < deadline, f"thumbnails not loaded: {loaded}"
+        page.wait_for_timeout(100)
+
+
 @pytest.fixture
 def page():
     with sync_api.sync_playwright() as playwright:
@@ -89,8 +100,7 @@ def test_search_page_end_to_end(live_server, page, served_media):
     sync_api.expect(cards.first.locator(".name")).to_have_text("image_2.png")
     sync_api.expect(cards.first.locator(".badge")).to_have_text("image")
     assert float(cards.first.locator(".score").inner_text()) > 0.999
-    page.wait_for_function("Array.from(document.querySelectorAll('#results img'))"
-                           ".every(img => img.complete && img.naturalWidth > 0)")
+    _wait_images_loaded(page)
     page.screenshot(path=str(ARTIFACTS / "serve_search_file.png"), full_page=True)
 
     # A text query over every modality: all indexed items come back, best first, with media elements.
@@ -108,8 +118,7 @@ def test_search_page_end_to_end(live_server, page, served_media):
     assert page.locator("#results audio").count() == 2
     segment_src = page.locator("#results audio").evaluate_all("els => els.map(e => e.getAttribute('src'))")
     assert any(src.endswith("#t=0,2") for src in segment_src)
-    page.wait_for_function("Array.from(document.querySelectorAll('#results img'))"
-                           ".every(img => img.complete && img.naturalWidth > 0)")
+    _wait_images_loaded(page)
     page.screenshot(path=str(ARTIFACTS / "serve_search_text.png"), full_page=True)
 
     # Bad input shows the server's one-line message, not a crash.
