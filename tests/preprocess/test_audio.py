@@ -293,7 +293,7 @@ def test_missing_and_empty_inputs() -> None:
         A.load_audio(b"")
     with pytest.raises(InputError, match="empty"):
         A.load_audio(io.BytesIO(b""))
-    with pytest.raises(InputError, match="no inputs"):
+    with pytest.raises(InputError, match="empty batch"):
         A.audio([])
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .batching import load_batch
 from .audio_io import AudioReader, open_audio
 from .fbank import fbank, frame_sizes
 from .resample import resample, resample_region, resampled_length
@@ -36,11 +37,7 @@ Region = Callable[[int, int], torch.Tensor]  # (start, stop) at the target rate 
 
 def audio(items: Sequence[object], **kwargs: object) -> torch.Tensor:
     """Batch of audio inputs -> (N, clips, 1, 128, target_frames)."""
-    items = list(items)
-    if not items:
-        raise InputError("audio", "no inputs given")
-    loaded = [load_audio(item, source_name(item, i), **kwargs) for i, item in enumerate(items)]  # type: ignore
-    return torch.stack(loaded)
+    return load_batch("audio", items, load_audio, **kwargs)
 
 
 def load_audio(

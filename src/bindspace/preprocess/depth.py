@@ -7,8 +7,6 @@ to `size` with a mask-aware bilinear filter, centre crop, optionally normalise.
 """
 from __future__ import annotations
 
-import io
-import os
 from typing import Any, Sequence, Union
 
 import numpy as np
@@ -17,7 +15,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
-from .sources import Source, read_bytes, source_name
+from .batching import load_batch, read_array
+from .sources import Source, source_name
 
 # Kinect v1 constants as commonly used for NYU Depth v2 / SUN RGB-D data: the focal
 # length (px, at 640x480) of the colour camera that the depth maps are registered to,
@@ -27,9 +26,6 @@ KINECT_BASELINE_M = 0.075
 DEFAULT_FOCAL_BASELINE = KINECT_FOCAL_PX * KINECT_BASELINE_M  # ~38.914 m*px
 MILLIMETRES = 0.001  # metres per unit of 16-bit depth PNGs (Kinect, NYU, SUN RGB-D style)
 
-_NPY_MAGIC = b"\x93NUMPY"
-# What Pillow raises for corrupt, truncated or absurdly large (decompression bomb) files.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 _SINGLE_CHANNEL_MODES = {"L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 
 DepthInput = Union[Source, Image.Image, np.ndarray, torch.Tensor]
@@ -59,11 +55,7 @@ def load_depth(
 
 def depth(items: Sequence[DepthInput], **options: Any) -> torch.Tensor:
     """Load several depth maps into one (N, 1, size, size) batch; options as for load_depth."""
-    if isinstance(items, (str, bytes, bytearray, os.PathLike)):
-        raise InputError(source_name(items), "expected a list of inputs; wrap a single input in a list")
-    if len(items) == 0:
-        raise InputError("depth", "empty batch: give at least one input")
-    return torch.stack([load_depth(item, source_name(item, i), **options) for i, item in enumerate(items)])
+    return load_batch("depth", items, load_depth, **options)
 
 
 def _check_options(
@@ -89,27 +81,7 @@ def _check_options(
 
 def _read_array(item: DepthInput, name: str) -> np.ndarray:
     """Decode any supported input into a 2-D array of raw depth values."""
-    if isinstance(item, torch.Tensor):
-        array = item.detach().cpu().numpy()
-    elif isinstance(item, np.ndarray):
-        array = item
-    elif isinstance(item, Image.Image):
-        array = _image_array(item, name)
-    else:
-        data = read_bytes(item, name)  # type: ignore[arg-type]
-        if data.startswith(_NPY_MAGIC):
-            try:
-                array = np.load(io.BytesIO(data), allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                raise InputError(name, f"unreadable .npy array ({exc})") from None
-        else:
-            try:
-                with Image.open(io.BytesIO(data)) as image:
-                    image.load()
-                    array = _image_array(image, name)
-            except _DECODE_ERRORS as exc:
-                raise InputError(name, f"not a readable depth image (PNG/TIFF) or .npy array ({exc})") from None
-    return _as_2d(array, name)
+    return _as_2d(read_array(item, name, _image_array, "depth image (PNG/TIFF)"), name)
 
 
 def _image_array(image: Image.Image, name: str) -> np.ndarray:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from typing import Any, Sequence
 
@@ -11,6 +10,7 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
+from .batching import load_batch
 from .sources import read_bytes, source_name
 
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -113,8 +113,4 @@ def load_image(item: Any, name: str | None = None, *, size: int = IMAGE_SIZE,
 
 def image(items: Sequence[Any], **kwargs: Any) -> torch.Tensor:
     """A batch of images as (N, 3, size, size)."""
-    if isinstance(items, (str, os.PathLike, bytes, bytearray, np.ndarray, Image.Image)) or hasattr(items, "read"):
-        items = [items]
-    if len(items) == 0:
-        raise InputError("images", "empty list of images")
-    return torch.stack([load_image(item, source_name(item, i), **kwargs) for i, item in enumerate(items)])
+    return load_batch("image", items, load_image, **kwargs)

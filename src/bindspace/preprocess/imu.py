@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import re
 from typing import Any, Literal, Sequence, Union
 
@@ -18,13 +17,13 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .batching import NPY_MAGIC, load_batch
 from .sources import Source, read_bytes, source_name
 
 CHANNELS = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 ImuInput = Union[Source, np.ndarray, torch.Tensor]
 
-_NPY_MAGIC = b"\x93NUMPY"
 # Column names are compared after lower-casing, dropping "(...)"/"[...]" unit notes and
 # every non-alphanumeric character: "Acc_X (m/s^2)" -> "accx".
 _ACC_PREFIXES = ("a", "acc", "accel", "accelerometer", "acceleration")
@@ -73,11 +72,7 @@ def load_imu(
 
 def imu(items: Sequence[ImuInput], **options: Any) -> torch.Tensor:
     """Load several IMU recordings into one (N, 6, length) batch; options as for load_imu."""
-    if isinstance(items, (str, bytes, bytearray, os.PathLike)):
-        raise InputError(source_name(items), "expected a list of inputs; wrap a single input in a list")
-    if len(items) == 0:
-        raise InputError("imu", "empty batch: give at least one input")
-    return torch.stack([load_imu(item, source_name(item, i), **options) for i, item in enumerate(items)])
+    return load_batch("imu", items, load_imu, **options)
 
 
 def _check_options(
@@ -109,7 +104,7 @@ def _read(item: ImuInput, name: str) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(item, np.ndarray):
         return _channels_first(item, name), None
     data = read_bytes(item, name)  # type: ignore[arg-type]
-    if data.startswith(_NPY_MAGIC):
+    if data.startswith(NPY_MAGIC):
         try:
             array = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:

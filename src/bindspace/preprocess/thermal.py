@@ -7,8 +7,6 @@ with antialiased bicubic, centre crop, then (x - mean) / std with mean 0, std 1.
 """
 from __future__ import annotations
 
-import io
-import os
 from typing import Any, Literal, Sequence, Union
 
 import numpy as np
@@ -17,16 +15,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
-from .sources import Source, read_bytes, source_name
+from .batching import load_batch, read_array
+from .sources import Source, source_name
 
 Scale = Union[Literal["bitdepth", "minmax"], tuple[float, float]]
 ThermalInput = Union[Source, Image.Image, np.ndarray, torch.Tensor]
 
 # ITU-R 601-2 luma, the weights Pillow's convert("L") uses, so arrays and images agree.
 LUMA = (0.299, 0.587, 0.114)
-_NPY_MAGIC = b"\x93NUMPY"
-# What Pillow raises for corrupt, truncated or absurdly large (decompression bomb) files.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 def load_thermal(
@@ -51,36 +47,12 @@ def load_thermal(
 
 def thermal(items: Sequence[ThermalInput], **options: Any) -> torch.Tensor:
     """Load several thermal images into one (N, 1, size, size) batch; options as for load_thermal."""
-    if isinstance(items, (str, bytes, bytearray, os.PathLike)):
-        raise InputError(source_name(items), "expected a list of inputs; wrap a single input in a list")
-    if len(items) == 0:
-        raise InputError("thermal", "empty batch: give at least one input")
-    return torch.stack([load_thermal(item, source_name(item, i), **options) for i, item in enumerate(items)])
+    return load_batch("thermal", items, load_thermal, **options)
 
 
 def _read_array(item: ThermalInput, name: str) -> np.ndarray:
     """Decode any supported input into a 2-D array of raw intensities."""
-    if isinstance(item, torch.Tensor):
-        array = item.detach().cpu().numpy()
-    elif isinstance(item, np.ndarray):
-        array = item
-    elif isinstance(item, Image.Image):
-        array = _image_array(item, name)
-    else:
-        data = read_bytes(item, name)  # type: ignore[arg-type]
-        if data.startswith(_NPY_MAGIC):
-            try:
-                array = np.load(io.BytesIO(data), allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                raise InputError(name, f"unreadable .npy array ({exc})") from None
-        else:
-            try:
-                with Image.open(io.BytesIO(data)) as image:
-                    image.load()
-                    array = _image_array(image, name)
-            except _DECODE_ERRORS as exc:
-                raise InputError(name, f"not a readable image (PNG/TIFF/JPEG) or .npy array ({exc})") from None
-    return _one_channel(array, name)
+    return _one_channel(read_array(item, name, _image_array, "image (PNG/TIFF/JPEG)"), name)
 
 
 def _image_array(image: Image.Image, name: str) -> np.ndarray:

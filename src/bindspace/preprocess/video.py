@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from fractions import Fraction
 from typing import Any, Sequence
 
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from .batching import load_batch
 from .image import normalize
 from .sources import check_path, is_path, read_bytes, source_name
 
@@ -265,8 +265,4 @@ def load_video(item: Any, name: str | None = None, *, clips: int = 5, clip_secon
 
 def video(items: Sequence[Any], **kwargs: Any) -> torch.Tensor:
     """A batch of videos as (N, clips·crops, 3, frames, size, size)."""
-    if isinstance(items, (str, os.PathLike, bytes, bytearray)) or hasattr(items, "read"):
-        items = [items]
-    if len(items) == 0:
-        raise InputError("videos", "empty list of videos")
-    return torch.stack([load_video(item, source_name(item, i), **kwargs) for i, item in enumerate(items)])
+    return load_batch("video", items, load_video, **kwargs)

@@ -1,0 +1,50 @@
+"""Shared helpers of the per-modality loaders: batches, and arrays that may come as .npy or images."""
+from __future__ import annotations
+
+import io
+import os
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import InputError
+from .sources import read_bytes, source_name
+
+NPY_MAGIC = b"\x93NUMPY"
+# What Pillow raises for corrupt, truncated or absurdly large (decompression bomb) files.
+IMAGE_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+_SINGLE = (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, torch.Tensor, Image.Image)
+
+
+def load_batch(kind: str, items: Any, load_one: Callable[..., torch.Tensor], **options: Any) -> torch.Tensor:
+    """Stack `load_one(item, name, **options)` over a list of inputs; a single input makes a batch of one."""
+    if isinstance(items, _SINGLE) or hasattr(items, "read"):
+        items = [items]
+    items = list(items)
+    if not items:
+        raise InputError(kind, "empty batch: give at least one input")
+    return torch.stack([load_one(item, source_name(item, i), **options) for i, item in enumerate(items)])
+
+
+def read_array(item: Any, name: str, image_array: Callable[[Image.Image, str], np.ndarray], what: str) -> np.ndarray:
+    """Raw values from a tensor, an array, a PIL image, or the bytes of a .npy file or an image file."""
+    if isinstance(item, torch.Tensor):
+        return item.detach().cpu().numpy()
+    if isinstance(item, np.ndarray):
+        return item
+    if isinstance(item, Image.Image):
+        return image_array(item, name)
+    data = read_bytes(item, name)
+    if data.startswith(NPY_MAGIC):
+        try:
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(name, f"unreadable .npy array ({exc})") from None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return image_array(image, name)
+    except IMAGE_DECODE_ERRORS as exc:
+        raise InputError(name, f"not a readable {what} or .npy array ({exc})") from None
