@@ -8,6 +8,26 @@ DEFAULT_MODEL = "imagebind_huge"
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+def _bounded(convert, test, rule: str):
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return parse
+
+
+positive_int = _bounded(int, lambda v: v >= 1, ">= 1")
+non_negative_int = _bounded(int, lambda v: v >= 0, ">= 0")
+positive_float = _bounded(float, lambda v: v > 0, "> 0")
+non_negative_float = _bounded(float, lambda v: v >= 0, ">= 0")
+port_number = _bounded(int, lambda v: 0 <= v <= 65535, "a port number (0-65535)")
+
+
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """--model, --checkpoint, --device, --dtype."""
     group = parser.add_argument_group("model")

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from .common import add_model_args
+from .common import add_model_args, non_negative_int, positive_float, positive_int
 
 MODALITIES = ("text", "image", "audio", "video", "depth", "thermal", "imu")
 # Files picked up when a directory is given as INPUT.
@@ -40,25 +40,10 @@ exit status:
 """
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def default_workers() -> int:
@@ -78,13 +63,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--modality", required=True, choices=MODALITIES)
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: .npy, .parquet or .jsonl")
     parser.add_argument("--from-file", metavar="LIST", help="read inputs from LIST, one per line ('-': stdin)")
-    parser.add_argument("--batch-size", type=_positive_int, default=32, help="inputs per model call (default: 32)")
-    parser.add_argument("--workers", type=_non_negative_int, default=None,
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="inputs per model call (default: 32)")
+    parser.add_argument("--workers", type=non_negative_int, default=None,
                         help="decoding processes (default: min(4, CPUs - 1); 0 decodes in the main process)")
     parser.add_argument("--on-error", choices=("fail", "skip"), default="fail",
                         help="fail: stop at the first bad input and write nothing (default); "
                         "skip: embed the rest and list the bad ones on stderr")
-    parser.add_argument("--segment-seconds", type=_positive_float, metavar="S",
+    parser.add_argument("--segment-seconds", type=positive_float, metavar="S",
                         help="audio/video: one vector per consecutive S-second window (adds start/end columns)")
     add_model_args(parser)
     parser.set_defaults(_usage=parser)

@@ -7,7 +7,7 @@ import os
 import sys
 from collections import Counter
 
-from .common import DEFAULT_MODEL, add_model_args
+from .common import DEFAULT_MODEL, add_model_args, non_negative_int, positive_float, positive_int
 
 MODALITIES = ("image", "video", "audio", "depth", "thermal", "imu", "vision")
 TOWERS = {"image": "vision", "video": "vision", "vision": "vision", "audio": "audio", "depth": "depth",
@@ -31,25 +31,10 @@ exit status: 0 done (also when files were skipped), 1 error (nothing half-writte
 """
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -62,11 +47,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--db", required=True, metavar="DIR", help="index directory or LanceDB URI (created if missing)")
     parser.add_argument("--modalities", nargs="+", choices=MODALITIES, metavar="M",
                         help=f"only index these ({', '.join(MODALITIES)}); default: all")
-    parser.add_argument("--segment-seconds", type=_positive_float, metavar="S",
+    parser.add_argument("--segment-seconds", type=positive_float, metavar="S",
                         help="embed audio and video in windows of S seconds (one item per window)")
-    parser.add_argument("--batch-size", type=_positive_int, default=16, help="files per model batch and commit "
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="files per model batch and commit "
                         "(default: %(default)s)")
-    parser.add_argument("--workers", type=_non_negative_int, help="decoding processes (default: min(4, CPUs-1)); "
+    parser.add_argument("--workers", type=non_negative_int, help="decoding processes (default: min(4, CPUs-1)); "
                         "with --ray: model actors (default: one per GPU, else CPUs/2)")
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                         help="distribute decoding+embedding with Ray Data; ADDRESS of a running cluster "

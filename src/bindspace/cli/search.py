@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..errors import BindspaceError
-from .common import add_model_args
+from .common import add_model_args, positive_int
 
 KINDS = ("text", "image", "audio", "video", "depth", "thermal", "imu")
 TOWERS = {"text": "text", "image": "vision", "video": "vision", "audio": "audio", "depth": "depth",
@@ -51,11 +51,6 @@ class _Part(argparse.Action):
         namespace.parts = parts
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -67,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("texts", nargs="*", metavar="TEXT", action=_Part, kind="text", default=None,
                         help="a text query part")
     parser.add_argument("--db", required=True, metavar="DIR", help="the index (directory or LanceDB URI)")
-    parser.add_argument("-k", type=_positive_int, default=10, help="number of results (default: %(default)s)")
+    parser.add_argument("-k", type=positive_int, default=10, help="number of results (default: %(default)s)")
     parser.add_argument("--modality", choices=FILTERS, help="only return items of this kind")
     parser.add_argument("--where", metavar="SQL", help="SQL filter on item columns")
     for kind in KINDS:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..errors import BindspaceError
-from .common import add_model_args
+from .common import add_model_args, non_negative_float, port_number, positive_float, positive_int
 
 EPILOG = """\
 endpoints (OpenAPI at /docs and /openapi.json):
@@ -29,32 +29,12 @@ download); a model whose weights fingerprint differs from the index's is refused
 """
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
-    return value
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -68,23 +48,23 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--db", metavar="DIR", help="the index to search (built by `bindspace index`); "
                         "without it the server only embeds")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=_port, default=8000, help="port (default: %(default)s)")
+    parser.add_argument("--port", type=port_number, default=8000, help="port (default: %(default)s)")
     parser.add_argument("--api-key", default=None, help="key for write endpoints (default: $BINDSPACE_API_KEY)")
     group = parser.add_argument_group("batching and limits")
-    group.add_argument("--max-batch", type=_positive_int, default=32,
+    group.add_argument("--max-batch", type=positive_int, default=32,
                        help="most items per model call (default: %(default)s; 1 disables micro-batching)")
-    group.add_argument("--max-wait-ms", type=_non_negative_float, default=5.0,
+    group.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
                        help="how long a lone request waits for others to batch with (default: %(default)s)")
-    group.add_argument("--max-items", type=_positive_int, default=64, help="items per request (default: %(default)s)")
-    group.add_argument("--max-body-mb", type=_positive_float, default=64.0,
+    group.add_argument("--max-items", type=positive_int, default=64, help="items per request (default: %(default)s)")
+    group.add_argument("--max-body-mb", type=positive_float, default=64.0,
                        help="request body limit in MiB (default: %(default)s)")
-    group.add_argument("--max-item-mb", type=_positive_float, default=32.0,
+    group.add_argument("--max-item-mb", type=positive_float, default=32.0,
                        help="one media item's limit in MiB (default: %(default)s)")
-    group.add_argument("--timeout", type=_positive_float, default=60.0,
+    group.add_argument("--timeout", type=positive_float, default=60.0,
                        help="per-request timeout in seconds (default: %(default)s)")
-    group.add_argument("--decode-threads", type=_positive_int, default=2,
+    group.add_argument("--decode-threads", type=positive_int, default=2,
                        help="threads decoding request media (default: %(default)s)")
-    group.add_argument("--threads", type=_positive_int, default=None, help="torch threads for the model")
+    group.add_argument("--threads", type=positive_int, default=None, help="torch threads for the model")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     add_model_args(parser)
     return parser
