@@ -48,3 +48,18 @@ def read_array(item: Any, name: str, image_array: Callable[[Image.Image, str], n
             return image_array(image, name)
     except IMAGE_DECODE_ERRORS as exc:
         raise InputError(name, f"not a readable {what} or .npy array ({exc})") from None
+
+
+def shorter_side_to(height: int, width: int, size: int) -> tuple[int, int]:
+    """Output (H, W) with the shorter side equal to `size`, as for images."""
+    if height <= width:
+        return size, max(size, int(size * width / height))
+    return max(size, int(size * height / width)), size
+
+
+def center_crop(values: torch.Tensor, size: int) -> torch.Tensor:
+    """The centred size x size window of a (..., H, W) tensor (offsets rounded as for images)."""
+    height, width = values.shape[-2:]
+    top = int(round((height - size) / 2))
+    left = int(round((width - size) / 2))
+    return values[..., top : top + size, left : left + size].contiguous()

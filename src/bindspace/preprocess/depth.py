@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
-from .batching import load_batch, read_array
+from .batching import center_crop, load_batch, read_array, shorter_side_to
 from .sources import Source, source_name
 
 # Kinect v1 constants as commonly used for NYU Depth v2 / SUN RGB-D data: the focal
@@ -146,7 +146,7 @@ def _resize_crop_masked(disparity: np.ndarray, valid: np.ndarray, size: int) -> 
     values = torch.from_numpy(disparity)
     mask = torch.from_numpy(valid).to(torch.float32)
     height, width = values.shape
-    new_h, new_w = _shorter_side_to(height, width, size)
+    new_h, new_w = shorter_side_to(height, width, size)
     if (new_h, new_w) != (height, width):
         # Filter value*mask and mask together and divide: each output pixel is a weighted
         # mean of VALID input pixels only, so holes never drag edges towards 0. Pixels
@@ -156,13 +156,5 @@ def _resize_crop_masked(disparity: np.ndarray, valid: np.ndarray, size: int) -> 
         weighted, weight = resized[0, 0], resized[0, 1]
         keep = weight >= 0.5
         values = torch.where(keep, weighted / weight.clamp_min(1e-12), torch.zeros_like(weighted))
-    top = int(round((new_h - size) / 2))
-    left = int(round((new_w - size) / 2))
-    return values[top : top + size, left : left + size].contiguous()
+    return center_crop(values, size)
 
-
-def _shorter_side_to(height: int, width: int, size: int) -> tuple[int, int]:
-    """Output (H, W) with the shorter side equal to `size`, as for images."""
-    if height <= width:
-        return size, max(size, int(size * width / height))
-    return max(size, int(size * height / width)), size

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
-from .batching import load_batch, read_array
+from .batching import center_crop, load_batch, read_array, shorter_side_to
 from .sources import Source, source_name
 
 Scale = Union[Literal["bitdepth", "minmax"], tuple[float, float]]
@@ -128,19 +128,11 @@ def _to_unit_range(raw: np.ndarray, name: str, scale: Scale) -> np.ndarray:
 def _resize_crop(values: torch.Tensor, size: int) -> torch.Tensor:
     """Shorter side to `size` (antialiased bicubic, clamped to [0, 1]), then centre crop."""
     height, width = values.shape
-    new_h, new_w = _shorter_side_to(height, width, size)
+    new_h, new_w = shorter_side_to(height, width, size)
     if (new_h, new_w) != (height, width):
         batch = values[None, None]  # (H, W) -> (1, 1, H, W)
         resized = F.interpolate(batch, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
         # Bicubic overshoots at sharp edges; keep the documented [0, 1] range.
         values = resized[0, 0].clamp(0.0, 1.0)
-    top = int(round((new_h - size) / 2))
-    left = int(round((new_w - size) / 2))
-    return values[top : top + size, left : left + size].contiguous()
+    return center_crop(values, size)
 
-
-def _shorter_side_to(height: int, width: int, size: int) -> tuple[int, int]:
-    """Output (H, W) with the shorter side equal to `size`, as for images."""
-    if height <= width:
-        return size, max(size, int(size * width / height))
-    return max(size, int(size * height / width)), size

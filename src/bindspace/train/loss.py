@@ -1,14 +1,13 @@
 """Symmetric InfoNCE between a trained tower's embeddings and an anchor's, with negatives from every process."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..errors import ConfigError
+from ..layers.heads import LogitScale
 from .distributed import all_gather_with_grad, rank
 
 
@@ -54,25 +53,16 @@ def _upcast(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-class Temperature(nn.Module):
+class Temperature(LogitScale):
     """The logit scale 1/τ, fixed or learnable (stored as a log, capped at `max_scale` like the model's)."""
 
     def __init__(self, temperature: float, *, learnable: bool = False, max_scale: float = 100.0) -> None:
-        super().__init__()
         if not temperature > 0:
             raise ConfigError(f"temperature must be > 0, got {temperature}")
         if 1.0 / temperature > max_scale:
             raise ConfigError(f"temperature {temperature} gives a logit scale above max_logit_scale {max_scale}")
-        self.max_scale = max_scale
-        value = torch.tensor(math.log(1.0 / temperature))
-        if learnable:
-            self.log_logit_scale = nn.Parameter(value)
-        else:
-            self.register_buffer("log_logit_scale", value)
+        super().__init__(1.0 / temperature, learnable=learnable, max_scale=max_scale)
 
-    def scale(self) -> torch.Tensor:
-        """The current multiplier exp(log scale), capped (the cap also stops its gradient, as in CLIP)."""
-        return self.log_logit_scale.exp().clamp(max=self.max_scale)
-
-    def forward(self) -> torch.Tensor:
+    def forward(self) -> torch.Tensor:  # type: ignore[override]
+        """The current multiplier (the cap also stops its gradient, as in CLIP)."""
         return self.scale()
