@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 import warnings
 from contextlib import nullcontext
@@ -302,8 +303,8 @@ class Trainer:
         return result
 
     def _progress(self, initial: int) -> Any:
-        if not (self.run.progress and self.dist.is_main):
-            return None
+        if not (self.run.progress and self.dist.is_main and sys.stderr.isatty()):
+            return None  # no bar in logs and pipes: the JSONL metrics carry the progress there
         from tqdm.auto import tqdm
 
         return tqdm(total=self.total_steps, initial=initial, desc="train", unit="step", dynamic_ncols=True)
