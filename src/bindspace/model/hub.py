@@ -47,7 +47,7 @@ def resolve_pretrained(name: str, *, download: bool = True) -> Path:
 
 def _how_to_get(name: str, url: str, target: Path) -> str:
     return (
-        f"the {name} weights are not available offline. Download {url} on a connected machine and either "
+        f"The {name} weights are not available offline. Download {url} on a connected machine and either "
         f"put it at {target}, set {ENV_CHECKPOINT}=/path/to/{target.name}, or pass --checkpoint PATH "
         f"(`bindspace convert` turns it into per-modality files that load faster)."
     )
