@@ -91,3 +91,14 @@ def test_video_with_audio(tiny_pth, tiny_model, tmp_path, capsys):
     expected = ZeroShotClassifier(tiny_model, ["a violin", "a drum", "a car"], modality="video").predict_vectors(fused)
     assert [p["label"] for p in got] == list(expected[0].labels)
     assert code == 0 and classify(tiny_pth, "-m", "audio", "--with-audio", "--labels", "a,b", video) == 1
+
+
+def test_workers_option_is_spelled_like_embed_and_index():
+    from bindspace.cli import build_parser
+
+    parser = build_parser()
+    for spelling in ("--workers", "--num-workers"):
+        args = parser.parse_args(["classify", "--modality", "audio", "--labels", "a,b", spelling, "2", "x.wav"])
+        assert args.num_workers == 2
+        args = parser.parse_args(["eval", "esc50", "--root", "r", spelling, "3"])
+        assert args.num_workers == 3

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .common import add_model_args
+from .common import add_model_args, non_negative_int
 
 MODALITIES = ("image", "video", "audio", "depth", "thermal", "imu")
 
@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="video only: embed the video's audio track too and combine it with the frames "
                         "(videos without audio use their frames alone)")
     parser.add_argument("--batch-size", type=int, default=32, help="items per forward pass (default: 32)")
-    parser.add_argument("--num-workers", type=int, default=0, help="decoding processes (default: 0, in-process)")
+    parser.add_argument("--workers", "--num-workers", dest="num_workers", type=non_negative_int, default=0,
+                        help="decoding processes (default: 0, in-process)")
     add_model_args(parser)
     return parser
 

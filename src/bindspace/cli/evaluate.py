@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_model_args
+from .common import add_model_args, non_negative_int
 
 BENCHMARK_NAMES = ("esc50", "clotho", "audiocaps", "nyud", "sund", "llvip", "imagenet")
 
@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     parser.add_argument("--report", help="where to write the JSON report (default: eval_<benchmark>.json)")
     parser.add_argument("--batch-size", type=int, default=32, help="items per forward pass (default: 32)")
-    parser.add_argument("--num-workers", type=int, default=0, help="decoding processes (default: 0, in-process)")
+    parser.add_argument("--workers", "--num-workers", dest="num_workers", type=non_negative_int, default=0,
+                        help="decoding processes (default: 0, in-process)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress bar (default: when stderr is a terminal)")
     add_model_args(parser)
