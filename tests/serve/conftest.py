@@ -12,7 +12,9 @@ import torch
 pytest.importorskip("fastapi", reason="the [serve] extra (fastapi, uvicorn, python-multipart) is not installed")
 pytest.importorskip("httpx", reason="httpx (the [test] extra) is not installed")
 
-from serve_helpers import MEDIA, FakeItem, FakeModelInfo, FakeStore, item_id  # noqa: E402
+from serve_helpers import MEDIA, FakeStore, item_id  # noqa: E402
+
+from bindspace.index.store import Item, ModelInfo  # noqa: E402
 
 def direct_vector(model, kind: str, path: Path) -> torch.Tensor:
     """The embedding made without the server: preprocess loader + model.encode."""
@@ -42,12 +44,12 @@ def media_vectors(tiny_model, served_media) -> dict[str, torch.Tensor]:
 
 def build_store(served_media: Path, media_vectors: dict[str, torch.Tensor]) -> FakeStore:
     """An in-memory index of the fixture media; audio_1.wav is indexed as its 0-2 s segment."""
-    store = FakeStore(FakeModelInfo("imagebind_tiny_test", None, 24))
+    store = FakeStore(ModelInfo("imagebind_tiny_test", None, 24))
     items = []
     for name, kind in MEDIA.items():
         path = served_media / name
         segment = (0.0, 2.0) if name == "audio_1.wav" else (None, None)
-        items.append(FakeItem(
+        items.append(Item(
             id=item_id(name), uri=str(path), modality=kind, content_hash=hashlib.sha256(path.read_bytes()).hexdigest(),
             size=path.stat().st_size, mtime=os.path.getmtime(path), segment_start=segment[0], segment_end=segment[1],
             model="imagebind_tiny_test", model_checksum=None, vector=media_vectors[name].numpy()))

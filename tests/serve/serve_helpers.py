@@ -4,11 +4,11 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import torch
+
+from bindspace.index.store import Hit, Item, ModelInfo
 
 # file name -> the modality the index stores it under
 MEDIA = {
@@ -29,43 +29,15 @@ def item_id(name: str) -> str:
     return hashlib.sha1(name.encode()).hexdigest()[:16]
 
 
-@dataclass
-class FakeItem:
-    id: str
-    uri: str
-    modality: str
-    content_hash: str
-    size: int
-    mtime: float
-    segment_start: Optional[float]
-    segment_end: Optional[float]
-    model: str
-    model_checksum: Optional[str]
-    vector: Optional[np.ndarray] = None
-
-
-@dataclass
-class FakeHit:
-    item: FakeItem
-    score: float
-
-
-@dataclass
-class FakeModelInfo:
-    name: str
-    checksum: Optional[str]
-    embed_dim: int
-
-
 class FakeStore:
     """Exact cosine search over a dict; enough of the Store contract for the API."""
 
-    def __init__(self, info: FakeModelInfo | None = None) -> None:
+    def __init__(self, info: ModelInfo | None = None) -> None:
         self.info = info
-        self.items: dict[str, FakeItem] = {}
+        self.items: dict[str, Item] = {}
         self.lock = threading.Lock()
 
-    def model_info(self) -> FakeModelInfo | None:
+    def model_info(self) -> ModelInfo | None:
         return self.info
 
     def add(self, items) -> None:
@@ -86,7 +58,7 @@ class FakeStore:
     def search(self, vector, k=10, *, modality=None, where=None):
         vector = np.asarray(vector, dtype=np.float32)
         pool = [it for it in self.items.values() if modality is None or it.modality == modality]
-        scored = [FakeHit(it, float(np.dot(it.vector, vector))) for it in pool]
+        scored = [Hit(it, float(np.dot(it.vector, vector))) for it in pool]
         scored.sort(key=lambda h: -h.score)
         return scored[:k]
 

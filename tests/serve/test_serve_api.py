@@ -345,7 +345,9 @@ def test_page_is_served_without_external_resources(make_client):
 def test_index_with_a_different_model_is_refused(tiny_model):
     from bindspace.errors import BindspaceError
     from bindspace.serve import create_app
-    from serve_helpers import FakeModelInfo, FakeStore
+    from serve_helpers import FakeStore
+
+    from bindspace.index.store import ModelInfo
 
     with pytest.raises(BindspaceError, match="1024-d"):
-        create_app(tiny_model, FakeStore(FakeModelInfo("imagebind_huge", "abc", 1024)))
+        create_app(tiny_model, FakeStore(ModelInfo("imagebind_huge", "abc", 1024)))
