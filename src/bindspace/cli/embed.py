@@ -40,12 +40,6 @@ exit status:
 """
 
 
-
-
-
-
-
-
 def default_workers() -> int:
     """Decoding processes used when --workers is not given: min(4, CPUs - 1)."""
     return max(0, min(4, (os.cpu_count() or 1) - 1))

@@ -31,12 +31,6 @@ exit status: 0 done (also when files were skipped), 1 error (nothing half-writte
 """
 
 
-
-
-
-
-
-
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "index", help="index media folders for search (incremental, crash-safe)",

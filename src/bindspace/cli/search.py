@@ -51,8 +51,6 @@ class _Part(argparse.Action):
         namespace.parts = parts
 
 
-
-
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "search", help="search an index with text, media, or a combination",

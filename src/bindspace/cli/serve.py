@@ -29,14 +29,6 @@ download); a model whose weights fingerprint differs from the index's is refused
 """
 
 
-
-
-
-
-
-
-
-
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "serve",
