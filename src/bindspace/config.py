@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ConfigError
 from .modality import Modality, as_modality
@@ -82,7 +83,7 @@ class ModelConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
         """Parse and validate the JSON form."""
         try:
             towers = {as_modality(m): _tower_from_dict(t) for m, t in data["towers"].items()}

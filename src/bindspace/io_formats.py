@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO
 
 import numpy as np
 

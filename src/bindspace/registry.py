@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from .config import ModelConfig
@@ -11,7 +11,7 @@ from .errors import ConfigError
 _EXTRA: dict[str, ModelConfig] = {}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _builtin() -> dict[str, ModelConfig]:
     configs = {}
     for entry in resources.files("bindspace.configs").iterdir():

@@ -12,9 +12,15 @@ import torch
 
 from bindspace import preprocess
 from bindspace.cli import main
-
 from tasks.synthetic import (
-    ESC50_ROWS, make_audiocaps, make_clotho, make_esc50, make_imagenet, make_llvip, make_nyud, make_sund,
+    ESC50_ROWS,
+    make_audiocaps,
+    make_clotho,
+    make_esc50,
+    make_imagenet,
+    make_llvip,
+    make_nyud,
+    make_sund,
 )
 
 

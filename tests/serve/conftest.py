@@ -16,6 +16,7 @@ from serve_helpers import MEDIA, FakeStore, item_id  # noqa: E402
 
 from bindspace.index.store import Item, ModelInfo  # noqa: E402
 
+
 def direct_vector(model, kind: str, path: Path) -> torch.Tensor:
     """The embedding made without the server: preprocess loader + model.encode."""
     from bindspace import preprocess

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from serve_helpers import item_id
 
 TEXTS = ["A dog.", "a photo of a red sports car parked by the sea", "Ünïcödé café — naïve façade"]
@@ -343,11 +342,11 @@ def test_page_is_served_without_external_resources(make_client):
 
 
 def test_index_with_a_different_model_is_refused(tiny_model):
-    from bindspace.errors import BindspaceError
-    from bindspace.serve import create_app
     from serve_helpers import FakeStore
 
+    from bindspace.errors import BindspaceError
     from bindspace.index.store import ModelInfo
+    from bindspace.serve import create_app
 
     with pytest.raises(BindspaceError, match="1024-d"):
         create_app(tiny_model, FakeStore(ModelInfo("imagebind_huge", "abc", 1024)))

@@ -8,11 +8,11 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from serve_helpers import CountingModel
 
 from bindspace.modality import Modality
 from bindspace.serve.batcher import MicroBatcher
 from bindspace.serve.errors import Busy
-from serve_helpers import CountingModel
 
 
 def _tagging_encode(calls: list[int], delay_s: float = 0.0):

@@ -12,13 +12,35 @@ import numpy as np
 import pytest
 
 from bindspace.embed import EmbeddingResult, ItemError
-from bindspace.tasks.eval import EvalOptions, LayoutError, format_report, get_benchmark, run, write_report
-from bindspace.tasks.eval import audiocaps, esc50, imagenet, llvip, nyud, sund
+from bindspace.tasks.eval import (
+    EvalOptions,
+    LayoutError,
+    audiocaps,
+    esc50,
+    format_report,
+    get_benchmark,
+    imagenet,
+    llvip,
+    nyud,
+    run,
+    sund,
+    write_report,
+)
 from bindspace.tasks.eval.base import evenly_spaced
 
 from .synthetic import (
-    ESC50_CORRUPT, ESC50_MISSING, ESC50_ROWS, LLVIP_BOXES, make_audiocaps, make_clotho, make_esc50, make_imagenet, make_llvip,
-    make_nyud, make_sund, sun_encode,
+    ESC50_CORRUPT,
+    ESC50_MISSING,
+    ESC50_ROWS,
+    LLVIP_BOXES,
+    make_audiocaps,
+    make_clotho,
+    make_esc50,
+    make_imagenet,
+    make_llvip,
+    make_nyud,
+    make_sund,
+    sun_encode,
 )
 
 DIM = 16

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-import tomllib
 
 import pytest
+import tomllib
 
 from bindspace.errors import ConfigError
 from bindspace.train.config import TrainConfig, apply_override, load_config

@@ -11,7 +11,12 @@ from bindspace.model.factory import create_model  # noqa: E402
 from bindspace.train.api import train  # noqa: E402
 from bindspace.train.config import LoraConfig  # noqa: E402
 from bindspace.train.lora import (  # noqa: E402
-    ADAPTER_FILE, apply_lora, load_adapters, lora_state_dict, merge_lora, save_adapters,
+    ADAPTER_FILE,
+    apply_lora,
+    load_adapters,
+    lora_state_dict,
+    merge_lora,
+    save_adapters,
 )
 
 from .conftest import SMALL_NAME, train_toml  # noqa: E402

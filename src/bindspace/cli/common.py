@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Iterable
+from collections.abc import Iterable
 
 DEFAULT_MODEL = "imagebind_huge"
 DTYPES = ("float32", "bfloat16", "float16")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 import sys
 from collections import deque
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -13,8 +14,19 @@ from torch.utils.data import DataLoader
 from ..modality import Modality
 from ..preprocess.sources import source_name
 from .loading import (
-    CLIP_AXIS, SEGMENTABLE, Failure, Unit, UnitDataset, as_failure, check_options, collate, geometry,
-    make_loader, parse_kind, tower_of, video_windows,
+    CLIP_AXIS,
+    SEGMENTABLE,
+    Failure,
+    Unit,
+    UnitDataset,
+    as_failure,
+    check_options,
+    collate,
+    geometry,
+    make_loader,
+    parse_kind,
+    tower_of,
+    video_windows,
 )
 from .result import EmbeddingResult, ItemError
 

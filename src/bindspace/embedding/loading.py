@@ -4,8 +4,9 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -41,6 +42,7 @@ def tower_of(kind: str) -> Modality:
 def _loader(kind: str, segmented: bool = False) -> Callable[..., Any]:
     """The preprocess function for one item (or for a window/segments of it)."""
     from .. import preprocess
+
     # `preprocess.audio` / `preprocess.video` are the batch functions, not the modules: import by path.
     from ..preprocess.audio import load_audio_segments
     from ..preprocess.video import load_video_window
@@ -123,7 +125,7 @@ class LoadedBatch:
     rows: torch.Tensor | None = None  # (sum of R over good units, ...)
     size: int = 0  # units in the batch, good or bad
 
-    def pin_memory(self) -> "LoadedBatch":
+    def pin_memory(self) -> LoadedBatch:
         """Called by the DataLoader's pinning thread when the target is a CUDA device."""
         if self.rows is not None:
             self.rows = self.rows.pin_memory()

@@ -23,14 +23,15 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import BindspaceError
 from .detect import detect_modality
-from .store import MEDIA_MODALITIES, Item, ModelInfo, Store, item_id, model_fingerprint, modality_values
+from .store import MEDIA_MODALITIES, Item, ModelInfo, Store, item_id, modality_values, model_fingerprint
 from .walk import Listing, walk_paths
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ def _segments_match(rows: Sequence[Item], modality: str, seconds: float | None) 
         return not segmented
     if len(segmented) != len(rows):
         return False
-    lengths = sorted(((r.segment_start, r.segment_end - r.segment_start) for r in segmented))  # type: ignore[operator]
+    lengths = sorted((r.segment_start, r.segment_end - r.segment_start) for r in segmented)  # type: ignore[operator]
     if any(length > seconds + 1e-3 for _, length in lengths):
         return False
     return len(lengths) == 1 or abs(lengths[0][1] - seconds) <= 1e-3

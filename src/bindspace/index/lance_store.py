@@ -14,8 +14,9 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -122,7 +123,7 @@ class LanceStore(Store):
         self._info: ModelInfo | None = None  # fixed for the table's lifetime once read
 
     @classmethod
-    def open(cls, uri: str, *, create: bool = False) -> "LanceStore":
+    def open(cls, uri: str, *, create: bool = False) -> LanceStore:
         """Connect to the database at `uri`; without `create` it must hold a bindspace table."""
         import lancedb
 

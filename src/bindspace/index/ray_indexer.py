@@ -10,13 +10,14 @@ every node (a shared filesystem), and so must the checkpoint.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import BindspaceError
-from .indexer import SEGMENTABLE, FileOutcome, FileTask, group_by_modality, embed_tasks
+from .indexer import SEGMENTABLE, FileOutcome, FileTask, embed_tasks, group_by_modality
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -1,7 +1,7 @@
 """ImageBindModel: one tower per modality, all mapping into one shared space."""
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -100,7 +100,7 @@ class ImageBindModel(nn.Module):
         for trunk in self.modality_trunks.values():
             trunk.grad_checkpointing = enable
 
-    def compile_towers(self, **options) -> "ImageBindModel":
+    def compile_towers(self, **options) -> ImageBindModel:
         """`torch.compile` each trunk in place (options go to torch.compile); text compiles with dynamic length."""
         for modality, trunk in self.modality_trunks.items():
             trunk.compile(**({"dynamic": True} if modality == Modality.TEXT else {}), **options)

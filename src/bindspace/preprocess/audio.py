@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import InputError
-from .batching import load_batch
 from .audio_io import AudioReader, open_audio
+from .batching import load_batch
 from .fbank import fbank, frame_sizes
 from .resample import resample, resample_region, resampled_length
 from .sources import source_name

@@ -12,9 +12,10 @@ whole decode, except where a codec's decoder carries random state across frames
 from __future__ import annotations
 
 import io
-from fractions import Fraction
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import IO, Iterator
+from fractions import Fraction
+from typing import IO
 
 import av
 import numpy as np

@@ -7,7 +7,8 @@ to `size` with a mask-aware bilinear filter, centre crop, optionally normalise.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Union
 
 import numpy as np
 import torch

@@ -11,7 +11,8 @@ import csv
 import io
 import math
 import re
-from typing import Any, Literal, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Literal, Union
 
 import numpy as np
 import torch

@@ -8,8 +8,8 @@ uses this to resample windows of hours-long files without decoding them whole.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import torch
 

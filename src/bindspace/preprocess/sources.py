@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Iterator, Union
+from typing import IO, Union
 
 from ..errors import InputError
 

@@ -7,7 +7,8 @@ with antialiased bicubic, centre crop, then (x - mean) / std with mean 0, std 1.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Literal, Union
 
 import numpy as np
 import torch

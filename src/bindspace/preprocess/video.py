@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 import av
 import numpy as np
@@ -100,7 +101,7 @@ class _Video:
         self.container.close()
         self._handle.close()
 
-    def __enter__(self) -> "_Video":
+    def __enter__(self) -> _Video:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,7 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,11 +38,11 @@ class ServeState:
 
     model: Any
     store: Any
-    api_key: Optional[str]
+    api_key: str | None
     limits: Limits
     model_name: str
-    model_checksum: Optional[str]
-    model_checkpoint: Optional[str]
+    model_checksum: str | None
+    model_checkpoint: str | None
     batcher: MicroBatcher
     pipeline: Pipeline
     metrics: ServerMetrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

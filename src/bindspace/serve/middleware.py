@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from .metrics import ServerMetrics
 

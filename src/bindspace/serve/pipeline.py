@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -13,7 +13,6 @@ from .batcher import MicroBatcher
 from .errors import ApiError, TooLarge
 from .limits import Limits
 from .media import MEDIA_KINDS, decode_base64, load_media, tokenize_text
-
 
 # Up to this many characters per request, texts are tokenized on the event loop (cheaper than a thread hop).
 INLINE_TEXT_CHARS = 2000

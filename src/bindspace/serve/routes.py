@@ -8,7 +8,8 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Awaitable, Optional, TypeVar
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlparse
 
 import numpy as np
@@ -21,8 +22,16 @@ from ..errors import BindspaceError, InputError
 from .errors import ApiError, NotFound, TooLarge, Unauthorized, Unavailable
 from .media import is_video_path, make_thumbnail, media_type, parse_kind
 from .schemas import (
-    DeleteResponse, EmbedRequest, EmbedResponse, ErrorResponse, IndexJob, IndexRequest, ItemInfo,
-    ModelInfoResponse, SearchRequest, SearchResponse,
+    DeleteResponse,
+    EmbedRequest,
+    EmbedResponse,
+    ErrorResponse,
+    IndexJob,
+    IndexRequest,
+    ItemInfo,
+    ModelInfoResponse,
+    SearchRequest,
+    SearchResponse,
 )
 
 router = APIRouter()
@@ -63,8 +72,8 @@ def _state(request: Request):
 
 
 async def require_api_key(request: Request,
-                          bearer: Optional[HTTPAuthorizationCredentials] = Depends(_bearer),
-                          header_key: Optional[str] = Depends(_key_header)) -> None:
+                          bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+                          header_key: str | None = Depends(_key_header)) -> None:
     """Writes need the server's API key; with none configured they are refused outright."""
     expected = _state(request).api_key
     if not expected:

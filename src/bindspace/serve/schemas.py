@@ -1,8 +1,6 @@
 """Request and response bodies of the HTTP API (they make up its OpenAPI document)."""
 from __future__ import annotations
 
-from typing import Optional
-
 from pydantic import BaseModel, ConfigDict, Field
 
 _KIND_HELP = "text, image, video, vision (image or video, detected), audio, depth, thermal or imu"
@@ -22,9 +20,9 @@ class EmbedRequest(BaseModel):
         "examples": [{"modality": "text", "texts": ["a dog barking", "rain on a roof"]}]})
 
     modality: str = Field(description=_KIND_HELP)
-    texts: Optional[list[str]] = Field(None, description="for modality=text")
-    items: Optional[list[str]] = Field(None, description="base64 media (a data: URL prefix is allowed)")
-    names: Optional[list[str]] = Field(None, description="optional display names, used in error messages")
+    texts: list[str] | None = Field(None, description="for modality=text")
+    items: list[str] | None = Field(None, description="base64 media (a data: URL prefix is allowed)")
+    names: list[str] | None = Field(None, description="optional display names, used in error messages")
 
 
 class EmbedResponse(BaseModel):
@@ -42,9 +40,9 @@ class QueryPart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     modality: str = Field("text", description=_KIND_HELP)
-    text: Optional[str] = Field(None, description="for modality=text")
-    data: Optional[str] = Field(None, description="base64 media for the other modalities")
-    name: Optional[str] = Field(None, description="display name used in error messages")
+    text: str | None = Field(None, description="for modality=text")
+    data: str | None = Field(None, description="base64 media for the other modalities")
+    name: str | None = Field(None, description="display name used in error messages")
     weight: float = Field(1.0, ge=-10.0, le=10.0, description="weight in the combination (negative subtracts)")
 
 
@@ -55,9 +53,9 @@ class SearchRequest(BaseModel):
         "examples": [{"parts": [{"modality": "text", "text": "a dog on a beach"}], "k": 10, "modality": "image"}]})
 
     parts: list[QueryPart] = Field(min_length=1, description="query parts; several are combined")
-    weights: Optional[list[float]] = Field(None, description="overrides the parts' own weights, one per part")
+    weights: list[float] | None = Field(None, description="overrides the parts' own weights, one per part")
     k: int = Field(10, ge=1, le=1000, description="how many results")
-    modality: Optional[str] = Field(None, description="only return items of this modality (as stored by the index)")
+    modality: str | None = Field(None, description="only return items of this modality (as stored by the index)")
 
 
 class ItemInfo(BaseModel):
@@ -68,14 +66,14 @@ class ItemInfo(BaseModel):
     uri: str
     modality: str = Field(description="the modality as stored by the index")
     kind: str = Field(description="image, video, audio, depth, thermal or imu: how to show it")
-    size: Optional[int] = None
-    mtime: Optional[float] = None
-    segment_start: Optional[float] = None
-    segment_end: Optional[float] = None
-    content_hash: Optional[str] = None
+    size: int | None = None
+    mtime: float | None = None
+    segment_start: float | None = None
+    segment_end: float | None = None
+    content_hash: str | None = None
     media_url: str = Field(description="streams the indexed file (Range requests supported)")
     preview_url: str = Field(description="media_url with a #t=start,end fragment for the matching segment")
-    thumbnail_url: Optional[str] = Field(None, description="a JPEG thumbnail, for images, depth, thermal and video")
+    thumbnail_url: str | None = Field(None, description="a JPEG thumbnail, for images, depth, thermal and video")
     media_type: str
 
 
@@ -99,8 +97,8 @@ class IndexRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     paths: list[str] = Field(min_length=1, description="files or folders on the server")
-    modalities: Optional[list[str]] = Field(None, description="only these modalities")
-    segment_seconds: Optional[float] = Field(None, gt=0, description="split long audio/video into segments")
+    modalities: list[str] | None = Field(None, description="only these modalities")
+    segment_seconds: float | None = Field(None, gt=0, description="split long audio/video into segments")
 
 
 class IndexJob(BaseModel):
@@ -109,13 +107,13 @@ class IndexJob(BaseModel):
     id: str
     status: str = Field(description="running, done or failed")
     paths: list[str]
-    added: Optional[int] = None
-    updated: Optional[int] = None
-    removed: Optional[int] = None
-    unchanged: Optional[int] = None
-    skipped: Optional[int] = None
-    skipped_files: Optional[list[str]] = Field(None, description="'path: reason' for the first 100 skipped files")
-    error: Optional[str] = None
+    added: int | None = None
+    updated: int | None = None
+    removed: int | None = None
+    unchanged: int | None = None
+    skipped: int | None = None
+    skipped_files: list[str] | None = Field(None, description="'path: reason' for the first 100 skipped files")
+    error: str | None = None
 
 
 class DeleteResponse(BaseModel):
@@ -126,10 +124,10 @@ class ModelInfoResponse(BaseModel):
     """What /v1/info and the Weaviate /meta report."""
 
     model: str
-    checksum: Optional[str] = None
+    checksum: str | None = None
     embed_dim: int
     modalities: list[str]
-    indexed_items: Optional[int] = None
+    indexed_items: int | None = None
     version: str
 
 

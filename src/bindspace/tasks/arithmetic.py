@@ -8,7 +8,8 @@ scale, decides its pull.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
 
 import numpy as np
 

@@ -11,7 +11,8 @@ Values are fractions in [0, 1] (ranks are 1-based counts).
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence, Union
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Union
 
 import numpy as np
 

@@ -10,7 +10,7 @@ published practice it follows.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from ..errors import BindspaceError
 

@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from .config import (
-    AugmentConfig, DataConfig, LoraConfig, LossConfig, OptimConfig, RunConfig, TowerSpec, TrainConfig, load_config,
+    AugmentConfig,
+    DataConfig,
+    LoraConfig,
+    LossConfig,
+    OptimConfig,
+    RunConfig,
+    TowerSpec,
+    TrainConfig,
+    load_config,
 )
 
 __all__ = [

@@ -9,9 +9,9 @@ from torch import nn
 
 from ..config import ModelConfig, TowerConfig
 from ..errors import ConfigError
+from ..modality import Modality, as_modality
 from ..model import checkpoint as ckpt
 from ..model.imagebind import ImageBindModel
-from ..modality import Modality, as_modality
 from ..registry import get_config
 from .config import LoraConfig, LossConfig, TowerSpec, TrainConfig, resolved_init
 from .loss import Temperature
@@ -72,7 +72,7 @@ class BindModel(nn.Module):
                 a = self.model.encode(self.anchor, anchor, clip_axis=False)
         return t, a, self.logit_scale()
 
-    def train(self, mode: bool = True) -> "BindModel":
+    def train(self, mode: bool = True) -> BindModel:
         """Train mode for the trained parts; a frozen anchor stays in eval mode (no dropout, no drop-path)."""
         super().train(mode)
         if not self.train_anchor:

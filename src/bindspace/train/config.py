@@ -7,9 +7,10 @@ import json
 import os
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, Union
+from typing import Any, Literal, Union
 
 from ..errors import ConfigError
 from ..modality import Modality, as_modality
@@ -92,7 +93,7 @@ class OptimConfig:
 class LossConfig:
     """InfoNCE temperature: "model" uses the towers' own logit scale (target's, else anchor's)."""
 
-    temperature: Union[float, Literal["model"]] = "model"
+    temperature: float | Literal["model"] = "model"
     learnable: bool = False  # only for a numeric temperature
     max_logit_scale: float = 100.0
 
@@ -147,7 +148,7 @@ class TrainConfig:
         return _plain(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> "TrainConfig":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> TrainConfig:
         """Parse and validate a mapping (as read from a config file)."""
         config = _build(cls, data, source, "")
         validate(config, source)

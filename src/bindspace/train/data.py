@@ -12,9 +12,10 @@ import csv
 import json
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -57,11 +58,11 @@ class PairBatch:
     def __len__(self) -> int:
         return self.anchor.shape[0]
 
-    def pin_memory(self) -> "PairBatch":
+    def pin_memory(self) -> PairBatch:
         """Page-locked copies (DataLoader calls this when pin_memory=True)."""
         return PairBatch(self.anchor.pin_memory(), self.target.pin_memory())
 
-    def to(self, device: torch.device) -> "PairBatch":
+    def to(self, device: torch.device) -> PairBatch:
         """Both tensors on `device`."""
         return PairBatch(self.anchor.to(device, non_blocking=True), self.target.to(device, non_blocking=True))
 

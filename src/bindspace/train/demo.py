@@ -20,9 +20,9 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -30,8 +30,8 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig, TowerConfig
 from ..errors import BindspaceError
-from ..model.imagebind import ImageBindModel
 from ..modality import Modality
+from ..model.imagebind import ImageBindModel
 from .augment import sample_generator
 from .build import BindModel
 from .config import OptimConfig, RunConfig

@@ -1,7 +1,7 @@
 """Validation for a binding run: full-set InfoNCE and retrieval recall between the two towers."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from ..config import ModelConfig
-from ..model import checkpoint as ckpt
 from ..modality import Modality
+from ..model import checkpoint as ckpt
 from .build import BindModel
 
 

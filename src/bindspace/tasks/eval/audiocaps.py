@@ -19,7 +19,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import (
-    EvalOptions, LayoutError, RetrievalSet, Sample, Skipped, evenly_spaced, file_sample, first_existing, read_csv,
+    EvalOptions,
+    LayoutError,
+    RetrievalSet,
+    Sample,
+    Skipped,
+    evenly_spaced,
+    file_sample,
+    first_existing,
+    read_csv,
     require_dir,
 )
 

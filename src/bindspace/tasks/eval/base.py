@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from ...errors import BindspaceError
 

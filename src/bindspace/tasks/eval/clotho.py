@@ -14,8 +14,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import (
-    EvalOptions, LayoutError, RetrievalSet, Sample, Skipped, evenly_spaced, file_sample, first_existing, read_csv,
-    require_dir, require_file,
+    EvalOptions,
+    LayoutError,
+    RetrievalSet,
+    Sample,
+    Skipped,
+    evenly_spaced,
+    file_sample,
+    first_existing,
+    read_csv,
+    require_dir,
+    require_file,
 )
 
 NAME = "clotho"

@@ -17,9 +17,10 @@ crop is classified between the prompt names "person" and "background"; top-1 acc
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -19,8 +19,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import (
-    ClassificationSet, EvalOptions, LayoutError, Sample, Skipped, evenly_spaced, file_sample, prompt_name,
-    read_csv, require_dir, require_file,
+    ClassificationSet,
+    EvalOptions,
+    LayoutError,
+    Sample,
+    Skipped,
+    evenly_spaced,
+    file_sample,
+    prompt_name,
+    read_csv,
+    require_dir,
+    require_file,
 )
 
 NAME = "nyud"
