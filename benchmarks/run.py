@@ -54,7 +54,7 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 def case_load_plain(root: Path) -> dict:
     """What the original does: build the whole fp32 model, torch.load the .pth, copy it in."""
     from bindspace.model.imagebind import ImageBindModel
-    from bindspace.registry import get_config
+    from bindspace.model.presets import get_config
 
     start = time.perf_counter()
     model = ImageBindModel(get_config(NAME))
@@ -168,7 +168,7 @@ def _audio_files(n: int, folder: Path) -> list[Path]:
 
 def case_audio(root: Path) -> list[dict]:
     import bindspace
-    from bindspace.embed import Embedder
+    from bindspace.embedding import Embedder
     from bindspace.preprocess import load_audio
 
     n = 12

@@ -14,7 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bindspace.model.checkpoint import save_model_dir  # noqa: E402
 from bindspace.model.imagebind import ImageBindModel  # noqa: E402
-from bindspace.registry import get_config  # noqa: E402
+from bindspace.model.presets import get_config  # noqa: E402
 from detweights import deterministic_tensor  # noqa: E402
 
 

@@ -20,7 +20,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 def tiny_shapes(modalities=None) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the tiny preset's state dict."""
     from bindspace.model.imagebind import ImageBindModel
-    from bindspace.registry import get_config
+    from bindspace.model.presets import get_config
 
     with torch.device("meta"):
         model = ImageBindModel(get_config(TINY), modalities)
@@ -72,6 +72,6 @@ def tiny_pth(tmp_path_factory, tiny_state) -> Path:
 def tiny_model_dir(tmp_path_factory, tiny_state) -> Path:
     """The tiny weights in our per-modality safetensors layout (what `bindspace convert` writes)."""
     from bindspace.model.checkpoint import save_model_dir
-    from bindspace.registry import get_config
+    from bindspace.model.presets import get_config
 
     return save_model_dir(tiny_state, get_config(TINY), tmp_path_factory.mktemp("ckpt") / "tiny_dir")

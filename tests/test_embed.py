@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from bindspace import preprocess
-from bindspace.embed import Embedder, EmbeddingResult, ItemError
+from bindspace.embedding import Embedder, EmbeddingResult, ItemError
 from bindspace.errors import InputError
 from bindspace.preprocess.audio import load_audio_segments
 from bindspace.preprocess.video import load_video_window
@@ -183,7 +183,7 @@ def test_progress_bar_when_forced(tiny_model, capsys):
 
 @pytest.mark.parametrize("suffix", [".npy", ".jsonl", ".parquet"])
 def test_output_formats_round_trip(tmp_path, suffix):
-    from bindspace.io_formats import EmbeddingTable, read_embeddings, write_embeddings
+    from bindspace.embedding.output import EmbeddingTable, read_embeddings, write_embeddings
 
     if suffix == ".parquet":
         pytest.importorskip("pyarrow")
@@ -202,7 +202,7 @@ def test_output_formats_round_trip(tmp_path, suffix):
 
 
 def test_output_write_is_atomic(tmp_path, monkeypatch):
-    from bindspace import io_formats
+    from bindspace.embedding import output as io_formats
 
     target = tmp_path / "out.npy"
     target.write_bytes(b"previous result")

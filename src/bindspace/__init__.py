@@ -5,7 +5,7 @@ from .config import ModelConfig, TowerConfig
 from .errors import BindspaceError, CheckpointError, ConfigError, InputError
 from .modality import Modality
 from .model import ImageBindModel, create_model
-from .registry import get_config, list_models, register_model
+from .model.presets import get_config, list_models, register_model
 
 __version__ = "0.1.0"
 
@@ -18,7 +18,7 @@ __all__ = [
 
 def __getattr__(name: str):  # heavy submodules load on first use
     if name == "Embedder":
-        from .embed import Embedder
+        from .embedding import Embedder
 
         return Embedder
     if name in ("preprocess", "tasks"):

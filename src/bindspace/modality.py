@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import enum
+import sys
 
-try:
+if sys.version_info >= (3, 11):
     from enum import StrEnum
-except ImportError:  # Python 3.10
+else:
 
-    class StrEnum(str, enum.Enum):  # type: ignore[no-redef]
+    class StrEnum(str, enum.Enum):
         def __str__(self) -> str:
             return self.value
 

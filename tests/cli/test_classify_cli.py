@@ -79,7 +79,7 @@ def test_modality_is_required():
 
 
 def test_video_with_audio(tiny_pth, tiny_model, tmp_path, capsys):
-    from bindspace.embed import Embedder
+    from bindspace.embedding import Embedder
     from bindspace.tasks import embed_video
     from tasks.synthetic import write_video_with_audio
 

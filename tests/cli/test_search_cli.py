@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("lancedb")
 
 from bindspace.cli import main  # noqa: E402
-from bindspace.embed import Embedder  # noqa: E402
+from bindspace.embedding import Embedder  # noqa: E402
 
 TINY = "imagebind_tiny_test"
 

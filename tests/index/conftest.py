@@ -72,7 +72,7 @@ def media(tmp_path) -> Media:
 
 @pytest.fixture()
 def embedder(tiny_model):
-    from bindspace.embed import Embedder
+    from bindspace.embedding import Embedder
 
     return Embedder(tiny_model, batch_size=4, progress=False)
 

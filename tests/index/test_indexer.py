@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bindspace
-from bindspace.embed import Embedder
+from bindspace.embedding import Embedder
 from bindspace.errors import BindspaceError
 from bindspace.index.indexer import NOT_MEDIA, content_hash, index_paths
 from bindspace.index.store import open_store

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bindspace.embed import EmbeddingResult, ItemError
+from bindspace.embedding import EmbeddingResult, ItemError
 from bindspace.tasks.eval import (
     EvalOptions,
     LayoutError,

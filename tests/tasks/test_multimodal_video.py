@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bindspace.embed import Embedder
+from bindspace.embedding import Embedder
 from bindspace.errors import BindspaceError
 from bindspace.tasks import embed_video
 

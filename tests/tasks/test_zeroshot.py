@@ -90,7 +90,7 @@ def test_default_templates_by_modality(tiny_model):
 
 
 def test_prototypes_computed_once(tiny_model, vectors):
-    from bindspace.embed import Embedder
+    from bindspace.embedding import Embedder
 
     class Counting(Embedder):
         calls = 0

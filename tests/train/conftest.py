@@ -27,7 +27,7 @@ def small_config(drop_path: float = 0.0) -> ModelConfig:
 
 @pytest.fixture(scope="session", autouse=True)
 def _register_small():
-    from bindspace.registry import register_model
+    from bindspace.model.presets import register_model
 
     register_model(small_config())
 

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     templates = check_templates(args.templates) if args.templates else None
     towers = ["text", str(as_modality(modality))] + (["audio"] if args.with_audio else [])
     model = load_model(args, towers)
-    from ..embed import Embedder
+    from ..embedding import Embedder
 
     embedder = Embedder(model, batch_size=args.batch_size, num_workers=args.num_workers)
     classifier = ZeroShotClassifier(embedder, labels, templates, modality=modality)

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..model import checkpoint as ckpt
     from ..model.imagebind import ImageBindModel
-    from ..registry import get_config
+    from ..model.presets import get_config
 
     config = get_config(args.model)
     with torch.device("meta"):

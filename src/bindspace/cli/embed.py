@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..io_formats import OutputFormatError, check_output, table_from_result, write_embeddings
+    from ..embedding.output import OutputFormatError, check_output, table_from_result, write_embeddings
 
     try:
         check_output(args.output)
@@ -97,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
     if not items:
         raise _UsageError("no inputs (give INPUT arguments, a directory with matching files, or --from-file)")
 
-    from ..embed import Embedder
+    from ..embedding import Embedder
     from ..errors import CheckpointError
     from ..modality import as_modality
     from .common import load_model

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     data = bench.load(root, options)  # layout problems surface before the model is loaded
     tower = "vision" if bench.kind in ("image", "video") else bench.kind
     model = load_model(args, ["text", tower])
-    from ..embed import Embedder
+    from ..embedding import Embedder
 
     embedder = Embedder(model, batch_size=args.batch_size, num_workers=args.num_workers, progress=False)
     report = run_benchmark(bench, root, embedder, options=options, templates=templates, progress=args.progress,

@@ -86,7 +86,7 @@ def model_name_for(args: argparse.Namespace, checkpoint: str, recorded) -> str |
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..embed import Embedder
+    from ..embedding import Embedder
     from ..index.indexer import index_paths
     from ..index.store import ModelInfo, model_fingerprint, open_store
     from ..index.walk import walk_paths

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..embed import Embedder
+    from ..embedding import Embedder
     from ..index.store import model_fingerprint, open_store
     from ..model import create_model
     from .index import model_name_for, resolve_checkpoint

@@ -41,7 +41,7 @@ class EmbedActor:
     def __init__(self, spec: ModelSpec, segment_seconds: float | None) -> None:
         import torch
 
-        from ..embed import Embedder
+        from ..embedding import Embedder
         from ..model import create_model
 
         device = spec.device

@@ -10,7 +10,7 @@ import torch
 from ..config import ModelConfig
 from ..errors import BindspaceError, CheckpointError
 from ..modality import Modality, as_modality
-from ..registry import get_config
+from .presets import get_config
 from . import checkpoint as ckpt
 from .hub import resolve_pretrained
 from .imagebind import ImageBindModel

@@ -374,7 +374,7 @@ async def start_index(body: IndexRequest, request: Request) -> dict:
     if any(job["status"] == "running" for job in state.jobs.values()):
         raise ApiError("an indexing job is already running; wait for it to finish", status=409, kind="busy")
     try:
-        from ..embed import Embedder
+        from ..embedding import Embedder
         from ..index.indexer import index_paths
     except ImportError as err:
         raise Unavailable(f"indexing is not available in this installation ({err})") from None

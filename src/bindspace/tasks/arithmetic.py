@@ -26,7 +26,7 @@ def as_embedder(model_or_embedder: Any, *, batch_size: int = 32) -> Any:
     """An Embedder: returned as is when given one, else built around an ImageBindModel."""
     if hasattr(model_or_embedder, "embed") and callable(model_or_embedder.embed):
         return model_or_embedder
-    from ..embed import Embedder
+    from ..embedding import Embedder
 
     return Embedder(model_or_embedder, batch_size=batch_size)
 

@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..modality import Modality, as_modality
 from ..model import checkpoint as ckpt
 from ..model.imagebind import ImageBindModel
-from ..registry import get_config
+from ..model.presets import get_config
 from .config import LoraConfig, LossConfig, TowerSpec, TrainConfig, resolved_init
 from .loss import Temperature
 

@@ -1,12 +1,12 @@
-"""Named model presets, read from the JSON files in `bindspace/configs/`."""
+"""Named model presets, read from the JSON files in `bindspace/model/configs/`."""
 from __future__ import annotations
 
 import json
 from functools import cache
 from importlib import resources
 
-from .config import ModelConfig
-from .errors import ConfigError
+from ..config import ModelConfig
+from ..errors import ConfigError
 
 _EXTRA: dict[str, ModelConfig] = {}
 
@@ -14,7 +14,7 @@ _EXTRA: dict[str, ModelConfig] = {}
 @cache
 def _builtin() -> dict[str, ModelConfig]:
     configs = {}
-    for entry in resources.files("bindspace.configs").iterdir():
+    for entry in resources.files("bindspace.model.configs").iterdir():
         if entry.name.endswith(".json"):
             config = ModelConfig.from_dict(json.loads(entry.read_text()))
             configs[config.name] = config

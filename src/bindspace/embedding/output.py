@@ -16,7 +16,7 @@ from typing import IO
 
 import numpy as np
 
-from .errors import BindspaceError
+from ..errors import BindspaceError
 
 FORMATS = {".npy": "npy", ".parquet": "parquet", ".jsonl": "jsonl"}
 
@@ -166,7 +166,7 @@ def _write_jsonl(path: Path, vectors: np.ndarray, table: EmbeddingTable) -> None
 
 
 def table_from_result(result: object) -> EmbeddingTable:
-    """An EmbeddingTable from a `bindspace.embed.EmbeddingResult`."""
+    """An EmbeddingTable from a `bindspace.embedding.EmbeddingResult`."""
     return EmbeddingTable(
         vectors=result.vectors,  # type: ignore[attr-defined]
         names=list(result.names),  # type: ignore[attr-defined]
