@@ -10,7 +10,15 @@ from typing import IO, Any
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask; read from /proc where possible, as setting it to probe it races with threads."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
@@ -52,23 +60,25 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     before the rename and its directory after, and is removed if the block raises.
     """
     target = Path(path)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    # The temp name ends in the target's suffix: writers such as np.save add one when it is missing.
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{target.suffix}")
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
-        _fsync_file(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+        commit_file(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(target.parent)
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
+def commit_file(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Make a finished temp file `target`: fsync it, give it umask permissions, rename, fsync the directory."""
+    with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, target)
+    fsync_dir(Path(target).parent)
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[Path], object]) -> Path:

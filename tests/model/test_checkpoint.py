@@ -148,3 +148,29 @@ def test_pretrained_uses_env_then_cache(monkeypatch, tmp_path, tiny_pth, tiny_mo
     monkeypatch.setenv("BINDSPACE_CACHE", str(tmp_path))
     (tmp_path / "imagebind_huge").symlink_to(tiny_model_dir)
     assert hub.resolve_pretrained("imagebind_huge", download=False) == tmp_path / "imagebind_huge"
+
+
+def test_legacy_pth_loads_and_fingerprints_like_zip(tiny_state, tiny_pth, tmp_path):
+    """One .pth reader: a pre-1.6 (non-zip) file loads and fingerprints the same as the zip file."""
+    import zipfile
+
+    from bindspace.index.fingerprint import model_fingerprint
+    from bindspace.model.checkpoint import read_pth
+
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"model": tiny_state}, legacy, _use_new_zipfile_serialization=False)
+    assert not zipfile.is_zipfile(legacy) and zipfile.is_zipfile(tiny_pth)
+    assert set(read_pth(legacy)) == set(tiny_state)
+    model = bindspace.create_model(TINY, checkpoint=legacy, modalities=["depth"])
+    _same_weights(model, tiny_state)
+    assert model_fingerprint(None, legacy) == model_fingerprint(None, tiny_pth)
+
+
+def test_pth_with_non_tensor_values_is_refused_everywhere(tiny_state, tmp_path):
+    from bindspace.index.fingerprint import model_fingerprint
+
+    bad = tmp_path / "mixed.pth"
+    torch.save({**tiny_state, "epoch": 3}, bad)
+    for read in (lambda: load_state_dict(bad), lambda: model_fingerprint(None, bad)):
+        with pytest.raises(CheckpointError, match="state dict of tensors"):
+            read()

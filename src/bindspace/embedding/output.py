@@ -1,22 +1,22 @@
 """Embedding files: .npy (vectors only), .parquet and .jsonl (name and optional segment beside each vector).
 
-Every writer is atomic: it writes a hidden temporary file beside the target and renames it
-into place, so a failed or interrupted run never leaves a partial output behind.
+Every writer is atomic (`bindspace.fsio.atomic_open`): it writes a hidden temporary file beside
+the target, fsyncs it and renames it into place, so a failed or interrupted run never leaves a
+partial output behind.
 """
 from __future__ import annotations
 
 import json
 import os
-import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import Any
 
 import numpy as np
 
 from ..errors import BindspaceError
+from ..fsio import atomic_open
 
 FORMATS = {".npy": "npy", ".parquet": "parquet", ".jsonl": "jsonl"}
 
@@ -52,24 +52,6 @@ def check_output(path: str | os.PathLike[str]) -> str:
     return fmt
 
 
-@contextmanager
-def atomic_file(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside `path`; on success it replaces `path`, on error it is removed."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    encoding = None if "b" in mode else "utf-8"
-    try:
-        with open(temp, mode.replace("w", "x"), encoding=encoding) as handle:  # "x": never reuse a stray file
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
 def write_embeddings(path: str | os.PathLike[str], table: EmbeddingTable) -> Path:
     """Write `table` in the format named by the suffix of `path`, atomically."""
     fmt = check_output(path)
@@ -80,6 +62,7 @@ def write_embeddings(path: str | os.PathLike[str], table: EmbeddingTable) -> Pat
     for field, column in (("names", table.names), ("indices", table.indices), ("segments", table.segments)):
         if column is not None and len(column) != n:
             raise ValueError(f"{field} has {len(column)} entries for {n} vectors")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     {"npy": _write_npy, "parquet": _write_parquet, "jsonl": _write_jsonl}[fmt](Path(path), vectors, table)
     return Path(path)
 
@@ -112,7 +95,7 @@ def read_embeddings(path: str | os.PathLike[str]) -> EmbeddingTable:
     )
 
 
-def _pyarrow():
+def _pyarrow() -> tuple[Any, Any]:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -131,7 +114,7 @@ def _clean(name: str) -> str:
 
 
 def _write_npy(path: Path, vectors: np.ndarray, table: EmbeddingTable) -> None:
-    with atomic_file(path) as handle:
+    with atomic_open(path, "wb") as handle:
         np.save(handle, vectors, allow_pickle=False)
 
 
@@ -147,12 +130,12 @@ def _write_parquet(path: Path, vectors: np.ndarray, table: EmbeddingTable) -> No
         columns["start"] = pa.array([s[0] for s in table.segments], pa.float64())
         columns["end"] = pa.array([s[1] for s in table.segments], pa.float64())
     columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim)
-    with atomic_file(path) as handle:
+    with atomic_open(path, "wb") as handle:
         pq.write_table(pa.table(columns), handle)
 
 
 def _write_jsonl(path: Path, vectors: np.ndarray, table: EmbeddingTable) -> None:
-    with atomic_file(path, "w") as handle:
+    with atomic_open(path, "w") as handle:
         for r in range(vectors.shape[0]):
             row: dict[str, object] = {}
             if table.indices is not None:
@@ -176,6 +159,6 @@ def table_from_result(result: object) -> EmbeddingTable:
 
 
 __all__: Sequence[str] = [
-    "FORMATS", "EmbeddingTable", "OutputFormatError", "output_format", "check_output", "atomic_file",
+    "FORMATS", "EmbeddingTable", "OutputFormatError", "output_format", "check_output",
     "write_embeddings", "read_embeddings", "table_from_result",
 ]

@@ -98,24 +98,9 @@ def _checkpoint_tensors(path: Path) -> list[tuple[str, tuple[int, ...], Reader]]
         return [t for file in files for t in _safetensors_tensors(file)]
     if path.suffix == ".safetensors":
         return _safetensors_tensors(path)
-    return list(_state_tensors(_load_pth_lazily(path)))
+    from ..model.checkpoint import read_pth  # the one .pth reader: memory-mapped, legacy fallback
 
-
-def _load_pth_lazily(path: Path) -> dict[str, torch.Tensor]:
-    """The .pth state dict, memory-mapped so only the sampled pages are read."""
-    try:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # legacy (non-zip) format cannot be memory-mapped
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem for the user
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
-    for wrapper in ("model", "state_dict", "module"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: does not contain a state dict")
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    return list(_state_tensors(read_pth(path)))
 
 
 def _safetensors_tensors(file: Path) -> list[tuple[str, tuple[int, ...], Reader]]:

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import pickle
+import struct
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 
 from ..config import ModelConfig
 from ..errors import CheckpointError
+from ..fsio import atomic_path, atomic_write
 from ..modality import Modality, as_modality
 
 MANIFEST = "manifest.json"
@@ -72,7 +74,7 @@ def load_state_dict(
 ) -> dict[str, torch.Tensor]:
     """Read the tensors of the requested modalities from a .pth file or a model directory.
 
-    A .pth is memory-mapped with `weights_only=True` (no arbitrary unpickling); a model
+    A .pth is read by `read_pth` (`weights_only=True`, memory-mapped when possible); a model
     directory reads only the requested modalities' safetensors files, memory-mapped when
     no conversion is needed and one tensor at a time when `dtype` differs.
     """
@@ -84,7 +86,7 @@ def load_state_dict(
         return _load_model_dir(path, wanted, verify, dtype)
     if path.suffix == ".safetensors":
         return _filter(_load_safetensors(path, dtype), wanted)
-    return _cast(_filter(_load_pth(path), wanted), dtype)
+    return _cast(_filter(read_pth(path), wanted), dtype)
 
 
 def _to(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
@@ -103,12 +105,33 @@ def _filter(state: Mapping[str, torch.Tensor], wanted: set[Modality] | None) -> 
     return {k: v for k, v in state.items() if key_modality(k) in wanted}
 
 
-def _load_pth(path: Path) -> dict[str, torch.Tensor]:
+# torch.save's legacy format starts with a pickled magic number (after the protocol header).
+_LEGACY_MAGIC = b"\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
+# What torch.load raises on a corrupt, truncated or unsafe file (the legacy unpickler adds the
+# index/key/struct errors of a pickle cut short).
+_UNREADABLE = (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError,
+               IndexError, KeyError, struct.error)
+
+
+def read_pth(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The state dict in a .pth file: the one reader for loading and fingerprinting.
+
+    Always `weights_only=True`. A zip-format file (every `torch.save` since PyTorch 1.6) is
+    memory-mapped, so only the pages actually used are read; a legacy (pre-1.6, non-zip) file
+    cannot be memory-mapped and is read whole. A `{"model": ...}` / `{"state_dict": ...}` /
+    `{"module": ...}` wrapper is unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty checkpoint file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        mmap = zipfile.is_zipfile(path)
+        if not mmap and _LEGACY_MAGIC not in _head(path):
+            raise ValueError("neither a zip archive nor a legacy torch.save file")
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except _UNREADABLE as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or unsafe): {reason}") from None
     for wrapper in ("model", "state_dict", "module"):
@@ -117,6 +140,11 @@ def _load_pth(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: does not contain a state dict of tensors")
     return state
+
+
+def _head(path: Path, size: int = 32) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(size)
 
 
 _SAFETENSORS_DTYPES = {
@@ -201,14 +229,15 @@ def _verified(file: Path, expected: str) -> bool:
     if sha256_file(file) != expected:
         return False
     try:
-        stamp.write_text(key)
+        atomic_write(stamp, key)
     except OSError:  # a read-only model directory: verify again next time
         pass
     return True
 
 
 def save_model_dir(
-    state: Mapping[str, torch.Tensor], config: ModelConfig, out_dir: str | os.PathLike[str], *, extra: dict | None = None
+    state: Mapping[str, torch.Tensor], config: ModelConfig, out_dir: str | os.PathLike[str], *,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write one safetensors file per modality plus a manifest with the config and sha256 sums."""
     from safetensors.torch import save_file
@@ -217,21 +246,18 @@ def save_model_dir(
     out.mkdir(parents=True, exist_ok=True)
     by_modality: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in state.items():
-        modality = key_modality(key)
-        if modality is None:
+        owner = key_modality(key)
+        if owner is None:
             raise CheckpointError(f"unexpected key {key!r}: not part of any modality tower")
-        by_modality.setdefault(str(modality), {})[key] = tensor.contiguous()
+        by_modality.setdefault(str(owner), {})[key] = tensor.contiguous()
     files = {}
     for modality, tensors in by_modality.items():
         file = out / f"{modality}.safetensors"
-        tmp = file.with_suffix(".safetensors.tmp")
-        save_file(tensors, str(tmp), metadata={"modality": modality, "config": config.name})
-        os.replace(tmp, file)
+        with atomic_path(file) as tmp:
+            save_file(tensors, str(tmp), metadata={"modality": modality, "config": config.name})
         files[modality] = {"file": file.name, "sha256": sha256_file(file), "tensors": len(tensors)}
     manifest = {"format": FORMAT, "version": 1, "config": config.to_dict(), "files": files, **(extra or {})}
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST)
+    atomic_write(out / MANIFEST, json.dumps(manifest, indent=1))
     return out
 
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ...errors import BindspaceError
+from ...fsio import atomic_write
 from .base import EvalReport
 
 MAX_SKIPPED_SHOWN = 5
@@ -64,15 +64,7 @@ def write_report(report: EvalReport, path: str | os.PathLike[str]) -> Path:
     text = report_json(report) + "\n"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(target, text)
     except OSError as exc:
         raise BindspaceError(f"cannot write report {target} ({exc.strerror or exc})") from None
     return target
