@@ -217,3 +217,70 @@ def test_output_write_is_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["out.npy"]
     with pytest.raises(io_formats.OutputFormatError, match=".csv"):
         io_formats.check_output(tmp_path / "out.csv")
+
+
+def test_vision_means_image_or_video_per_input(tiny_model, media_dir, bad_png):
+    """One meaning of "vision" everywhere: image or video, decided per file (and for bytes, by content)."""
+    image, video = media_dir / "image_1.jpg", media_dir / "video_1.mp4"
+    items = [video, image, bad_png, video.read_bytes(), image.read_bytes()]
+    result = Embedder(tiny_model, batch_size=2).embed("vision", items, on_error="skip")
+    assert result.indices == [0, 1, 3, 4]
+    assert [e.index for e in result.errors] == [2] and result.errors[0].name == str(bad_png)
+    expected_video = reference(tiny_model, "vision", [preprocess.load_video(video)], True)[0]
+    expected_image = reference(tiny_model, "vision", [preprocess.load_image(image)], False)[0]
+    np.testing.assert_allclose(result.vectors, np.stack([expected_video, expected_image] * 2), atol=ATOL)
+    segmented = Embedder(tiny_model).embed("vision", [video], segment_seconds=2)
+    assert segmented.segments == [(0.0, 2.0), (2.0, 3.0)]
+    with pytest.raises(ValueError, match="image_1.jpg is an image"):
+        Embedder(tiny_model).embed("vision", [video, image], segment_seconds=2)
+
+
+def test_embedding_package_uses_the_one_kinds_table():
+    import bindspace.embedding as embedding
+    import bindspace.embedding.loading as loading
+    from bindspace import kinds
+
+    assert embedding.KINDS is kinds.KINDS
+    assert not hasattr(loading, "parse_kind") or loading.parse_kind is kinds.parse_kind
+    assert not hasattr(loading, "SEGMENTABLE")
+
+
+def _broken_loader(exc: BaseException):
+    def load(item, unit):
+        raise exc
+
+    return load
+
+
+@pytest.mark.parametrize("exc", [
+    OSError("truncated file"), ValueError("bad header"), EOFError(), SyntaxError("broken PNG chunk"),
+])
+def test_decode_errors_are_reported_per_input(tiny_model, media_dir, monkeypatch, exc):
+    import bindspace.embedding.embedder as embedder
+
+    monkeypatch.setattr(embedder, "make_loader", lambda *a: _broken_loader(exc))
+    result = Embedder(tiny_model).embed("image", [media_dir / "image_1.jpg"], on_error="skip")
+    assert result.indices == [] and len(result.errors) == 1
+    assert result.errors[0].message.startswith(f"cannot be decoded ({type(exc).__name__}")
+
+
+@pytest.mark.parametrize("exc", [
+    TypeError("unsupported operand"), AttributeError("'NoneType' has no attribute 'shape'"),
+    MemoryError(), RuntimeError("CUDA out of memory"), KeyError("x"),
+])
+def test_bugs_and_resource_errors_stop_the_job(tiny_model, media_dir, monkeypatch, exc):
+    """A loader bug or a resource error is not "cannot be decoded": it propagates, even under skip."""
+    import bindspace.embedding.embedder as embedder
+
+    monkeypatch.setattr(embedder, "make_loader", lambda *a: _broken_loader(exc))
+    with pytest.raises(type(exc)):
+        Embedder(tiny_model).embed("image", [media_dir / "image_1.jpg"], on_error="skip")
+
+
+def test_model_errors_propagate_with_their_cause(tiny_model, media_dir, monkeypatch):
+    def broken_encode(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(tiny_model, "encode", broken_encode)
+    with pytest.raises(RuntimeError, match="mat1 and mat2"):
+        Embedder(tiny_model).embed("image", [media_dir / "image_1.jpg"], on_error="skip")

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..kinds import SEGMENTABLE, parse_kind, tower_of
 from ..modality import Modality
 from ..preprocess.sources import source_name
 from .loading import (
     CLIP_AXIS,
-    SEGMENTABLE,
+    DECODE_ERRORS,
     Failure,
     Unit,
     UnitDataset,
@@ -24,9 +25,8 @@ from .loading import (
     collate,
     geometry,
     make_loader,
-    parse_kind,
-    tower_of,
     video_windows,
+    vision_kind_of,
 )
 from .result import EmbeddingResult, ItemError
 
@@ -114,7 +114,7 @@ class _WindowPlan(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> list[tuple[float, float]] | Failure:
         try:
             return video_windows(self.items[i], self.names[i], self.seconds)
-        except Exception as exc:  # noqa: BLE001 - reported per input
+        except DECODE_ERRORS as exc:  # reported per input
             return as_failure(exc, self.names[i])
 
 
@@ -149,15 +149,18 @@ class Embedder:
               segment_seconds: float | None = None, names: Sequence[str] | None = None) -> EmbeddingResult:
         """Unit-norm float32 vectors for `items` ("text", "image", "video", "audio", "depth", "thermal", "imu").
 
-        on_error="raise" raises the first bad input's InputError (nothing is returned);
-        "skip" embeds the rest and lists the bad ones in `errors`. `segment_seconds` (audio,
-        video) embeds consecutive windows of each input: one row per window.
+        "vision" means image or video, decided per input (`vision_kind_of`: by file extension,
+        or by whether Pillow recognises the bytes). on_error="raise" raises the first bad
+        input's InputError (nothing is returned); "skip" embeds the rest and lists the bad ones
+        in `errors`. Only bad inputs are skipped: a bug or a model error stops the job.
+        `segment_seconds` (audio, video) embeds consecutive windows of each input: one row
+        per window.
         """
         kind = parse_kind(modality)
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if segment_seconds is not None:
-            if kind not in SEGMENTABLE:
+            if kind not in SEGMENTABLE and kind != "vision":
                 raise ValueError(f"segment_seconds applies to {' and '.join(SEGMENTABLE)} only, not {kind}")
             if not float(segment_seconds) > 0:
                 raise ValueError(f"segment_seconds must be > 0, got {segment_seconds}")
@@ -171,6 +174,8 @@ class Embedder:
             names = [str(n) for n in names]
             if len(names) != len(items):
                 raise ValueError(f"got {len(names)} names for {len(items)} items")
+        if kind == "vision":
+            return self._embed_vision(items, names, on_error, segment_seconds)
         tower = tower_of(kind)
         kwargs = {**geometry(kind, self.model.tower_config(tower)), **self.options.get(kind, {})}
         job = _Collector(names, on_error, segment_seconds is not None)
@@ -187,6 +192,22 @@ class Embedder:
         return job.result(self.model.embed_dim)
 
     # ----------------------------------------------------------------- internals
+
+    def _embed_vision(self, items: list[Any], names: list[str], on_error: OnError,
+                      segment_seconds: float | None) -> EmbeddingResult:
+        """Embed the images and the videos among `items` separately and merge them in input order."""
+        kinds = [vision_kind_of(item) for item in items]
+        if segment_seconds is not None and "image" in kinds:
+            first = names[kinds.index("image")]
+            raise ValueError(f"segment_seconds applies to audio and video only, and {first} is an image")
+        parts = []
+        for kind in ("image", "video"):
+            index = [i for i, k in enumerate(kinds) if k == kind]
+            if index:
+                part = self.embed(kind, [items[i] for i in index], on_error=on_error,
+                                  segment_seconds=segment_seconds, names=[names[i] for i in index])
+                parts.append((index, part))
+        return _merge(parts, self.model.embed_dim, segment_seconds is not None)
 
     @property
     def _pin(self) -> bool:
@@ -235,7 +256,7 @@ class Embedder:
                 # File objects can neither be shared with worker processes nor read twice: read them here.
                 try:
                     items[i] = item.read()
-                except Exception as exc:  # noqa: BLE001
+                except DECODE_ERRORS as exc:
                     job.error(i, as_failure(exc, names[i]))
                     items[i] = b""
         bad = {e.index for e in job.errors}
@@ -289,3 +310,19 @@ class Embedder:
                 continue
             units.extend(Unit(i, names[i], w) for w in windows)
         return units
+
+
+def _merge(parts: list[tuple[list[int], EmbeddingResult]], embed_dim: int, segmented: bool) -> EmbeddingResult:
+    """Merge results of disjoint subsets of one input list (`index[j]`: input position of a part's item j)."""
+    rows = [(index[local], part, r) for index, part in parts for r, local in enumerate(part.indices)]
+    rows.sort(key=lambda row: row[0])  # stable: an input's segments stay in time order
+    errors = sorted((ItemError(index[e.index], e.name, e.message) for index, part in parts for e in part.errors),
+                    key=lambda e: e.index)
+    vectors = np.stack([part.vectors[r] for _, part, r in rows]) if rows else np.zeros((0, embed_dim), np.float32)
+    return EmbeddingResult(
+        vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+        indices=[i for i, _, _ in rows],
+        errors=errors,
+        names=[part.names[r] for _, part, r in rows],
+        segments=[part.segments[r] for _, part, r in rows if part.segments is not None] if segmented else None,
+    )

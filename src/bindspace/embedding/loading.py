@@ -3,40 +3,55 @@ from __future__ import annotations
 
 import functools
 import inspect
+import io
 import math
+import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import av
+import soundfile
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from ..config import TowerConfig
 from ..errors import InputError
-from ..modality import Modality
+from ..kinds import parse_kind, vision_kind
 
-# What a user may ask to embed; "image" and "video" both feed the vision tower.
-KINDS = ("text", "image", "video", "audio", "depth", "thermal", "imu")
-SEGMENTABLE = ("audio", "video")
 # Inputs with a clip axis are averaged over it by the model.
 CLIP_AXIS = {"image": False, "video": True, "audio": True, "depth": False, "thermal": False, "imu": False}
 # A trailing video window shorter than this is dropped (audio's loader applies the same rule).
 MIN_LAST_SECONDS = 0.5
 
+# What decoding one bad input may raise: these are reported per input ("skipped x: ...") and the
+# job goes on. Anything else (TypeError, AttributeError: a bug; MemoryError, RuntimeError from
+# torch: a resource or model problem) stops the job with its traceback. The loaders turn most
+# decoder errors into InputError already; the rest are the decoders' own ways of saying "bad data":
+# OSError (unreadable file, truncated image, PIL's UnidentifiedImageError), ValueError and
+# EOFError (parsers, .npy/.csv readers, av's InvalidDataError), av's FFmpegError, soundfile's
+# errors, PIL's DecompressionBombError and SyntaxError (broken PNG chunks).
+DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    InputError, OSError, ValueError, EOFError, SyntaxError,
+    av.FFmpegError, soundfile.SoundFileError, Image.DecompressionBombError,
+)
 
-def parse_kind(modality: str | Modality) -> str:
-    """Normalise a modality name to one of KINDS ("vision" means image)."""
-    name = str(modality).strip().lower()
-    if name == "vision":
-        return "image"
-    if name not in KINDS:
-        raise ValueError(f"unknown modality {modality!r} (choose from {', '.join(KINDS)})")
-    return name
 
-
-def tower_of(kind: str) -> Modality:
-    """The model tower that embeds a kind."""
-    return Modality.VISION if kind in ("image", "video") else Modality(kind)
+def vision_kind_of(item: Any) -> str:
+    """What "vision" means for one input: "video" for a video file or video bytes, else "image"."""
+    if isinstance(item, (str, os.PathLike)):
+        return vision_kind(item)
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Pillow warns about odd headers; only the verdict matters
+                with Image.open(io.BytesIO(item)):  # reads the header only
+                    return "image"
+        except DECODE_ERRORS:
+            return "video"
+    return "image"  # arrays, tensors, PIL images: the video loader reads files and bytes only
 
 
 def _loader(kind: str, segmented: bool = False) -> Callable[..., Any]:
@@ -72,7 +87,7 @@ def check_options(options: Mapping[str, Mapping[str, Any]] | None) -> dict[str, 
     """Validate per-kind loader options (e.g. {"depth": {"focal_baseline": 40.0}}) against the loaders."""
     checked: dict[str, dict[str, Any]] = {}
     for key, kwargs in (options or {}).items():
-        kind = parse_kind(key)
+        kind = parse_kind(key, allow_vision=False)
         if kind == "text":
             allowed = {"context_length"}
         else:
@@ -133,7 +148,7 @@ class LoadedBatch:
 
 
 def as_failure(exc: BaseException, name: str) -> Failure:
-    """Any decoding failure as a one-line problem naming the input."""
+    """A decoding failure (one of DECODE_ERRORS) as a one-line problem naming the input."""
     if isinstance(exc, InputError):
         return Failure(exc.source, " ".join(exc.problem.split()))
     text = " ".join(str(exc).split()) or "no details"
@@ -189,8 +204,8 @@ def video_windows(item: Any, name: str, seconds: float) -> list[tuple[float, flo
     return windows
 
 
-class UnitDataset(Dataset):
-    """Decodes one unit per index; failures come back as records, never as exceptions."""
+class UnitDataset(Dataset[Loaded]):
+    """Decodes one unit per index; bad inputs come back as records, bugs and resource errors propagate."""
 
     def __init__(self, items: Sequence[Any], units: Sequence[Unit], load: Callable[[Any, Unit], Any]) -> None:
         self.items = items
@@ -204,7 +219,7 @@ class UnitDataset(Dataset):
         unit = self.units[i]
         try:
             rows, segments = self.load(self.items[unit.index], unit)
-        except Exception as exc:  # noqa: BLE001 - one bad input must not stop the job
+        except DECODE_ERRORS as exc:  # one bad input must not stop the job
             return Loaded(unit, error=as_failure(exc, unit.name))
         return Loaded(unit, rows=rows, segments=segments, count=int(rows.shape[0]))
 
