@@ -19,5 +19,5 @@ class CheckpointError(BindspaceError):
     """A checkpoint that is missing, corrupt, or belongs to another model."""
 
 
-class ConfigError(BindspaceError):
-    """An unknown preset or an invalid configuration."""
+class ConfigError(BindspaceError, ValueError):
+    """An unknown preset or an invalid configuration (a ValueError, as callers validating values expect)."""

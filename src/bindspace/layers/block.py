@@ -18,11 +18,12 @@ class Block(nn.Module):
         self, dim: int, heads: int, *, mlp_ratio: float = 4.0, add_bias_kv: bool = False, drop_path: float = 0.0
     ) -> None:
         super().__init__()
-        self.norm_1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        # Registration order = state-dict order: the released checkpoint's (attn, norm_1, mlp, norm_2).
         self.attn = SelfAttention(dim, heads, add_bias_kv=add_bias_kv)
         self.drop_path = DropPath(drop_path)
-        self.norm_2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.norm_1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.norm_2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
 
     def forward(self, x: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
         """(B, N, D) -> (B, N, D)."""
