@@ -18,7 +18,7 @@ from serve_helpers import MEDIA  # noqa: E402
 @pytest.fixture
 def lance_index(tmp_path, served_media, media_vectors, tiny_pth):
     """A real index of the fixture media, bound to the tiny weights in `tiny_pth`; returns (dir, store)."""
-    checksum = store_mod.model_checksum(checkpoint=tiny_pth)
+    checksum = store_mod.model_fingerprint(checkpoint=tiny_pth)
     db = tmp_path / "index"
     store = store_mod.open_store(db, create=True)
     store.bind_model(store_mod.ModelInfo("imagebind_tiny_test", checksum, 24, checkpoint=str(tiny_pth)))
@@ -39,7 +39,7 @@ def _id_of(store, name: str) -> str:
 
 
 def test_search_media_and_delete_on_the_real_store(make_client, lance_index, served_media, tiny_pth):
-    from bindspace.index.store import model_checksum
+    from bindspace.index.store import model_fingerprint
 
     _, store = lance_index
     client = make_client(store=store, api_key="k")
@@ -62,7 +62,7 @@ def test_search_media_and_delete_on_the_real_store(make_client, lance_index, ser
     assert client.delete(f"/v1/items/{video_id}", headers={"X-API-Key": "k"}).json() == {"deleted": 1}
     assert client.get(f"/v1/items/{video_id}").status_code == 404
     assert store.count() == len(MEDIA) - 1
-    assert model_checksum(checkpoint=tiny_pth) == store.model_info().checksum
+    assert model_fingerprint(checkpoint=tiny_pth) == store.model_info().checksum
 
 
 def test_cli_serves_the_model_recorded_in_the_index(lance_index, monkeypatch, served_media):

@@ -123,10 +123,10 @@ def load_served_model(args: argparse.Namespace, store) -> tuple[object, str, str
 def _checksum(model, args: argparse.Namespace) -> str | None:
     """The weights fingerprint the index records for its model (None without the index package)."""
     try:
-        from ..index.store import model_checksum
+        from ..index.store import model_fingerprint
     except ImportError:
         return None
-    return model_checksum(model, checkpoint=args.checkpoint)
+    return model_fingerprint(model, checkpoint=args.checkpoint)
 
 
 def _announce(args: argparse.Namespace, name: str, store, api_key: str | None) -> None:

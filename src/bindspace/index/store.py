@@ -18,7 +18,7 @@ from ..errors import BindspaceError
 from .fingerprint import model_fingerprint
 
 __all__ = [
-    "Item", "Hit", "ModelInfo", "Store", "open_store", "item_id", "model_fingerprint", "model_checksum",
+    "Item", "Hit", "ModelInfo", "Store", "open_store", "item_id", "model_fingerprint",
     "MEDIA_MODALITIES",
 ]
 
@@ -28,8 +28,6 @@ MEDIA_MODALITIES = ("image", "video", "audio", "depth", "thermal", "imu")
 # Filter aliases accepted by `Store.search(modality=...)` and `count(modality=...)`.
 MODALITY_GROUPS = {"vision": ("image", "video")}
 
-# The serve command imports this name; it is the same function.
-model_checksum = model_fingerprint
 
 
 @dataclass
