@@ -19,6 +19,7 @@ COMMANDS = {
     "index": "index",
     "search": "search",
     "serve": "serve",
+    "generate": "generate",
 }
 
 

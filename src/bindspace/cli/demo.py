@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -23,6 +24,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="exit with status 1 if the emergent audio->text accuracy is below F (e.g. 0.8)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
+    # Further demos are sub-commands (`bindspace demo generate --out DIR`); plain `bindspace demo` stays the
+    # zero-shot one. Each listed cli module has `register_demo(demos)`, which sets its own handler.
+    demos = parser.add_subparsers(dest="demo", metavar="DEMO", title="more demos")
+    for module_name in ("generate",):
+        importlib.import_module(f".{module_name}", __package__).register_demo(demos)
     return parser
 
 
