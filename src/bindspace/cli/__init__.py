@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import BindspaceError
+from .common import resolve_dtype_arg
 
 # command -> module; modules import heavy dependencies inside `run`, so `--help` stays fast.
 COMMANDS = {
@@ -20,6 +21,8 @@ COMMANDS = {
     "search": "search",
     "serve": "serve",
     "generate": "generate",
+    "export": "export",
+    "quantize": "quantize",
 }
 
 
@@ -46,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        resolve_dtype_arg(args)  # --dtype auto -> the concrete dtype for this machine
         return int(args.handler(args) or 0)
     except BindspaceError as exc:
         if args.debug:

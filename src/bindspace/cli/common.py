@@ -35,7 +35,27 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint", help="a .pth file or a model directory; default: $BINDSPACE_CHECKPOINT, "
                        "the cache (~/.cache/bindspace), then a download")
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: %(default)s)")
-    group.add_argument("--dtype", default="float32", choices=DTYPES)
+    group.add_argument("--dtype", default="float32", choices=("auto", *DTYPES),
+                       help="auto: bfloat16 where the hardware computes it natively (AVX-512 BF16/AMX "
+                       "CPUs, Ampere+ GPUs), float16 on older GPUs and MPS, else float32; $BINDSPACE_DTYPE "
+                       "overrides auto. An exported ONNX directory runs at its own precision")
+
+
+def resolve_dtype_arg(args: argparse.Namespace) -> None:
+    """Replace --dtype auto with the concrete dtype name for --device; warn (one line) about emulated bfloat16."""
+    import sys
+
+    from ..precision import auto_dtype, emulation_warning
+
+    if getattr(args, "dtype", None) not in ("auto", *DTYPES) or not hasattr(args, "device"):
+        return
+    if args.dtype == "auto":
+        args.dtype = auto_dtype(args.device)
+    import torch
+
+    message = emulation_warning(getattr(torch, args.dtype), args.device)
+    if message:
+        print(f"bindspace: warning: {message}", file=sys.stderr)
 
 
 def load_model(args: argparse.Namespace, modalities: Iterable[str] | None):

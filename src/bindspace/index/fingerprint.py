@@ -38,6 +38,12 @@ Reader = Callable[[int | None], torch.Tensor]
 
 def model_fingerprint(model: Any = None, checkpoint: str | os.PathLike[str] | None = None) -> str:
     """Fingerprint of the weights in `checkpoint` (a .pth, .safetensors or model directory), else of `model`."""
+    from ..export.manifest import is_onnx_dir, onnx_fingerprint
+
+    if checkpoint is not None and is_onnx_dir(checkpoint):
+        return onnx_fingerprint(checkpoint)  # an fp32 export keeps its source weights' fingerprint
+    if checkpoint is None and isinstance(getattr(model, "fingerprint", None), str):
+        return str(model.fingerprint)  # an ONNX Runtime model knows its directory's
     if checkpoint is not None:
         tensors = _checkpoint_tensors(Path(checkpoint))
     elif model is not None:

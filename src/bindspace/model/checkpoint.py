@@ -52,7 +52,11 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def manifest_config(path: str | os.PathLike[str]) -> ModelConfig:
-    """The model config stored in a model directory."""
+    """The model config stored in a model directory (safetensors, or exported by `bindspace export`)."""
+    from ..export.manifest import is_onnx_dir, onnx_config
+
+    if is_onnx_dir(path):
+        return onnx_config(path)
     return ModelConfig.from_dict(read_manifest(path)["config"])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -23,16 +24,30 @@ def create_model(
     checkpoint: str | os.PathLike[str] | None = None,
     modalities: Iterable[str | Modality] | None = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     verify: bool = True,
 ) -> ImageBindModel:
     """Build a model in eval mode; random weights unless `pretrained` or `checkpoint` is given.
 
     `name` may be omitted when `checkpoint` is a model directory (its manifest names the config).
-    Only the towers in `modalities` are built and only their weights are read.
+    Only the towers in `modalities` are built and only their weights are read. `dtype` may be
+    "auto" (see `bindspace.precision`). A directory written by `bindspace export` loads as an
+    ONNX Runtime model with the same calling contract (it runs at its exported precision).
     """
+    from ..precision import resolve_dtype
+
     if pretrained and checkpoint is None:
         checkpoint = resolve_pretrained(name if isinstance(name, str) else "imagebind_huge")
+    if checkpoint is not None:
+        from ..export.manifest import is_onnx_dir
+
+        if is_onnx_dir(checkpoint):
+            from .onnx_backend import load_onnx_model
+
+            wanted_config = get_config(name) if isinstance(name, str) else name
+            onnx_model = load_onnx_model(checkpoint, wanted_config, modalities, device=device, verify=verify)
+            return cast(ImageBindModel, onnx_model)  # duck-typed: the same calling contract
+    dtype = resolve_dtype(dtype, device)
     config = _resolve_config(name, checkpoint)
     wanted = None if modalities is None else [as_modality(m) for m in modalities]
     if checkpoint is None:
