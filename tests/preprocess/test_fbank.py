@@ -37,14 +37,29 @@ def reference_fbank(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_matches_reference_loop() -> None:
+def test_float32_matches_reference_loop_within_fft_rounding() -> None:
+    """float32 features agree with the float64 loop to within what float32 FFT rounding allows.
+
+    A float32 FFT's error is absolute, about eps32·log2(nfft) times the frame's power (standard
+    FFT error analysis), not relative to each bin: a mel bin holding 1e-7 of its frame's power
+    (here the lowest bin, next to a 0.2 DC offset and a 440 Hz tone) can show a 1.5e-4 log
+    error, and how large depends on the CPU's SIMD summation order. So energies are compared
+    against that absolute scale (measured: 0.02 of it on one CPU); bins above 1 % of their
+    frame's power must also agree to 1e-4 in log. The algorithm itself is checked exactly in
+    float64 below.
+    """
     rng = np.random.default_rng(0)
     t = np.arange(3200) / 16000
     x = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(3200) + 0.2).astype(np.float32)
     ours = F.fbank(torch.from_numpy(x)[None])[0].numpy()
     expected = reference_fbank(x)
     assert ours.shape == expected.shape == (18, 128)
-    assert np.abs(ours - expected).max() < 1e-4
+    frame_power = np.exp(expected).sum(axis=1, keepdims=True)  # (frames, 1): power seen by the mel bins
+    bound = np.finfo(np.float32).eps * math.log2(512) * frame_power
+    error = np.abs(np.exp(ours.astype(np.float64)) - np.exp(expected))
+    assert (error <= bound).all(), float((error / bound).max())
+    loud = np.exp(expected) > 1e-2 * frame_power  # bins well above the rounding floor: tight in log too
+    assert loud.sum() > 100 and np.abs(ours - expected)[loud].max() < 1e-4
 
 
 def test_float64_matches_reference_tightly() -> None:

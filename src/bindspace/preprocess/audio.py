@@ -49,7 +49,11 @@ def load_audio(
     target_frames: int = 204,
     sample_rate: int = 16000,
 ) -> torch.Tensor:
-    """One audio input (path, bytes, file object or (waveform, rate)) -> (clips, 1, 128, target_frames)."""
+    """One audio input (path, bytes, file object or (waveform, rate)) -> (clips, 1, 128, target_frames).
+
+    Silent audio (all samples zero) is embedded as the original does: every log-mel value is
+    the epsilon floor. Too-short, NaN/infinite and undecodable inputs raise InputError.
+    """
     name = name or source_name(item)
     if isinstance(item, (np.ndarray, torch.Tensor)):
         raise InputError(name, "an array needs its sample rate: pass (waveform, sample_rate)")
@@ -79,8 +83,7 @@ def load_audio_segments(
 
     Each window becomes exactly what `load_audio` makes of that stretch of 16 kHz audio.
     A trailing partial window is kept when it lasts at least `min_last_seconds` (or when
-    it is the only window); silent windows are kept (they are pauses, not errors) unless
-    the whole recording is silent.
+    it is the only window). Silent windows are embedded like any other (see `load_audio`).
     """
     name = name or source_name(item)
     segment = int(round(segment_seconds * sample_rate))
@@ -141,10 +144,9 @@ def clip_bounds(length: int, clips: int, clip_seconds: float, sample_rate: int) 
 
 def _clip_features(
     waveform: torch.Tensor, name: str, clips: int, clip_seconds: float, target_frames: int, sample_rate: int,
-    allow_silent: bool = False,
 ) -> torch.Tensor:
     """(C, T) float waveform at sample_rate -> (clips, 1, 128, target_frames)."""
-    _check_waveform(waveform, name, sample_rate, allow_silent)
+    _check_waveform(waveform, name, sample_rate)
     buffer = waveform.clone()  # modified in place below
     firsts = []
     for start, stop in clip_bounds(buffer.shape[1], clips, clip_seconds, sample_rate):
@@ -171,8 +173,6 @@ def _windowed_features(
     region = _reader_region(reader, sample_rate)
     parts = [region(start, stop) for start, stop in bounds]
     _check_finite(torch.cat(parts, dim=1), name)
-    if not any(bool(part.abs().max() > 0) for part in parts):
-        raise InputError(name, "audio is silent (all samples are zero) at every sampled clip")
     return _features([(part - part.mean())[0] for part in parts], target_frames, sample_rate)
 
 
@@ -185,15 +185,11 @@ def _segments(
     spans = [(a, min(a + segment, length)) for a in range(0, length, segment)]
     if len(spans) > 1 and spans[-1][1] - spans[-1][0] < min_last:
         spans.pop()
-    features, audible = [], False
+    features = []
     for start, stop in spans:
         waveform = region(start, stop)
         _check_finite(waveform, name)
-        audible = audible or bool(waveform.abs().max() > 0)
-        features.append(_clip_features(waveform, name, clips, clip_seconds, target_frames, sample_rate,
-                                       allow_silent=True))
-    if not audible:
-        raise InputError(name, "audio is silent (every sample is zero)")
+        features.append(_clip_features(waveform, name, clips, clip_seconds, target_frames, sample_rate))
     times = [(start / sample_rate, stop / sample_rate) for start, stop in spans]
     return times, torch.stack(features)
 
@@ -248,13 +244,13 @@ def _check_reader(reader: AudioReader, name: str) -> None:
         raise InputError(name, "contains no audio samples")
 
 
-def _check_waveform(waveform: torch.Tensor, name: str, sample_rate: int, allow_silent: bool = False) -> None:
+def _check_waveform(waveform: torch.Tensor, name: str, sample_rate: int) -> None:
+    # Silence is not an error: the original's filterbank floors zero energy at float epsilon, so
+    # silent audio has a well-defined embedding (every log-mel value log(1.19e-7)); we embed it too.
     frame = frame_sizes(sample_rate)[0]
     if waveform.shape[1] < frame:
         seconds = waveform.shape[1] / sample_rate
         raise InputError(name, f"audio too short: {seconds * 1000:.1f} ms, need at least one 25 ms frame")
-    if not allow_silent and not bool(waveform.abs().max() > 0):
-        raise InputError(name, "audio is silent (every sample is zero)")
 
 
 def _check_finite(waveform: torch.Tensor, name: str) -> None:

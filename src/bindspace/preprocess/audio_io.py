@@ -12,6 +12,7 @@ whole decode, except where a codec's decoder carries random state across frames
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from fractions import Fraction
@@ -68,7 +69,7 @@ class _SoundfileReader(AudioReader):
         self.frames, self.sample_rate, self.channels = handle.frames, handle.samplerate, handle.channels
         # MP3 lengths come from a Xing/LAME header or a bitrate estimate; other formats are exact.
         self.exact, self.seekable = handle.format != "MP3", handle.seekable()
-        if "(should be" in handle.extra_info:  # libsndfile's note on a chunk longer than the file
+        if _declares_missing_data(handle.extra_info):
             raise InputError(name, "truncated file: the header declares more audio than the file holds")
 
     def read(self, first: int, last: int) -> np.ndarray:
@@ -116,6 +117,18 @@ class _SoundfileReader(AudioReader):
     def read_to_end(self, first: int) -> np.ndarray:
         """Frames from `first` to the end of the file."""
         return self.read(first, max(first, self.frames))
+
+
+# A chunk size a streaming writer puts in the header because it cannot seek back to fill it in
+# (`ffmpeg ... -f wav -` writes it for RIFF and data): "unknown length", not "longer than the file".
+_STREAMED_SIZE = 0xFFFFFFFF
+_SIZE_NOTE = re.compile(r"^\s*(\S+)\s*:\s*(\d+)\s*\(should be", re.MULTILINE)
+
+
+def _declares_missing_data(extra_info: str) -> bool:
+    """Whether libsndfile noted a chunk declared longer than the file ("data : N (should be M)"),
+    other than a streamed file's placeholder size."""
+    return any(int(size) != _STREAMED_SIZE for _, size in _SIZE_NOTE.findall(extra_info))
 
 
 class _AvReader(AudioReader):
