@@ -33,6 +33,7 @@ def captured(monkeypatch):
 
     monkeypatch.setattr(uvicorn, "run", fake_run)
     monkeypatch.delenv("BINDSPACE_API_KEY", raising=False)
+    monkeypatch.delenv("BINDSPACE_READ_KEY", raising=False)
     return calls
 
 
@@ -68,6 +69,40 @@ def test_api_key_comes_from_the_environment(captured, tiny_pth, monkeypatch):
         assert client.delete("/v1/items/x").status_code == 401
         # Authorised, then refused for the real reason: this server has no index.
         assert client.delete("/v1/items/x", headers={"X-API-Key": "from-env"}).status_code == 409
+
+
+def test_keys_roots_and_imu_layout_reach_the_app(captured, tiny_pth, tmp_path, monkeypatch, capsys):
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("BINDSPACE_READ_KEY", "reader")
+    code = main(["serve", *tiny_args(tiny_pth), "--api-key", "writer", "--index-root", str(tmp_path),
+                 "--weaviate-imu", "transpose", "--max-inflight-mb", "100"])
+    assert code == 0
+    state = captured["app"].state.bindspace
+    assert (state.read_key, state.api_key, state.index_roots) == ("reader", "writer", (str(tmp_path),))
+    assert state.imu_layout == "transpose"
+    with TestClient(captured["app"]) as client:
+        assert client.post("/v1/embed", json={"modality": "text", "texts": ["a"]}).status_code == 401
+        ok = client.post("/v1/embed", json={"modality": "text", "texts": ["a"]}, headers={"X-API-Key": "reader"})
+        assert ok.status_code == 200
+    err = capsys.readouterr().err
+    assert "reads (embed, search, items, media, vectorize, embeddings, info) need the read or write key" in err
+    assert "columns as channels" in err
+
+
+def test_start_up_message_says_exactly_what_is_protected(captured, tiny_pth, capsys):
+    assert main(["serve", *tiny_args(tiny_pth), "--api-key", "writer"]) == 0
+    err = capsys.readouterr().err
+    # A write key alone protects writes only: the message must not suggest the server is protected.
+    assert "are OPEN to anyone who can connect" in err
+    assert "writes need the write key (no index: nothing to write)" in err
+    assert "/healthz, /readyz, /metrics and /.well-known/* are open" in err
+
+
+def test_missing_index_root_is_a_one_line_error(captured, tiny_pth, tmp_path, capsys):
+    code = main(["serve", *tiny_args(tiny_pth), "--index-root", str(tmp_path / "nope")])
+    err = capsys.readouterr().err
+    assert code == 1 and "app" not in captured and "--index-root" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("args", [["--port", "70000"], ["--max-batch", "0"], ["--timeout", "-1"]])

@@ -160,8 +160,8 @@ def test_item_size_count_and_text_length_limits(make_client, served_media):
     ("image_2.png", "image"), ("audio_3.wav", "audio"), ("depth_1.png", "depth"), ("thermal_1.png", "thermal"),
     ("imu_1.npy", "imu"), ("video_1.mp4", "video"),
 ])
-def test_search_with_an_indexed_file_finds_it_first(make_client, fake_store, served_media, name, modality):
-    client = make_client(store=fake_store)
+def test_search_with_an_indexed_file_finds_it_first(make_client, memory_store, served_media, name, modality):
+    client = make_client(store=memory_store)
     data = b64((served_media / name).read_bytes())
     response = client.post("/v1/search", json={"parts": [{"modality": modality, "data": data}], "k": 3})
     assert response.status_code == 200, response.text
@@ -170,17 +170,22 @@ def test_search_with_an_indexed_file_finds_it_first(make_client, fake_store, ser
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
 
 
-def test_search_modality_filter_and_k(make_client, fake_store):
-    client = make_client(store=fake_store)
+def test_search_modality_filter_and_k(make_client, memory_store):
+    client = make_client(store=memory_store)
     response = client.post("/v1/search", json={"parts": [{"text": "a dog"}], "k": 2, "modality": "image"})
     hits = response.json()["hits"]
     assert len(hits) == 2 and {h["modality"] for h in hits} == {"image"}
     everything = client.post("/v1/search", json={"parts": [{"text": "a dog"}], "k": 50}).json()["hits"]
-    assert len(everything) == len(fake_store.items)
+    assert len(everything) == len(memory_store.items)
+    # "vision" is the store's own group (image and video), not a name the server maps itself.
+    vision = client.post("/v1/search", json={"parts": [{"text": "a dog"}], "k": 50, "modality": "vision"}).json()
+    assert sorted(h["modality"] for h in vision["hits"]) == ["image", "image", "image", "video"]
+    assert_one_line_error(client.post("/v1/search", json={"parts": [{"text": "a"}], "modality": "smell"}), 400,
+                          "smell")
 
 
-def test_search_weights_steer_the_combination(make_client, fake_store, served_media):
-    client = make_client(store=fake_store)
+def test_search_weights_steer_the_combination(make_client, memory_store, served_media):
+    client = make_client(store=memory_store)
     audio = b64((served_media / "audio_3.wav").read_bytes())
     depth = b64((served_media / "depth_1.png").read_bytes())
     parts = [{"modality": "audio", "data": audio}, {"modality": "depth", "data": depth}]
@@ -195,8 +200,8 @@ def test_search_weights_steer_the_combination(make_client, fake_store, served_me
     assert_one_line_error(client.post("/v1/search", json={"parts": parts, "weights": [1.0]}), 422, "weights")
 
 
-def test_search_hits_carry_urls_and_segments(make_client, fake_store):
-    client = make_client(store=fake_store)
+def test_search_hits_carry_urls_and_segments(make_client, memory_store):
+    client = make_client(store=memory_store)
     hits = client.post("/v1/search", json={"parts": [{"text": "x"}], "k": 50}).json()["hits"]
     by_name = {h["name"]: h for h in hits}
     audio = by_name["audio_1.wav"]
@@ -205,9 +210,9 @@ def test_search_hits_carry_urls_and_segments(make_client, fake_store):
     assert by_name["image_1.jpg"]["media_url"] == f"/v1/items/{item_id('image_1.jpg')}/media"
 
 
-def test_search_errors(make_client, fake_store):
+def test_search_errors(make_client, memory_store):
     assert_one_line_error(make_client().post("/v1/search", json={"parts": [{"text": "x"}]}), 409, "--db")
-    client = make_client(store=fake_store)
+    client = make_client(store=memory_store)
     assert_one_line_error(client.post("/v1/search", json={"parts": []}), 422, "parts")
     assert_one_line_error(client.post("/v1/search", json={"parts": [{"modality": "image"}]}), 422, "parts[0]")
     assert_one_line_error(client.post("/v1/search", json={"parts": [{"text": "x"}], "k": 0}), 422, "k")
@@ -218,15 +223,15 @@ def test_search_errors(make_client, fake_store):
 # ---------------------------------------------------------------- items and media
 
 
-def test_item_metadata_and_unknown_id(make_client, fake_store, served_media):
-    client = make_client(store=fake_store)
+def test_item_metadata_and_unknown_id(make_client, memory_store, served_media):
+    client = make_client(store=memory_store)
     body = client.get(f"/v1/items/{item_id('thermal_1.png')}").json()
     assert body["uri"] == str(served_media / "thermal_1.png") and body["modality"] == "thermal"
     assert_one_line_error(client.get("/v1/items/does-not-exist"), 404)
 
 
-def test_media_streams_the_indexed_file_with_type_and_ranges(make_client, fake_store, served_media):
-    client = make_client(store=fake_store)
+def test_media_streams_the_indexed_file_with_type_and_ranges(make_client, memory_store, served_media):
+    client = make_client(store=memory_store)
     data = (served_media / "audio_3.wav").read_bytes()
     url = f"/v1/items/{item_id('audio_3.wav')}/media"
     full = client.get(url)
@@ -247,49 +252,49 @@ def test_media_streams_the_indexed_file_with_type_and_ranges(make_client, fake_s
     "/v1/items/image_1.jpg/media",
     "/v1/items/media?path=/etc/passwd",
 ])
-def test_no_path_reaches_files_outside_the_index(make_client, fake_store, path):
-    response = make_client(store=fake_store).get(path)
+def test_no_path_reaches_files_outside_the_index(make_client, memory_store, path):
+    response = make_client(store=memory_store).get(path)
     assert response.status_code in (404, 405), (path, response.status_code)
     assert b"root:" not in response.content
 
 
-def test_media_of_a_vanished_file_is_404(make_client, fake_store, served_media, tmp_path):
+def test_media_of_a_vanished_file_is_404(make_client, memory_store, served_media, tmp_path):
     gone = tmp_path / "gone.png"
     gone.write_bytes((served_media / "image_3.png").read_bytes())
-    item = fake_store.get(item_id("image_3.png"))
+    item = memory_store.get(item_id("image_3.png"))
     item.uri = str(gone)
     gone.unlink()
-    client = make_client(store=fake_store)
+    client = make_client(store=memory_store)
     assert_one_line_error(client.get(f"/v1/items/{item.id}/media"), 404, "no longer on disk")
     assert_one_line_error(client.get(f"/v1/items/{item.id}/thumbnail"), 404)
 
 
 @pytest.mark.parametrize("name", ["image_2.png", "video_1.mp4", "depth_1.png", "thermal_1.png"])
-def test_thumbnails_are_small_jpegs(make_client, fake_store, name):
-    response = make_client(store=fake_store).get(f"/v1/items/{item_id(name)}/thumbnail")
+def test_thumbnails_are_small_jpegs(make_client, memory_store, name):
+    response = make_client(store=memory_store).get(f"/v1/items/{item_id(name)}/thumbnail")
     assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
     image = Image.open(io.BytesIO(response.content))
     assert image.format == "JPEG" and max(image.size) <= 320 and min(image.size) > 8
 
 
-def test_no_thumbnail_for_audio(make_client, fake_store):
-    assert_one_line_error(make_client(store=fake_store).get(f"/v1/items/{item_id('audio_3.wav')}/thumbnail"), 404,
+def test_no_thumbnail_for_audio(make_client, memory_store):
+    assert_one_line_error(make_client(store=memory_store).get(f"/v1/items/{item_id('audio_3.wav')}/thumbnail"), 404,
                           "audio")
 
 
 # ---------------------------------------------------------------- auth
 
 
-def test_writes_are_refused_without_a_configured_key(make_client, fake_store):
-    client = make_client(store=fake_store)
+def test_writes_are_refused_without_a_configured_key(make_client, memory_store):
+    client = make_client(store=memory_store)
     target = f"/v1/items/{item_id('image_1.jpg')}"
     assert_one_line_error(client.delete(target, headers={"Authorization": "Bearer anything"}), 403, "API_KEY")
     assert_one_line_error(client.post("/v1/index", json={"paths": ["."]}), 403)
     assert client.get(target).status_code == 200  # still there
 
 
-def test_writes_need_the_right_key(make_client, fake_store):
-    client = make_client(store=fake_store, api_key="s3cret")
+def test_writes_need_the_right_key(make_client, memory_store):
+    client = make_client(store=memory_store, api_key="s3cret")
     target = f"/v1/items/{item_id('image_1.jpg')}"
     assert_one_line_error(client.delete(target), 401, "missing API key")
     assert_one_line_error(client.delete(target, headers={"Authorization": "Bearer wrong"}), 401, "wrong")
@@ -303,8 +308,8 @@ def test_writes_need_the_right_key(make_client, fake_store):
     assert_one_line_error(client.delete(other, headers={"X-API-Key": "s3cret"}), 404)
 
 
-def test_index_request_for_a_missing_path_is_400(make_client, fake_store, tmp_path):
-    client = make_client(store=fake_store, api_key="k")
+def test_index_request_for_a_missing_path_is_400(make_client, memory_store, tmp_path):
+    client = make_client(store=memory_store, api_key="k")
     response = client.post("/v1/index", json={"paths": [str(tmp_path / "nope")]}, headers={"X-API-Key": "k"})
     assert_one_line_error(response, 400, "nope")
 
@@ -342,11 +347,11 @@ def test_page_is_served_without_external_resources(make_client):
 
 
 def test_index_with_a_different_model_is_refused(tiny_model):
-    from serve_helpers import FakeStore
+    from serve_helpers import MemoryStore
 
     from bindspace.errors import BindspaceError
     from bindspace.index.store import ModelInfo
     from bindspace.serve import create_app
 
     with pytest.raises(BindspaceError, match="1024-d"):
-        create_app(tiny_model, FakeStore(ModelInfo("imagebind_huge", "abc", 1024)))
+        create_app(tiny_model, MemoryStore(ModelInfo("imagebind_huge", "abc", 1024)))

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from typing import Any
 
 import httpx
 import numpy as np
@@ -15,13 +17,16 @@ from bindspace.serve.batcher import MicroBatcher
 from bindspace.serve.errors import Busy
 
 
-def _tagging_encode(calls: list[int], delay_s: float = 0.0):
-    """An encode whose row i is [x_i[0], 1, 0, ...]: results can be traced back to inputs."""
+def _tagging_encode(calls: list[int], gate: threading.Event | None = None):
+    """An encode whose row i is [x_i[0], 1, 0, ...]: results can be traced back to inputs.
+
+    With a gate, each call waits until the test opens it (so batches fill by construction, not by timing).
+    """
 
     def encode(modality, x: torch.Tensor) -> torch.Tensor:
         calls.append(int(x.shape[0]))
-        if delay_s:
-            time.sleep(delay_s)
+        if gate is not None:
+            assert gate.wait(30), "gate never opened"
         out = torch.zeros(x.shape[0], 4)
         out[:, 0] = x[:, 0].float()
         out[:, 1] = 1.0
@@ -30,12 +35,26 @@ def _tagging_encode(calls: list[int], delay_s: float = 0.0):
     return encode
 
 
+async def _until(condition, what: str) -> None:
+    """Yield to the event loop until `condition()` holds (a bounded wait, never a timing assertion)."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.001)
+
+
 def test_concurrent_items_share_model_calls_and_keep_their_order():
     calls: list[int] = []
-    batcher = MicroBatcher(_tagging_encode(calls, delay_s=0.02), max_batch=8, max_wait_s=0.01)
+    gate = threading.Event()
+    batcher = MicroBatcher(_tagging_encode(calls, gate), max_batch=8, max_wait_s=0.0)
 
     async def main():
-        requests = [batcher.embed(Modality.TEXT, [torch.tensor([i, 0]), torch.tensor([100 + i, 0])]) for i in range(16)]
+        requests = [asyncio.ensure_future(batcher.embed(Modality.TEXT, [torch.tensor([i, 0]),
+                                                                        torch.tensor([100 + i, 0])]))
+                    for i in range(16)]
+        # The first call holds the model thread; every other item queues behind it.
+        await _until(lambda: len(calls) == 1 and batcher.stats.pending == 32 - calls[0], "all items to queue")
+        gate.set()
         results = await asyncio.gather(*requests)
         await batcher.close()
         return results
@@ -44,8 +63,10 @@ def test_concurrent_items_share_model_calls_and_keep_their_order():
     for i, rows in enumerate(results):
         assert rows.shape == (2, 4) and rows.dtype == np.float32
         assert rows[:, 0].tolist() == [i, 100 + i]
+    first, rest = calls[0], calls[1:]
     assert sum(calls) == 32 and max(calls) <= 8
-    assert len(calls) <= 6  # 32 items in batches of <= 8: far fewer calls than 32
+    # Everything that queued during the first call went in full batches of 8 (the last one takes the remainder).
+    assert rest == [8] * ((32 - first) // 8) + ([(32 - first) % 8] if (32 - first) % 8 else [])
     assert batcher.stats.model_calls == len(calls) and batcher.stats.pending == 0
 
 
@@ -84,9 +105,11 @@ def test_a_failing_model_call_fails_only_its_requests():
 
     batcher = MicroBatcher(encode, max_batch=1)
 
-    async def main():
-        good, bad = await asyncio.gather(batcher.embed(Modality.TEXT, [torch.tensor([1])]),
-                                         batcher.embed(Modality.TEXT, [torch.tensor([-1])]), return_exceptions=True)
+    async def main() -> tuple:
+        results: list[Any] = await asyncio.gather(batcher.embed(Modality.TEXT, [torch.tensor([1])]),
+                                                  batcher.embed(Modality.TEXT, [torch.tensor([-1])]),
+                                                  return_exceptions=True)
+        good, bad = results
         again = await batcher.embed(Modality.TEXT, [torch.tensor([2])])
         await batcher.close()
         return good, bad, again
@@ -96,37 +119,49 @@ def test_a_failing_model_call_fails_only_its_requests():
 
 
 def test_too_many_pending_items_is_busy():
-    batcher = MicroBatcher(_tagging_encode([], delay_s=0.05), max_batch=1, max_pending=3)
+    gate = threading.Event()
+    batcher = MicroBatcher(_tagging_encode([], gate), max_batch=1, max_pending=3)
 
     async def main():
         first = asyncio.ensure_future(batcher.embed(Modality.TEXT, [torch.tensor([1])] * 3))
         await asyncio.sleep(0)
         with pytest.raises(Busy):
             await batcher.embed(Modality.TEXT, [torch.tensor([2])] * 2)
+        gate.set()
         await first
         await batcher.close()
 
     asyncio.run(main())
 
 
-async def _post_concurrently(app, bodies):
+async def _post_concurrently(app, bodies, model: CountingModel):
+    """Post the bodies at once; the gated model holds its first call until every other item is queued."""
     async with app.router.lifespan_context(app):
+        model.reset()  # forget the start-up warm-up calls
+        gate = threading.Event()
+        model.gate = gate
         transport = httpx.ASGITransport(app=app)
+        batcher = app.state.bindspace.batcher
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await asyncio.gather(*(client.post("/v1/embed", json=b) for b in bodies))
+            posts = [asyncio.ensure_future(client.post("/v1/embed", json=b)) for b in bodies]
+            await _until(lambda: len(model.calls) == 1 and batcher.stats.pending == len(bodies) - model.calls[0][1],
+                         "requests to queue")
+            gate.set()
+            return await asyncio.gather(*posts)
 
 
 def test_sixteen_concurrent_requests_take_fewer_model_calls(tiny_model):
     from bindspace.preprocess import text
     from bindspace.serve import Limits, create_app
 
-    counting = CountingModel(tiny_model, delay_s=0.02)
-    app = create_app(counting, limits=Limits(max_batch=32, max_wait_ms=20))
+    counting = CountingModel(tiny_model)
+    app = create_app(counting, limits=Limits(max_batch=32, max_wait_ms=0))
     texts = [f"request number {i}" for i in range(16)]
-    responses = asyncio.run(_post_concurrently(app, [{"modality": "text", "texts": [t]} for t in texts]))
+    # The first call holds the model; everything queued behind it must then go in one call.
+    responses = asyncio.run(_post_concurrently(app, [{"modality": "text", "texts": [t]} for t in texts], counting))
     assert all(r.status_code == 200 for r in responses)
-    text_calls = counting.batch_sizes[1:]  # the first call is the start-up warm-up
-    assert sum(text_calls) == 16 and len(text_calls) < 8
+    first = counting.batch_sizes("text")[0]
+    assert counting.batch_sizes("text") == [first] + ([16 - first] if first < 16 else [])
     with torch.inference_mode():
         expected = tiny_model.encode("text", text(texts)).numpy()
     got = np.array([r.json()["vectors"][0] for r in responses])
@@ -138,9 +173,10 @@ def test_batch_size_one_serialises(tiny_model):
 
     counting = CountingModel(tiny_model)
     app = create_app(counting, limits=Limits(max_batch=1))
-    responses = asyncio.run(_post_concurrently(app, [{"modality": "text", "texts": [f"t{i}"]} for i in range(6)]))
+    bodies = [{"modality": "text", "texts": [f"t{i}"]} for i in range(6)]
+    responses = asyncio.run(_post_concurrently(app, bodies, counting))
     assert all(r.status_code == 200 for r in responses)
-    assert counting.batch_sizes[1:] == [1] * 6
+    assert counting.batch_sizes("text") == [1] * 6
 
 
 def test_slow_requests_time_out_with_504(make_client, tiny_model):

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from serve_helpers import live_server
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 CHROMIUM = os.environ.get("BINDSPACE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -26,32 +25,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def live_server(tiny_model, fake_store):
-    """uvicorn serving the app in a thread, on a free loopback port; yields its base URL."""
-    import uvicorn
-
+def server_url(tiny_model, memory_store):
+    """uvicorn serving the app on a free loopback port; yields its base URL."""
     from bindspace.serve import create_app
 
-    app = create_app(tiny_model, fake_store)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with live_server(create_app(tiny_model, memory_store)) as base:
+        yield base
 
 
 def _wait_images_loaded(page, timeout_s: float = 10.0) -> None:
-    """Poll until every result thumbnail has decoded (wait_for_function would need 'unsafe-eval', which our CSP forbids)."""
+    """Poll until every result thumbnail has decoded (wait_for_function needs 'unsafe-eval', which our CSP forbids)."""
     deadline = time.monotonic() + timeout_s
     while True:
         loaded = page.locator("#results img").evaluate_all("els => els.map(i => i.complete && i.naturalWidth > 0)")
@@ -79,9 +62,9 @@ def page():
         browser.close()
 
 
-def test_search_page_end_to_end(live_server, page, served_media):
+def test_search_page_end_to_end(server_url, page, served_media):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.goto(live_server + "/")
+    page.goto(server_url + "/")
     sync_api.expect(page.locator("#model-info")).to_contain_text("imagebind_tiny_test")
     sync_api.expect(page.locator("#model-info")).to_contain_text("9 indexed items")
     cards = page.locator("#results .card")
@@ -128,4 +111,4 @@ def test_search_page_end_to_end(live_server, page, served_media):
     page.get_by_role("button", name="Search", exact=True).click()
     sync_api.expect(page.locator("#status")).to_contain_text("broken.png")
     sync_api.expect(page.locator("#status")).to_have_class("status error")
-    assert page.js_errors == [f"400 {live_server}/v1/search"], page.js_errors
+    assert page.js_errors == [f"400 {server_url}/v1/search"], page.js_errors

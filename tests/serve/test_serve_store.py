@@ -8,11 +8,11 @@ import time
 from urllib.parse import quote
 
 import pytest
+from serve_helpers import MEDIA, CountingModel
 
 pytest.importorskip("lancedb", reason="the [index] extra (lancedb) is not installed")
-store_mod = pytest.importorskip("bindspace.index.store", reason="bindspace.index.store is not available")
 
-from serve_helpers import MEDIA  # noqa: E402
+import bindspace.index.store as store_mod  # noqa: E402
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_cli_serves_the_model_recorded_in_the_index(lance_index, monkeypatch, se
     from bindspace.cli import main
 
     db, _ = lance_index
-    captured = {}
+    captured: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: captured.update(app=app, **kw))
     assert main(["serve", "--db", str(db)]) == 0  # no --model/--checkpoint: the index's own
     with TestClient(captured["app"]) as client:
@@ -96,24 +96,64 @@ def test_cli_refuses_other_weights_for_the_index(lance_index, tmp_path, tiny_sta
     assert code == 1 and "fingerprint" in err and err.count("\n") == 1
 
 
-def test_index_endpoint_runs_a_background_job(make_client, tmp_path, served_media, tiny_model):
-    pytest.importorskip("bindspace.index.indexer", reason="bindspace.index.indexer is not available yet")
+def _wait_for_job(client, job_id: str, headers: dict) -> dict:
+    deadline = time.monotonic() + 60
+    while (state := client.get(f"/v1/index/{job_id}", headers=headers).json())["status"] == "running":
+        assert time.monotonic() < deadline, "indexing job did not finish"
+        time.sleep(0.05)
+    return state
+
+
+def test_index_endpoint_runs_a_background_job_on_the_model_thread(make_client, tmp_path, served_media, tiny_model):
     store = store_mod.open_store(tmp_path / "jobindex", create=True)
-    client = make_client(store=store, api_key="k")
+    counting = CountingModel(tiny_model)
+    client = make_client(store=store, model=counting, api_key="k", index_roots=[str(tmp_path)])
     folder = tmp_path / "to_index"
     folder.mkdir()
     for name in ("image_1.jpg", "audio_3.wav"):
         (folder / name).write_bytes((served_media / name).read_bytes())
     (folder / "broken.png").write_bytes(b"not an image")
     headers = {"Authorization": "Bearer k"}
+    counting.reset()
     job = client.post("/v1/index", json={"paths": [str(folder)]}, headers=headers)
     assert job.status_code == 202, job.text
-    url = f"/v1/index/{job.json()['id']}"
-    deadline = time.monotonic() + 60
-    while (state := client.get(url, headers=headers).json())["status"] == "running":
-        assert time.monotonic() < deadline, "indexing job did not finish"
-        time.sleep(0.1)
+    state = _wait_for_job(client, job.json()["id"], headers)
     assert state["status"] == "done", state
     assert state["added"] == 2 and state["skipped"] == 1 and "broken.png" in state["skipped_files"][0]
+    # The job's model calls ran on the server's one model thread, never on the job's own thread.
+    assert {tower for tower, _, _ in counting.calls} >= {"vision", "audio"}
+    assert {thread.split("_")[0] for _, _, thread in counting.calls} == {"bindspace-model"}
     hits = client.post("/v1/search", json={"parts": [{"text": "x"}], "k": 10}).json()["hits"]
     assert sorted(h["name"] for h in hits) == ["audio_3.wav", "image_1.jpg"]
+
+
+def test_index_paths_must_be_under_an_index_root(make_client, tmp_path, served_media):
+    store = store_mod.open_store(tmp_path / "rootindex", create=True)
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    for folder in (allowed, outside):
+        folder.mkdir()
+        (folder / "image_1.jpg").write_bytes((served_media / "image_1.jpg").read_bytes())
+    (allowed / "escape").symlink_to(outside)
+    client = make_client(store=store, api_key="k", index_roots=[str(allowed)])
+    headers = {"X-API-Key": "k"}
+    for path in (outside, allowed / "escape", allowed / ".." / "outside"):
+        response = client.post("/v1/index", json={"paths": [str(path)]}, headers=headers)
+        assert response.status_code == 403 and "--index-root" in response.json()["error"], (path, response.text)
+    job = client.post("/v1/index", json={"paths": [str(allowed)]}, headers=headers)
+    assert job.status_code == 202, job.text
+    assert _wait_for_job(client, job.json()["id"], headers)["added"] == 1
+
+
+def test_without_roots_only_folders_already_indexed(make_client, lance_index, served_media, tmp_path):
+    _, store = lance_index
+    client = make_client(store=store, api_key="k")
+    headers = {"X-API-Key": "k"}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "new.jpg").write_bytes((served_media / "image_1.jpg").read_bytes())
+    for path in (elsewhere, served_media.parent, "/"):
+        response = client.post("/v1/index", json={"paths": [str(path)]}, headers=headers)
+        assert response.status_code == 403 and "already in the index" in response.json()["error"], path
+    job = client.post("/v1/index", json={"paths": [str(served_media)]}, headers=headers)
+    assert job.status_code == 202, job.text
+    assert _wait_for_job(client, job.json()["id"], headers)["status"] == "done"

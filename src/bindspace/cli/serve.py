@@ -14,14 +14,17 @@ endpoints (OpenAPI at /docs and /openapi.json):
   /                          search page
   POST /v1/embed             texts or base64/multipart media -> vectors
   POST /v1/search            query parts + weights + k + modality filter -> ranked items
-  GET  /v1/items/ID[/media|/thumbnail], DELETE /v1/items/ID (API key)
-  POST /v1/index             index server-side paths in the background (API key)
+  GET  /v1/items/ID[/media|/thumbnail], DELETE /v1/items/ID (write key)
+  POST /v1/index             index server-side paths in the background (write key, --index-root)
+  POST /v1/embeddings, GET /v1/models                   OpenAI-compatible embeddings
   POST /vectorize, GET /meta, /.well-known/live|ready   Weaviate multi2vec-bind drop-in
   GET  /healthz /readyz /metrics
 
-writes (POST /v1/index, DELETE) need an API key: set BINDSPACE_API_KEY (preferred: a
-command-line key is visible to other users in `ps`) or --api-key; clients send
-`Authorization: Bearer KEY` or `X-API-Key: KEY`. Without a key, writes are refused.
+keys: writes (POST /v1/index, DELETE) need the write key: BINDSPACE_API_KEY (preferred: a
+command-line key is visible to other users in `ps`) or --api-key; without one, writes are
+refused. Reads (embed, search, items, media, vectorize, embeddings, info) are open unless a
+read key is set: BINDSPACE_READ_KEY or --read-key (the write key also reads). Health probes
+and /metrics stay open. Clients send `Authorization: Bearer KEY` or `X-API-Key: KEY`.
 
 model: with --db and no --model/--checkpoint, the model recorded in the index is loaded (its
 recorded checkpoint if that file still exists, else real weights from the cache or a
@@ -42,6 +45,14 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=port_number, default=8000, help="port (default: %(default)s)")
     parser.add_argument("--api-key", default=None, help="key for write endpoints (default: $BINDSPACE_API_KEY)")
+    parser.add_argument("--read-key", default=None,
+                        help="key for every read endpoint (default: $BINDSPACE_READ_KEY; none: reads are open)")
+    parser.add_argument("--index-root", metavar="DIR", action="append", default=[],
+                        help="a folder POST /v1/index may read (repeatable; default: only folders already indexed)")
+    parser.add_argument("--weaviate-imu", choices=("reshape", "transpose"), default="reshape",
+                        help="IMU CSV channel layout of /vectorize: 'reshape' reproduces the Weaviate container "
+                             "(channels interleaved; existing collections were built so), 'transpose' is correct "
+                             "(default: %(default)s)")
     group = parser.add_argument_group("batching and limits")
     group.add_argument("--max-batch", type=positive_int, default=32,
                        help="most items per model call (default: %(default)s; 1 disables micro-batching)")
@@ -50,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     group.add_argument("--max-items", type=positive_int, default=64, help="items per request (default: %(default)s)")
     group.add_argument("--max-body-mb", type=positive_float, default=64.0,
                        help="request body limit in MiB (default: %(default)s)")
+    group.add_argument("--max-inflight-mb", type=positive_float, default=256.0,
+                       help="request bodies held at once, all requests together (429 above; default: %(default)s)")
     group.add_argument("--max-item-mb", type=positive_float, default=32.0,
                        help="one media item's limit in MiB (default: %(default)s)")
     group.add_argument("--timeout", type=positive_float, default=60.0,
@@ -79,13 +92,20 @@ def run(args: argparse.Namespace) -> int:
     model, name, checksum = load_served_model(args, store)
     limits = Limits(
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_item_bytes=int(args.max_item_mb * 1024 * 1024),
+        max_inflight_bytes=int(max(args.max_inflight_mb, args.max_body_mb) * 1024 * 1024),
         max_items=args.max_items, request_timeout_s=args.timeout, max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms, decode_threads=args.decode_threads)
     api_key = args.api_key or os.environ.get("BINDSPACE_API_KEY") or None
+    read_key = args.read_key or os.environ.get("BINDSPACE_READ_KEY") or None
+    roots = [os.path.abspath(root) for root in args.index_root]
+    for root in roots:
+        if not os.path.isdir(root):
+            raise BindspaceError(f"--index-root {root}: not a folder")
     checkpoint = os.path.abspath(args.checkpoint) if args.checkpoint and "://" not in args.checkpoint else None
-    app = create_app(model, store, api_key=api_key, limits=limits, model_name=name, model_checksum=checksum,
+    app = create_app(model, store, api_key=api_key, read_key=read_key, index_roots=roots,
+                     imu_layout=args.weaviate_imu, limits=limits, model_name=name, model_checksum=checksum,
                      model_checkpoint=checkpoint)
-    _announce(args, name, store, api_key)
+    _announce(args, name, store, api_key, read_key, roots)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5,
                 server_header=False)
     return 0
@@ -107,10 +127,9 @@ def load_served_model(args: argparse.Namespace, store) -> tuple[object, str, str
 
     info = store.model_info() if store is not None else None
     if info is not None and not args.model and not args.checkpoint:
-        args.model = info.name
-        recorded = getattr(info, "checkpoint", None)
-        if recorded and "://" not in str(recorded) and os.path.exists(recorded):
-            args.checkpoint = recorded  # the weights the index was built with, where they still are
+        from .common import resolve_model
+
+        args.model, args.checkpoint = resolve_model(args, info, db=args.db)  # the index's model, where it is
     model = load_model(args, None)
     name = getattr(getattr(model, "config", None), "name", None) or args.model or "unknown"
     checksum = _checksum(model, args)
@@ -129,15 +148,35 @@ def _checksum(model, args: argparse.Namespace) -> str | None:
     return model_fingerprint(model, checkpoint=args.checkpoint)
 
 
-def _announce(args: argparse.Namespace, name: str, store, api_key: str | None) -> None:
-    """One line on stderr about what is served where (uvicorn logs the rest)."""
+def protection_summary(api_key: str | None, read_key: str | None, roots: list[str], has_index: bool) -> str:
+    """Exactly what the keys protect, in one line."""
+    reads = ("reads (embed, search, items, media, vectorize, embeddings, info) need the read or write key"
+             if read_key else "reads (embed, search, items, media, vectorize, embeddings, info) are OPEN to anyone "
+             "who can connect")
+    if not api_key:
+        writes = "writes are disabled (no write key)"
+    elif not has_index:
+        writes = "writes need the write key (no index: nothing to write)"
+    elif roots:
+        writes = f"writes need the write key; POST /v1/index may read {', '.join(roots)}"
+    else:
+        writes = "writes need the write key; POST /v1/index may only refresh folders already in the index"
+    return f"{reads}; {writes}; /healthz, /readyz, /metrics and /.well-known/* are open"
+
+
+def _announce(args: argparse.Namespace, name: str, store, api_key: str | None, read_key: str | None,
+              roots: list[str]) -> None:
+    """What is served where, and exactly what is protected, on stderr (uvicorn logs the rest)."""
     where = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{args.port}/"
     index = f"index {args.db} ({store.count()} items)" if store is not None else "no index (embed only)"
-    writes = "writes enabled (API key set)" if api_key else "writes disabled (no API key)"
-    print(f"bindspace serve: {name}, {index}, {writes}, at {where}", file=sys.stderr)
+    print(f"bindspace serve: {name}, {index}, at {where}", file=sys.stderr)
+    print(f"bindspace serve: {protection_summary(api_key, read_key, roots, store is not None)}", file=sys.stderr)
+    if args.weaviate_imu == "transpose":
+        print("bindspace serve: /vectorize reads IMU CSV columns as channels (not the Weaviate container's layout)",
+              file=sys.stderr)
     if not _is_loopback(args.host):
         print(f"bindspace serve: warning: listening on {args.host}, reachable from other machines; "
-              "put it behind TLS and set an API key", file=sys.stderr)
+              "put it behind TLS and set keys", file=sys.stderr)
 
 
 def _is_loopback(host: str) -> bool:

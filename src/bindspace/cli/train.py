@@ -81,19 +81,8 @@ def run(args: argparse.Namespace) -> int:
     from ..train.api import train
 
     output = train(config)
-    result = output.result
     if rank == 0:
-        last = result.last_metrics
-        summary = f"trained {result.steps} steps in {result.seconds:.1f} s"
-        if last:
-            summary += f"; last loss {last['loss']:.4f}, in-batch accuracy {last['acc']:.3f}"
-        print(summary)
-        if result.eval_metrics:
-            print("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in result.eval_metrics.items()))
-        if output.adapter_dir:
-            print(f"LoRA adapters: {output.adapter_dir}")
-        if output.model_dir:
-            print(f"model directory: {output.model_dir}  (use --checkpoint {output.model_dir})")
+        print("\n".join(output.summary()))
     return 0
 
 

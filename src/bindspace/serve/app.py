@@ -1,14 +1,23 @@
-"""The FastAPI application behind `bindspace serve`."""
+"""The FastAPI application behind `bindspace serve`.
+
+Extending it: a feature module defines an `APIRouter` (protect its routes with
+`Depends(require_read)` / `Depends(require_write)` from `bindspace.serve.auth`, read the shared
+state from `request.app.state.bindspace`, run the model only through `state.batcher`) and is
+passed to `create_app(..., routers=[router])`; `_include_routers` is the one place routers are
+included. Options a router needs go into `ServeState.extras` (`create_app(..., extras={...})`).
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+import torch
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
@@ -19,12 +28,15 @@ from .. import __version__
 from ..errors import BindspaceError, InputError
 from ..modality import Modality
 from .batcher import MicroBatcher
+from .docs_pages import add_docs_pages
 from .errors import ApiError
+from .jobs import JobTable
 from .limits import Limits
 from .metrics import CONTENT_TYPE, ServerMetrics
-from .middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
+from .middleware import BodyLimitMiddleware, DefaultJsonMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
 from .pipeline import Pipeline
 from .schemas import Health
+from .weaviate_inputs import IMU_LAYOUTS
 
 log = logging.getLogger("bindspace.serve")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -38,7 +50,7 @@ class ServeState:
 
     model: Any
     store: Any
-    api_key: str | None
+    api_key: str | None  # the write key (also accepted for reads)
     limits: Limits
     model_name: str
     model_checksum: str | None
@@ -46,37 +58,58 @@ class ServeState:
     batcher: MicroBatcher
     pipeline: Pipeline
     metrics: ServerMetrics
+    jobs: JobTable
+    read_key: str | None = None
+    index_roots: tuple[str, ...] = ()
+    imu_layout: str = "reshape"  # how /vectorize lays out IMU CSV columns (see weaviate_inputs)
     ready: bool = False
-    jobs: dict = field(default_factory=dict)
+    not_ready_reason: str | None = "starting"
     thumbnails: dict = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # options of optional routers
 
 
-def create_app(model, store=None, *, api_key: str | None = None, limits: Limits = Limits(),
-               model_name: str | None = None, model_checksum: str | None = None,
-               model_checkpoint: str | None = None) -> FastAPI:
+def forward_one(model: Any, modality: Modality, x: torch.Tensor) -> torch.Tensor:
+    """The model's forward output for one tower's batch (B, D): scales included, clips averaged."""
+    return model({modality.value: x})[modality.value]
+
+
+def create_app(model: Any, store: Any = None, *, api_key: str | None = None, read_key: str | None = None,
+               index_roots: Sequence[str] = (), imu_layout: str = "reshape", limits: Limits = Limits(),
+               model_name: str | None = None, model_checksum: str | None = None, model_checkpoint: str | None = None,
+               routers: Sequence[APIRouter] = (), extras: Mapping[str, Any] | None = None) -> FastAPI:
     """The app for one loaded model and, optionally, one index (without it: embed-only).
 
-    `model_checksum` is the weights fingerprint (`bindspace.index.store.model_checksum`): an index
-    holding another model's vectors is refused. `model_checkpoint` is recorded by POST /v1/index.
+    `api_key` protects writes, `read_key` (optional) every read but the health probes.
+    `index_roots`: the folders POST /v1/index may read (none: only folders already indexed).
+    `imu_layout`: "reshape" (the Weaviate container's channel layout) or "transpose", for /vectorize.
+    `model_checksum` is the weights fingerprint: an index holding another model's vectors is refused.
+    `model_checkpoint` is recorded by POST /v1/index. `routers` are included after the built-in ones.
     """
+    if imu_layout not in IMU_LAYOUTS:
+        raise ValueError(f"imu_layout must be one of {IMU_LAYOUTS}, got {imu_layout!r}")
     name = model_name or getattr(getattr(model, "config", None), "name", None) or "unknown"
     _check_store_model(store, model, name, model_checksum)
+    model.eval()  # a served model never trains: dropout and stochastic depth would randomise vectors
     metrics = ServerMetrics(pending=lambda: float(batcher.stats.pending))
-    batcher = MicroBatcher(lambda m, x: model.encode(m, x), max_batch=limits.max_batch,
+    batcher = MicroBatcher(lambda m, x: forward_one(model, m, x), max_batch=limits.max_batch,
                            max_wait_s=limits.max_wait_ms / 1000.0, max_pending=limits.max_pending,
                            on_batch=metrics.on_batch)
     state = ServeState(model=model, store=store, api_key=api_key or None, limits=limits, model_name=name,
                        model_checksum=model_checksum, model_checkpoint=model_checkpoint, batcher=batcher,
-                       pipeline=Pipeline(model, batcher, limits), metrics=metrics)
+                       pipeline=Pipeline(model, batcher, limits), metrics=metrics,
+                       jobs=JobTable(limits.max_jobs, limits.job_ttl_s), read_key=read_key or None,
+                       index_roots=tuple(str(root) for root in index_roots), imu_layout=imu_layout,
+                       extras=dict(extras or {}))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await _warm_up(state)
-        state.ready = True
+        state.ready, state.not_ready_reason = False, "warming up"
+        error = await _warm_up(state)
+        state.ready, state.not_ready_reason = error is None, error
         try:
             yield
         finally:
-            state.ready = False
+            state.ready, state.not_ready_reason = False, "stopping"
             await batcher.close()
             state.pipeline.close()
 
@@ -84,24 +117,35 @@ def create_app(model, store=None, *, api_key: str | None = None, limits: Limits 
         title="bindspace",
         version=__version__,
         summary="One embedding space for images, video, text, audio, depth, thermal and IMU.",
-        description="Embed any of six modalities, search an index with any of them, and act as a "
-                    "Weaviate `multi2vec-bind` vectorizer. Errors are JSON `{error, type}` objects.",
+        description="Embed any of six modalities, search an index with any of them, act as a Weaviate "
+                    "`multi2vec-bind` vectorizer, and answer OpenAI-style `/v1/embeddings`. Errors are JSON "
+                    "`{error, type}` objects (OpenAI's error shape on the OpenAI endpoints).",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.bindspace = state
-    # Outermost first: metrics see every answer, including 413s from the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    # Added last = outermost: metrics see every answer, including 413/429 from the body limits.
+    app.add_middleware(DefaultJsonMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes,
+                       max_inflight_bytes=limits.max_inflight_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _add_error_handlers(app, metrics)
+    _include_routers(app, routers)
+    _add_service_routes(app, state)
+    add_docs_pages(app)
+    return app
 
+
+def _include_routers(app: FastAPI, extra: Sequence[APIRouter]) -> None:
+    """The built-in routers, then the optional ones handed to create_app (chat, generation, ...)."""
+    from .openai_api import router as openai_router
     from .routes import router
     from .weaviate import router as weaviate_router
 
-    app.include_router(router)
-    app.include_router(weaviate_router)
-    _add_service_routes(app, state)
-    return app
+    for r in (router, openai_router, weaviate_router, *extra):
+        app.include_router(r)
 
 
 def _check_store_model(store, model, name: str, checksum: str | None) -> None:
@@ -120,18 +164,28 @@ def _check_store_model(store, model, name: str, checksum: str | None) -> None:
                              "--checkpoint, or re-index")
 
 
-async def _warm_up(state: ServeState) -> None:
-    """One tiny model call (and the index's in-memory copy), so the first request does not pay for them."""
+async def _warm_up(state: ServeState) -> str | None:
+    """One tiny call per tower (and the index's in-memory copy); the reason the server is not ready, or None."""
     if state.store is not None and hasattr(state.store, "warm"):
         try:
             await asyncio.to_thread(state.store.warm)
         except BindspaceError as err:  # searches will report it; the server still embeds
             log.warning("loading the index failed: %s", err)
-    if Modality.TEXT in set(state.model.modalities):
+    for tower in state.model.modalities:
         try:
-            await state.pipeline.embed_texts(["warm up"])
-        except Exception:  # a failed warm-up shows up on the first request instead; it must not stop startup
-            log.exception("warm-up failed")
+            await state.batcher.embed(tower, [_blank_input(state, tower)])
+        except Exception as err:  # startup goes on, but readiness reports the failure instead of lying
+            log.exception("warm-up of the %s tower failed", tower)
+            return f"warm-up of the {tower} tower failed: {type(err).__name__}: {str(err)[:200]}"
+    return None
+
+
+def _blank_input(state: ServeState, tower: Modality) -> torch.Tensor:
+    """A zero input of one item at the tower's own size (token ids of a short text for text)."""
+    if tower == Modality.TEXT:
+        return state.pipeline.tokenize(["warm up"], ["warm-up"])[0]
+    cfg = state.model.tower_config(tower)
+    return torch.zeros(cfg.in_channels, *cfg.input_size)  # (C, H, W) or (6, T)
 
 
 def error_response(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -139,7 +193,7 @@ def error_response(status: int, message: str, kind: str, headers: dict[str, str]
     return JSONResponse({"error": message, "type": kind}, status_code=status, headers=headers)
 
 
-def _one_line(errors: list[dict]) -> str:
+def _one_line(errors: Sequence[Any]) -> str:
     """A pydantic/FastAPI validation error list as one line: `body.k: Input should be ... (and 2 more)`."""
     if not errors:
         return "invalid request"
@@ -194,16 +248,17 @@ def _add_error_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
 
 
 def _add_service_routes(app: FastAPI, state: ServeState) -> None:
-    @app.get("/healthz", response_model=Health, tags=["service"], summary="Liveness: the process answers.")
+    @app.get("/healthz", response_model=Health, response_model_exclude_none=True, tags=["service"],
+             summary="Liveness: the process answers.")
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=Health, tags=["service"],
-             responses={503: {"model": Health, "description": "still starting"}},
-             summary="Readiness: the model is loaded and warmed up.")
+    @app.get("/readyz", response_model=Health, response_model_exclude_none=True, tags=["service"],
+             responses={503: {"model": Health, "description": "starting, stopping, or the warm-up failed (reason)"}},
+             summary="Readiness: the model is loaded and every tower answered its warm-up call.")
     async def readyz():
         if not state.ready:
-            return JSONResponse({"status": "starting"}, status_code=503)
+            return JSONResponse({"status": "not ready", "reason": state.not_ready_reason}, status_code=503)
         return {"status": "ready"}
 
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse,

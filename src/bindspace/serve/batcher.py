@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ import torch
 from ..modality import Modality
 from .errors import Busy
 
-# Encode callback: (tower, stacked inputs (B, ...)) -> unit vectors (B, D).
+# Encode callback: (tower, stacked inputs (B, ...)) -> vectors (B, D) (the server passes the model's forward).
 EncodeFn = Callable[[Modality, torch.Tensor], torch.Tensor]
 BatchKey = tuple[Modality, tuple[int, ...]]
 
@@ -79,7 +80,7 @@ class MicroBatcher:
         return np.stack(rows).astype(np.float32, copy=False)  # (n, D)
 
     async def close(self) -> None:
-        """Stop the collectors and the worker thread."""
+        """Stop the collectors and the worker thread (a later call starts a new one)."""
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -90,6 +91,16 @@ class MicroBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+    def run_in_model_thread(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Run `fn(*args)` on the model thread, between batches: the one place the model is ever called."""
+        return self._model_executor().submit(fn, *args)
+
+    def _model_executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            # One thread: model calls never overlap, so batching (not thread contention) does the work.
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bindspace-model")
+        return self._executor
 
     def _submit(self, loop: asyncio.AbstractEventLoop, modality: Modality, tensor: torch.Tensor) -> asyncio.Future:
         """Queue one item and return the future of its vector."""
@@ -129,12 +140,9 @@ class MicroBatcher:
         """One model call in the worker thread; its result or error goes to every item's future."""
         loop = asyncio.get_running_loop()
         stacked = torch.stack([p.tensor for p in batch])  # (B, *item_shape)
-        if self._executor is None:
-            # One thread: model calls never overlap, so batching (not thread contention) does the work.
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bindspace-model")
         started = time.perf_counter()
         try:
-            vectors = await loop.run_in_executor(self._executor, self._call, modality, stacked)
+            vectors = await loop.run_in_executor(self._model_executor(), self._call, modality, stacked)
         except Exception as err:  # the model failed for the whole batch: every caller sees why
             for p in batch:
                 if not p.future.done():

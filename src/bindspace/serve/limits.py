@@ -11,6 +11,7 @@ class Limits:
     """Bounds on what one request may ask, and how the model is batched."""
 
     max_body_bytes: int = 64 * MIB  # whole request body (base64 inflates media by 4/3)
+    max_inflight_bytes: int = 256 * MIB  # bodies of all requests together, held until answered (429 above)
     max_item_bytes: int = 32 * MIB  # one decoded media item
     max_items: int = 64  # items in one embed/vectorize request
     max_text_chars: int = 10_000  # the model reads 77 tokens; longer texts are a mistake or an attack
@@ -20,3 +21,5 @@ class Limits:
     max_wait_ms: float = 5.0
     max_pending: int = 4096  # items queued for the model before new requests get 429
     decode_threads: int = 2
+    max_jobs: int = 64  # indexing job records kept (the oldest finished ones are dropped first)
+    job_ttl_s: float = 3600.0  # a finished job's record is forgotten this long after it ended

@@ -8,27 +8,23 @@ import mimetypes
 import os
 import re
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import InputError
+from ..kinds import KINDS as _KINDS
+from ..kinds import tower_of, vision_kind
 from ..modality import Modality
 from .errors import ApiError, TooLarge
 
-# Kinds a request may name. "vision" means "image or video, whichever the bytes are".
-MEDIA_KINDS: dict[str, Modality] = {
-    "image": Modality.VISION,
-    "video": Modality.VISION,
-    "vision": Modality.VISION,
-    "audio": Modality.AUDIO,
-    "depth": Modality.DEPTH,
-    "thermal": Modality.THERMAL,
-    "imu": Modality.IMU,
-}
-KINDS = ("text", *MEDIA_KINDS)
+# Kinds a request may name: the table's kinds, plus "vision" ("image or video, whichever the bytes are").
+KINDS: tuple[str, ...] = (*_KINDS, "vision")
 THUMBNAIL_SIZE = 320
 # A thumbnail request must not become a decompression bomb either.
 THUMBNAIL_MAX_PIXELS = 100_000_000
@@ -50,12 +46,14 @@ _EXTRA_TYPES = {
 
 
 def parse_kind(name: str) -> str:
-    """A request's modality name, lower-cased and checked (aliases kept: image, video, vision)."""
-    kind = str(name).strip().lower()
-    if kind not in KINDS:
+    """A request's modality name, lower-cased and checked ("vision" kept: resolved per item by its bytes)."""
+    from ..kinds import parse_kind as parse_table_kind
+
+    try:
+        return parse_table_kind(name)
+    except ValueError:
         raise ApiError(f"unknown modality {name!r} (choose from {', '.join(KINDS)})", status=422,
-                       kind="bad_modality")
-    return kind
+                       kind="bad_modality") from None
 
 
 def decode_base64(data: str, name: str, max_bytes: int) -> bytes:
@@ -88,13 +86,20 @@ def is_image_bytes(data: bytes) -> bool:
         return False
 
 
-def load_media(kind: str, data: bytes, name: str) -> tuple[Modality, str, torch.Tensor]:
+# (resolved kind) -> loader keyword arguments that fit the model's stem (sizes, lengths).
+OptionsFor = Callable[[str], Mapping[str, Any]]
+
+
+def load_media(kind: str, data: bytes, name: str, options_for: OptionsFor | None = None
+               ) -> tuple[Modality, str, torch.Tensor]:
     """One media item -> (tower, resolved kind, model input without batch axis); InputError if bad."""
     from .. import preprocess
 
     if kind == "vision":
+        # Request bytes have no file name, so "vision" is decided by content, not by extension.
         kind = "image" if is_image_bytes(data) else "video"
-    loaders = {
+    options = dict(options_for(kind)) if options_for is not None else {}
+    loaders: dict[str, Callable[..., torch.Tensor]] = {
         "image": preprocess.load_image,
         "video": preprocess.load_video,
         "audio": preprocess.load_audio,
@@ -103,24 +108,24 @@ def load_media(kind: str, data: bytes, name: str) -> tuple[Modality, str, torch.
         "imu": preprocess.load_imu,
     }
     try:
-        tensor = loaders[kind](data, name)
+        tensor = loaders[kind](data, name, **options)
     except InputError:
         raise
     except (ValueError, OSError, RuntimeError, EOFError, MemoryError) as err:
         # Decoders raise assorted exceptions for hostile input; bad input is never a 5xx.
         raise InputError(name, f"cannot decode {kind} ({type(err).__name__}: {_short(err)})") from None
-    return MEDIA_KINDS[kind], kind, tensor
+    return tower_of(kind), kind, tensor
 
 
-def tokenize_text(text: str, name: str, max_chars: int) -> torch.Tensor:
-    """One text as token ids (77,); over `max_chars` characters -> 413."""
+def tokenize_text(text: str, name: str, max_chars: int, context_length: int = 77) -> torch.Tensor:
+    """One text as token ids (context_length,); over `max_chars` characters -> 413."""
     from ..preprocess.tokenizer import tokenize
 
     if not isinstance(text, str):
         raise InputError(name, "expected a string")
     if len(text) > max_chars:
         raise TooLarge(f"{name}: text has {len(text)} characters, more than the limit of {max_chars}")
-    return tokenize([text])[0]
+    return tokenize([text], context_length)[0]
 
 
 def media_type(path: str, modality: str) -> str:
@@ -134,9 +139,18 @@ def media_type(path: str, modality: str) -> str:
     return {"audio": "audio/wav", "video": "video/mp4"}.get(modality, "application/octet-stream")
 
 
+def local_path(uri: str) -> str | None:
+    """The local file an indexed URI names, or None when it lives at a remote URI."""
+    if uri.startswith("file://"):
+        return unquote(urlparse(uri).path)
+    if "://" in uri:
+        return None
+    return uri
+
+
 def is_video_path(path: str) -> bool:
-    """True for files whose extension says video."""
-    return media_type(path, "").startswith("video/")
+    """True for files whose extension says video (the kinds table's video extensions)."""
+    return vision_kind(path) == "video"
 
 
 @dataclass(frozen=True)

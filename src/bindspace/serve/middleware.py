@@ -1,4 +1,4 @@
-"""ASGI middleware: request body limit, metrics and security headers."""
+"""ASGI middleware: JSON as the default body type, request body limits, metrics and security headers."""
 from __future__ import annotations
 
 import json
@@ -24,16 +24,34 @@ async def send_json(send: Send, status: int, payload: dict, headers: list[tuple[
     await send({"type": "http.response.body", "body": body})
 
 
-class BodyLimitMiddleware:
-    """Refuse bodies over `max_bytes` with 413: by Content-Length before reading, else while streaming.
+class DefaultJsonMiddleware:
+    """A body sent without Content-Type is read as JSON (Weaviate's Go client sends none)."""
 
-    The body is read here (at most `max_bytes`) and replayed to the app, so an
-    over-long chunked upload is cut off as soon as it crosses the limit.
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") in _BODY_METHODS:
+            headers = scope.get("headers", [])
+            if not any(name == b"content-type" for name, _ in headers):
+                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over `max_bytes` with 413, and bodies that would take the bytes held by all requests
+    together over `max_inflight_bytes` with 429.
+
+    Each limit is checked on Content-Length before reading, else while streaming. The body is
+    read here and replayed to the app, so an over-long chunked upload is cut off as soon as it
+    crosses the limit; its bytes count as in flight until the response is sent.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_inflight_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_inflight_bytes = max_inflight_bytes if max_inflight_bytes is not None else 4 * max_bytes
+        self.inflight = 0  # bytes of request bodies read (or announced) and not yet answered
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") not in _BODY_METHODS:
@@ -43,35 +61,59 @@ class BodyLimitMiddleware:
         if declared is not None and declared > self.max_bytes:
             await self._reject(send)
             return
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > self.max_bytes:
-                await self._reject(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
+        held = 0  # what this request counts against max_inflight_bytes
 
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: wait for disconnect like the server would
+        def reserve(total: int) -> bool:
+            nonlocal held
+            if total > held:
+                if self.inflight + (total - held) > self.max_inflight_bytes:
+                    return False
+                self.inflight += total - held
+                held = total
+            return True
 
-        await self.app(scope, replay, send)
+        try:
+            if declared is not None and not reserve(declared):
+                await self._busy(send)
+                return
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                total += len(chunk)
+                if total > self.max_bytes:
+                    await self._reject(send)
+                    return
+                if not reserve(total):
+                    await self._busy(send)
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+            replayed = False
+
+            async def replay() -> dict:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()  # after the body: wait for disconnect like the server would
+
+            await self.app(scope, replay, send)
+        finally:
+            self.inflight -= held
 
     async def _reject(self, send: Send) -> None:
         await send_json(send, 413, {"error": f"request body is larger than the limit of {self.max_bytes} bytes",
                                     "type": "too_large"})
+
+    async def _busy(self, send: Send) -> None:
+        await send_json(send, 429, {"error": "server busy: too many request bodies in flight; retry shortly",
+                                    "type": "busy"}, [(b"retry-after", b"1")])
 
 
 def _content_length(scope: Scope) -> int | None:

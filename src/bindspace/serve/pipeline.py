@@ -1,31 +1,49 @@
-"""Request items to vectors: decode in a thread pool, then embed through the micro-batcher."""
+"""Request items to vectors: decode in a thread pool at the model's own input sizes, then embed through the batcher.
+
+The batcher returns the model's forward outputs (the original contract: text times its
+logit scale, audio x20, ...); `scaled=False` callers get them L2-normalised, which is
+exactly `model.encode`.
+"""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..kinds import tower_of
 from ..modality import Modality
 from .batcher import MicroBatcher
 from .errors import ApiError, TooLarge
 from .limits import Limits
-from .media import MEDIA_KINDS, decode_base64, load_media, tokenize_text
+from .media import decode_base64, load_media, tokenize_text
 
 # Up to this many characters per request, texts are tokenized on the event loop (cheaper than a thread hop).
 INLINE_TEXT_CHARS = 2000
 
+# One decoding job: (function, *args) -> (tower, resolved kind, model input without batch axis).
+DecodeJob = tuple[Any, ...]
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows divided by their L2 norm (floored at 1e-12, as torch's normalize): forward outputs -> encode's."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
 
 class Pipeline:
-    """Shared by the v1 API and the Weaviate drop-in."""
+    """Shared by the v1 API, the OpenAI embeddings endpoint and the Weaviate drop-in."""
 
-    def __init__(self, model, batcher: MicroBatcher, limits: Limits) -> None:
+    def __init__(self, model: Any, batcher: MicroBatcher, limits: Limits) -> None:
         self.model = model
         self.batcher = batcher
         self.limits = limits
         self._decode_pool: ThreadPoolExecutor | None = None
+        self.options_for: Callable[[str], dict[str, Any]] = lru_cache(maxsize=None)(self._options_for)
 
     @property
     def decode_pool(self) -> ThreadPoolExecutor:
@@ -40,9 +58,15 @@ class Pipeline:
             self._decode_pool.shutdown(wait=False, cancel_futures=True)
             self._decode_pool = None
 
+    def _options_for(self, kind: str) -> dict[str, Any]:
+        """Loader keyword arguments that fit this model's stem for a concrete kind (image size, IMU length...)."""
+        from ..embedding.loading import geometry
+
+        return geometry(kind, self.model.tower_config(tower_of(kind)))
+
     def check_tower(self, kind: str) -> Modality:
         """The tower a request kind needs; 422 when the model was loaded without it."""
-        tower = Modality.TEXT if kind == "text" else MEDIA_KINDS[kind]
+        tower = tower_of(kind)
         if tower not in set(self.model.modalities):
             have = ", ".join(str(m) for m in self.model.modalities)
             raise ApiError(f"this server's model has no {tower} tower (it has: {have})", status=422,
@@ -54,43 +78,53 @@ class Pipeline:
         if count > self.limits.max_items:
             raise TooLarge(f"{count} items in one request, more than the limit of {self.limits.max_items}")
 
-    async def embed_texts(self, texts: Sequence[str], names: Sequence[str] | None = None) -> np.ndarray:
-        """Texts -> (n, D)."""
+    def tokenize(self, texts: Sequence[str], names: Sequence[str]) -> list[torch.Tensor]:
+        """Token ids (context_length,) per text, with the text limits applied."""
+        length = int(self.options_for("text")["context_length"])
+        return [tokenize_text(t, n, self.limits.max_text_chars, length) for t, n in zip(texts, names)]
+
+    async def embed_texts(self, texts: Sequence[str], names: Sequence[str] | None = None, *,
+                          scaled: bool = False) -> np.ndarray:
+        """Texts -> (n, D): unit vectors, or the model's forward outputs with `scaled`."""
         self.check_tower("text")
-        names = _names(names, len(texts), "text")
-
-        def tokenize_all() -> list[torch.Tensor]:
-            return [tokenize_text(t, n, self.limits.max_text_chars) for t, n in zip(texts, names)]  # each (77,)
-
+        labels = _names(names, len(texts), "text")
         if sum(len(t) for t in texts if isinstance(t, str)) <= INLINE_TEXT_CHARS:
-            tokens = tokenize_all()
+            tokens = self.tokenize(texts, labels)
         else:  # long texts take a while to tokenize: keep the event loop free for other requests
-            tokens = await asyncio.get_running_loop().run_in_executor(self.decode_pool, tokenize_all)
-        return await self.batcher.embed(Modality.TEXT, tokens)
+            tokens = await asyncio.get_running_loop().run_in_executor(self.decode_pool, self.tokenize, texts, labels)
+        return _finish(await self.batcher.embed(Modality.TEXT, tokens), scaled)
 
-    async def embed_base64(self, kind: str, items: Sequence[str], names: Sequence[str] | None = None) -> np.ndarray:
+    async def embed_base64(self, kind: str, items: Sequence[str], names: Sequence[str] | None = None, *,
+                           scaled: bool = False) -> np.ndarray:
         """Base64 media of one kind -> (n, D); base64 decoding runs on the decode threads too."""
         self.check_tower(kind)
-        names = _names(names, len(items), kind)
+        labels = _names(names, len(items), kind)
         max_bytes = self.limits.max_item_bytes
 
         def decode(item: str, name: str) -> tuple[Modality, str, torch.Tensor]:
-            return load_media(kind, decode_base64(item, name, max_bytes), name)
+            return load_media(kind, decode_base64(item, name, max_bytes), name, self.options_for)
 
-        return await self._embed_decoded([(decode, item, name) for item, name in zip(items, names)])
+        return await self.embed_decoded([(decode, item, name) for item, name in zip(items, labels)], scaled=scaled)
 
-    async def embed_bytes(self, kind: str, blobs: Sequence[bytes], names: Sequence[str]) -> np.ndarray:
+    async def embed_bytes(self, kind: str, blobs: Sequence[bytes], names: Sequence[str], *,
+                          scaled: bool = False) -> np.ndarray:
         """Raw media of one kind -> (n, D); the first bad item fails the request with its one-line message."""
         self.check_tower(kind)
-        return await self._embed_decoded([(load_media, kind, blob, name) for blob, name in zip(blobs, names)])
+        jobs = [(load_media, kind, blob, name, self.options_for) for blob, name in zip(blobs, names)]
+        return await self.embed_decoded(jobs, scaled=scaled)
 
-    async def _embed_decoded(self, jobs: list[tuple]) -> np.ndarray:
+    async def embed_decoded(self, jobs: Sequence[DecodeJob], *, scaled: bool = False) -> np.ndarray:
         """Run decoding jobs (function, *args) on the decode threads, then embed the results together."""
         loop = asyncio.get_running_loop()
         decoded = await asyncio.gather(*(loop.run_in_executor(self.decode_pool, *job) for job in jobs))
         tower = decoded[0][0]
         tensors: list[torch.Tensor] = [tensor for _, _, tensor in decoded]
-        return await self.batcher.embed(tower, tensors)
+        return _finish(await self.batcher.embed(tower, tensors), scaled)
+
+
+def _finish(vectors: np.ndarray, scaled: bool) -> np.ndarray:
+    return vectors if scaled else unit_rows(vectors)
+
 
 def _names(names: Sequence[str] | None, count: int, kind: str) -> list[str]:
     """Display names for error messages: the caller's, else `texts[3]` / `items[3]` style."""

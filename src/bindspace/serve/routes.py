@@ -2,25 +2,24 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import os
 import threading
 import time
-import uuid
 from collections.abc import Awaitable
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import UploadFile
 
 from ..errors import BindspaceError, InputError
-from .errors import ApiError, NotFound, TooLarge, Unauthorized, Unavailable
-from .media import is_video_path, make_thumbnail, media_type, parse_kind
+from .auth import require_read, require_write
+from .errors import ApiError, NotFound, TooLarge, Unavailable
+from .jobs import check_index_paths, run_index_job
+from .media import is_video_path, local_path, make_thumbnail, media_type, parse_kind
 from .schemas import (
     DeleteResponse,
     EmbedRequest,
@@ -39,7 +38,8 @@ T = TypeVar("T")
 
 ITEM_ID = Path(min_length=1, max_length=256, description="an item id as returned by search")
 THUMBNAIL_CACHE_SIZE = 512
-MAX_REPORTED_SKIPS = 100
+READ = [Depends(require_read)]
+WRITE = [Depends(require_write)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text} for code, text in (
         (400, "bad input: the message names the item and the problem"),
@@ -49,7 +49,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (504, "request took longer than the server's timeout"),
     )
 }
-_AUTH_ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in (
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse, "description": text} for code, text in (
     (401, "missing or wrong API key"), (403, "writes are disabled: the server has no API key"))}
 # /v1/embed reads JSON or multipart itself, so its two body shapes are documented by hand.
 _EMBED_BODY = {"requestBody": {"required": True, "content": {
@@ -63,28 +63,8 @@ _EMBED_BODY = {"requestBody": {"required": True, "content": {
         }}},
 }}}
 
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer KEY`")
-_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: KEY`")
-
-
-def _state(request: Request):
+def _state(request: Request) -> Any:
     return request.app.state.bindspace
-
-
-async def require_api_key(request: Request,
-                          bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                          header_key: str | None = Depends(_key_header)) -> None:
-    """Writes need the server's API key; with none configured they are refused outright."""
-    expected = _state(request).api_key
-    if not expected:
-        raise Unauthorized("writes are disabled: start the server with --api-key or BINDSPACE_API_KEY",
-                           status=403, kind="forbidden")
-    given = bearer.credentials if bearer is not None else header_key
-    if not given:
-        raise Unauthorized("missing API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
-                           headers={"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Unauthorized("wrong API key", headers={"WWW-Authenticate": "Bearer"})
 
 
 async def with_timeout(request: Request, work: Awaitable[T]) -> T:
@@ -100,13 +80,16 @@ async def with_timeout(request: Request, work: Awaitable[T]) -> T:
 # ---------------------------------------------------------------- embed
 
 
-@router.post("/v1/embed", response_model=EmbedResponse, tags=["embed"], openapi_extra=_EMBED_BODY,
+@router.post("/v1/embed", response_model=EmbedResponse, tags=["embed"], openapi_extra=_EMBED_BODY, dependencies=READ,
              responses={**_ERRORS, 415: {"model": ErrorResponse, "description": "neither JSON nor multipart"}},
              summary="Embed texts or media (JSON with base64, or multipart uploads).")
 async def embed(request: Request) -> dict:
     """Unit-norm vectors, one per input, in order."""
     state = _state(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    texts: list[str] | None
+    media: list[bytes] | list[str] | None
+    names: list[str] | None
     if content_type == "multipart/form-data":
         kind, texts, media, names = await _read_multipart(request)
         is_base64 = False
@@ -177,7 +160,7 @@ async def _read_multipart(request: Request) -> tuple[str, list[str], list[bytes]
 # ---------------------------------------------------------------- search
 
 
-@router.post("/v1/search", response_model=SearchResponse, tags=["search"],
+@router.post("/v1/search", response_model=SearchResponse, tags=["search"], dependencies=READ,
              responses={**_ERRORS, 409: {"model": ErrorResponse, "description": "the server has no index"}},
              summary="Search the index with any mix of texts and media.")
 async def search(body: SearchRequest, request: Request) -> dict:
@@ -241,16 +224,6 @@ def _display_kind(item) -> str:
     return modality
 
 
-def _local_path(item) -> str | None:
-    """The local file of an item, or None when it lives at a remote URI."""
-    uri = str(item.uri)
-    if uri.startswith("file://"):
-        return unquote(urlparse(uri).path)
-    if "://" in uri:
-        return None
-    return uri
-
-
 def item_info(item) -> dict:
     """ItemInfo fields of a stored item."""
     item_id = str(item.id)
@@ -282,14 +255,14 @@ async def _get_item(state, item_id: str):
     return item
 
 
-@router.get("/v1/items/{item_id}", response_model=ItemInfo, tags=["items"],
+@router.get("/v1/items/{item_id}", response_model=ItemInfo, tags=["items"], dependencies=READ,
             responses={404: {"model": ErrorResponse}}, summary="An indexed item's metadata.")
 async def get_item(request: Request, item_id: str = ITEM_ID) -> dict:
     return item_info(await _get_item(_state(request), item_id))
 
 
-@router.head("/v1/items/{item_id}/media", include_in_schema=False)
-@router.get("/v1/items/{item_id}/media", tags=["items"],
+@router.head("/v1/items/{item_id}/media", include_in_schema=False, dependencies=READ)
+@router.get("/v1/items/{item_id}/media", tags=["items"], dependencies=READ,
             response_class=FileResponse,
             responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "a byte range"},
                        404: {"model": ErrorResponse}},
@@ -310,7 +283,7 @@ async def get_media(request: Request, item_id: str = ITEM_ID) -> FileResponse:
 
 
 def _existing_file(item) -> str:
-    path = _local_path(item)
+    path = local_path(str(item.uri))
     if path is None:
         raise NotFound(f"item {str(item.id)[:80]!r} is stored at a remote URI; only local files are served")
     if not os.path.isfile(path):
@@ -318,7 +291,7 @@ def _existing_file(item) -> str:
     return path
 
 
-@router.get("/v1/items/{item_id}/thumbnail", tags=["items"], response_class=Response,
+@router.get("/v1/items/{item_id}/thumbnail", tags=["items"], response_class=Response, dependencies=READ,
             responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorResponse}},
             summary="A JPEG thumbnail of an image, depth or thermal map, or video (at its segment).")
 async def get_thumbnail(request: Request, item_id: str = ITEM_ID) -> Response:
@@ -347,7 +320,7 @@ async def get_thumbnail(request: Request, item_id: str = ITEM_ID) -> Response:
 
 
 @router.delete("/v1/items/{item_id}", response_model=DeleteResponse, tags=["items"],
-               dependencies=[Depends(require_api_key)], responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse}},
+               dependencies=WRITE, responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse}},
                summary="Remove an item from the index (API key required).")
 async def delete_item(request: Request, item_id: str = ITEM_ID) -> dict:
     store = _store(_state(request))
@@ -360,46 +333,27 @@ async def delete_item(request: Request, item_id: str = ITEM_ID) -> dict:
 # ---------------------------------------------------------------- index
 
 
-@router.post("/v1/index", response_model=IndexJob, status_code=202, tags=["index"],
-             dependencies=[Depends(require_api_key)],
+@router.post("/v1/index", response_model=IndexJob, status_code=202, tags=["index"], dependencies=WRITE,
              responses={**_AUTH_ERRORS, 400: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
-             summary="Index server-side files or folders in the background (API key required).")
+             summary="Index server-side files or folders in the background (API key; allowed folders only).")
 async def start_index(body: IndexRequest, request: Request) -> dict:
-    """New and changed files are embedded, vanished ones dropped; poll GET /v1/index/{job_id}."""
+    """New and changed files are embedded, vanished ones dropped; poll GET /v1/index/{job_id}.
+
+    Paths must lie under the server's --index-root folders; without any, only folders that
+    already hold indexed files (and files in them) may be re-indexed (403 otherwise).
+    """
     state = _state(request)
     store = _store(state)
-    for path in body.paths:
-        if not os.path.exists(path):
-            raise InputError(path, "no such file or directory on the server")
-    if any(job["status"] == "running" for job in state.jobs.values()):
-        raise ApiError("an indexing job is already running; wait for it to finish", status=409, kind="busy")
+    paths = await asyncio.to_thread(check_index_paths, body.paths, state.index_roots, store)
     try:
-        from ..embedding import Embedder
-        from ..index.indexer import index_paths
+        import bindspace.index.indexer  # noqa: F401
     except ImportError as err:
         raise Unavailable(f"indexing is not available in this installation ({err})") from None
-    job = {"id": uuid.uuid4().hex[:12], "status": "running", "paths": list(body.paths)}
-    state.jobs[job["id"]] = job
-
-    def work() -> None:
-        try:
-            embedder = Embedder(state.model, batch_size=state.limits.max_batch)
-            summary = index_paths(body.paths, store, embedder, modalities=body.modalities,
-                                  segment_seconds=body.segment_seconds, progress=False,
-                                  model_info=_index_model_info(state))
-            for name in ("added", "updated", "removed", "unchanged"):
-                job[name] = int(getattr(summary, name))
-            skipped = list(summary.skipped)
-            job["skipped"] = len(skipped)
-            job["skipped_files"] = [f"{path}: {reason}" for path, reason in skipped[:MAX_REPORTED_SKIPS]]
-            job["status"] = "done"
-        except BindspaceError as err:
-            job.update(status="failed", error=str(err))
-        except Exception as err:  # the job must record its failure; the server keeps serving
-            job.update(status="failed", error=f"internal error ({type(err).__name__}: {err})")
-
-    threading.Thread(target=work, name=f"bindspace-index-{job['id']}", daemon=True).start()
-    return dict(job)
+    job = state.jobs.start(paths)
+    threading.Thread(target=run_index_job, name=f"bindspace-index-{job['id']}", daemon=True,
+                     args=(state, job["id"], paths, body.modalities, body.segment_seconds,
+                           _index_model_info(state))).start()
+    return job
 
 
 def _index_model_info(state):
@@ -412,19 +366,21 @@ def _index_model_info(state):
                      checkpoint=state.model_checkpoint)
 
 
-@router.get("/v1/index/{job_id}", response_model=IndexJob, tags=["index"], dependencies=[Depends(require_api_key)],
-            responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse}}, summary="An indexing job's progress.")
+@router.get("/v1/index/{job_id}", response_model=IndexJob, tags=["index"], dependencies=WRITE,
+            responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse}},
+            summary="An indexing job's progress (finished jobs are kept for a limited time).")
 async def get_index_job(request: Request, job_id: str = Path(max_length=64)) -> dict:
     job = _state(request).jobs.get(job_id)
     if job is None:
-        raise NotFound(f"no indexing job {job_id[:64]!r}")
-    return dict(job)
+        raise NotFound(f"no indexing job {job_id[:64]!r} (finished jobs expire)")
+    return job
 
 
 # ---------------------------------------------------------------- info
 
 
-@router.get("/v1/info", response_model=ModelInfoResponse, tags=["service"], summary="The model and the index.")
+@router.get("/v1/info", response_model=ModelInfoResponse, tags=["service"], dependencies=READ,
+            summary="The model and the index.")
 async def info(request: Request) -> dict:
     return model_info(_state(request))
 

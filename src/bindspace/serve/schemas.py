@@ -132,7 +132,10 @@ class ModelInfoResponse(BaseModel):
 
 
 class Health(BaseModel):
+    """Liveness or readiness; `reason` says why a server is not ready."""
+
     status: str
+    reason: str | None = None
 
 
 class VectorizeRequest(BaseModel):

@@ -1,17 +1,27 @@
 """Drop-in for Weaviate's `multi2vec-bind` inference container: POST /vectorize, GET /meta, liveness, readiness.
 
-Point Weaviate at this server with `BIND_INFERENCE_API=http://HOST:PORT`. Every media
-list is base64; each answer list holds one vector per input, in order. Errors are JSON
-with an `error` field, which Weaviate reports as the vectorizer's failure reason.
+Point Weaviate at this server with `BIND_INFERENCE_API=http://HOST:PORT`. Every media list
+is base64; each answer list holds one vector per input, in order. The vectors are the
+model's forward outputs as the container returns them (text times its logit scale, audio
+x20, depth x5, thermal x10, IMU x5, vision unit-norm), not unit vectors: Weaviate combines
+an object's modality vectors with weights, so the scale is part of every stored vector.
+Errors are JSON with an `error` field, which Weaviate reports as the vectorizer's failure.
 """
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from fastapi import APIRouter, Request, Response
+import torch
+from fastapi import APIRouter, Depends, Request, Response
 
+from ..modality import Modality
+from ..preprocess.batching import NPY_MAGIC
+from .auth import require_read
+from .media import decode_base64, load_media
 from .routes import model_info, with_timeout
 from .schemas import ErrorResponse, ModelInfoResponse, VectorizeRequest, VectorizeResponse
+from .weaviate_inputs import load_gray, load_imu_csv
 
 router = APIRouter(tags=["weaviate"])
 
@@ -27,9 +37,21 @@ FIELDS = (
 )
 
 
-@router.post("/vectorize", response_model=VectorizeResponse,
+def decode_item(state: Any, kind: str, item: str, name: str) -> tuple[Modality, str, torch.Tensor]:
+    """One base64 item -> (tower, kind, model input) read as the container reads it, at the model's sizes."""
+    pipeline = state.pipeline
+    data = decode_base64(item, name, state.limits.max_item_bytes)
+    options = pipeline.options_for(kind)
+    if kind in ("depth", "thermal"):
+        return Modality(kind), kind, load_gray(data, name, size=int(options["size"]))
+    if kind == "imu" and not data.startswith(NPY_MAGIC):  # .npy arrays (our extension) use our IMU loader
+        return Modality.IMU, kind, load_imu_csv(data, name, length=int(options["length"]), layout=state.imu_layout)
+    return load_media(kind, data, name, pipeline.options_for)
+
+
+@router.post("/vectorize", response_model=VectorizeResponse, dependencies=[Depends(require_read)],
              responses={400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
-             summary="Weaviate multi2vec-bind: vectors for each list of inputs.")
+             summary="Weaviate multi2vec-bind: the model's output vectors for each list of inputs.")
 async def vectorize(body: VectorizeRequest, request: Request) -> dict:
     state = request.app.state.bindspace
     pipeline = state.pipeline
@@ -39,11 +61,13 @@ async def vectorize(body: VectorizeRequest, request: Request) -> dict:
         values = getattr(body, field)
         if not values:
             return []
+        pipeline.check_tower(kind)
         names = [f"{field}[{i}]" for i in range(len(values))]
         if kind == "text":
-            vectors = await pipeline.embed_texts(values, names)
+            vectors = await pipeline.embed_texts(values, names, scaled=True)
         else:
-            vectors = await pipeline.embed_base64(kind, values, names)
+            jobs = [(decode_item, state, kind, value, name) for value, name in zip(values, names)]
+            vectors = await pipeline.embed_decoded(jobs, scaled=True)
         return vectors.tolist()
 
     async def run() -> list[list[list[float]]]:
@@ -53,17 +77,21 @@ async def vectorize(body: VectorizeRequest, request: Request) -> dict:
     return {answer: vectors for (_, _, answer), vectors in zip(FIELDS, results)}
 
 
-@router.get("/meta", response_model=ModelInfoResponse, summary="Weaviate multi2vec-bind: model metadata.")
+@router.get("/meta", response_model=ModelInfoResponse, dependencies=[Depends(require_read)],
+            summary="Weaviate multi2vec-bind: model metadata.")
 async def meta(request: Request) -> dict:
     return model_info(request.app.state.bindspace)
 
 
+# The container's health check is `wget --spider`, a HEAD request: both methods answer.
+@router.head("/.well-known/live", status_code=204, response_class=Response, include_in_schema=False)
 @router.get("/.well-known/live", status_code=204, response_class=Response, summary="Weaviate liveness probe.")
 async def live() -> Response:
     return Response(status_code=204)
 
 
+@router.head("/.well-known/ready", status_code=204, response_class=Response, include_in_schema=False)
 @router.get("/.well-known/ready", status_code=204, response_class=Response,
-            responses={503: {"description": "still starting"}}, summary="Weaviate readiness probe.")
+            responses={503: {"description": "starting, or the warm-up failed"}}, summary="Weaviate readiness probe.")
 async def ready(request: Request) -> Response:
     return Response(status_code=204 if request.app.state.bindspace.ready else 503)

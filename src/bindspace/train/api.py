@@ -34,6 +34,30 @@ class TrainOutput:
     model_dir: Path | None
     adapter_dir: Path | None
 
+    def summary(self) -> list[str]:
+        """What this call did, in lines for a person: trained (from where), or found the run already complete."""
+        r = self.result
+        if r.steps_run == 0 and r.steps > 0 and not r.stopped_early:
+            lines = [f"already complete: all {r.steps} steps were trained by an earlier run "
+                     f"({r.checkpoint}); nothing to train"]
+            if self.model_dir:
+                lines.append(f"exported the final checkpoint again: {self.model_dir}  (use --checkpoint {self.model_dir})")
+            return lines
+        head = f"trained {r.steps_run} steps in {r.seconds:.1f} s"
+        if r.start_step:
+            head += f" (resumed at step {r.start_step}; now {r.steps} of {r.total_steps or r.steps})"
+        last = r.last_metrics
+        if last:
+            head += f"; last loss {last['loss']:.4f}, in-batch accuracy {last['acc']:.3f}"
+        lines = [head]
+        if r.eval_metrics:
+            lines.append("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in r.eval_metrics.items()))
+        if self.adapter_dir:
+            lines.append(f"LoRA adapters: {self.adapter_dir}")
+        if self.model_dir:
+            lines.append(f"model directory: {self.model_dir}  (use --checkpoint {self.model_dir})")
+        return lines
+
 
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices)."""
@@ -76,8 +100,9 @@ def build_source(config: TrainConfig, bind_towers: tuple, dist: DistInfo, *, spl
     if train:
         return ManifestSource(dataset, batch_size=config.run.batch_size, rank=dist.rank, world=dist.world_size,
                               seed=config.run.seed, num_workers=config.data.num_workers, pin_memory=pin)
-    batch = min(config.run.batch_size, len(dataset))
-    return ManifestSource(dataset, batch_size=batch, shuffle=False, num_workers=config.data.num_workers)
+    # Every validation pair, in order: the last batch may be short.
+    return ManifestSource(dataset, batch_size=config.run.batch_size, shuffle=False, drop_last=False,
+                          num_workers=config.data.num_workers)
 
 
 def _val_evaluator(config: TrainConfig, towers: tuple, dist: DistInfo) -> Evaluate | None:

@@ -36,7 +36,9 @@ class TowerSpec:
     """One side of the pair: which modality, which architecture, which weights."""
 
     modality: str = ""
-    model: str | None = None  # preset giving the architecture (default: the checkpoint's own config)
+    # Preset name or model directory giving the architecture (default: the checkpoint's own config).
+    # A model directory given as the anchor's model is also its weights, when no checkpoint is given.
+    model: str | None = None
     checkpoint: str | None = None  # a .pth or a model directory
     init: Literal["auto", "checkpoint", "random"] = "auto"  # auto: checkpoint when one is given, else random
     overrides: dict[str, Any] = field(default_factory=dict)  # TowerConfig fields to change (random init only)
@@ -237,8 +239,12 @@ def validate(config: TrainConfig, source: str = "config") -> None:
     def fail(where: str, problem: str) -> None:
         raise ConfigError(f"{source}: {where}: {problem}")
 
+    adopt_model_dir(config.anchor)
     for side in ("anchor", "target"):
         spec: TowerSpec = getattr(config, side)
+        if spec.model and not is_model_dir(spec.model) and spec.model not in _preset_names():
+            fail(f"{side}.model", f"{spec.model!r} is neither a preset ({', '.join(_preset_names())}) "
+                                  "nor a model directory (a folder with manifest.json)")
         if not spec.modality:
             fail(f"{side}.modality", "is required (vision, text, audio, depth, thermal or imu)")
         try:
@@ -255,8 +261,8 @@ def validate(config: TrainConfig, source: str = "config") -> None:
                 if key not in known:
                     fail(f"{side}.overrides.{key}", f"unknown tower field{_suggest(key, known)}")
         if _init(spec) == "random" and not spec.model and not spec.checkpoint:
-            fail(f"{side}.model", "a randomly initialised tower needs a preset to take its architecture from "
-                                  "(e.g. model = \"imagebind_huge\")")
+            fail(f"{side}.model", "a randomly initialised tower needs a preset or model directory to take its "
+                                  "architecture from (e.g. model = \"imagebind_huge\")")
     if config.anchor_modality == config.target_modality:
         fail("target.modality", f"must differ from the anchor's ({config.anchor_modality})")
     if config.anchor.lora is not None:
@@ -343,6 +349,23 @@ def _init(spec: TowerSpec) -> str:
 def resolved_init(spec: TowerSpec) -> Literal["checkpoint", "random"]:
     """'checkpoint' or 'random' for a tower spec ('auto' resolved)."""
     return _init(spec)  # type: ignore[return-value]
+
+
+def is_model_dir(value: str | None) -> bool:
+    """Whether a config value names a model directory (a folder holding manifest.json)."""
+    return bool(value) and (Path(str(value)) / "manifest.json").is_file()
+
+
+def adopt_model_dir(spec: TowerSpec) -> None:
+    """An anchor given as `model = "DIR"` (a model directory) and no checkpoint takes its weights from DIR."""
+    if spec.checkpoint is None and spec.model and is_model_dir(spec.model):
+        spec.checkpoint = spec.model
+
+
+def _preset_names() -> list[str]:
+    from ..model.presets import list_models
+
+    return list(list_models())
 
 
 def _tower_config_cls() -> type:

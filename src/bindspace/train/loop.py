@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import BindspaceError, ConfigError
+from ..fsio import atomic_write
 from . import checkpointing as ck
 from .build import BindModel
 from .config import OptimConfig, RunConfig
@@ -54,6 +55,13 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
     seconds: float = 0.0
+    start_step: int = 0  # where this call began: > 0 when it resumed from a checkpoint
+    total_steps: int = 0
+
+    @property
+    def steps_run(self) -> int:
+        """Optimiser steps this call did (0 when the run was already complete)."""
+        return self.steps - self.start_step
 
 
 class MetricsLog:
@@ -75,7 +83,7 @@ class MetricsLog:
                         kept.append(line)
                 except ValueError:
                     continue
-        ck.atomic_write_bytes(self.path, lambda f: f.write("".join(line + "\n" for line in kept).encode()))
+        atomic_write(self.path, "".join(line + "\n" for line in kept))
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -182,6 +190,7 @@ class Trainer:
         if resume is not None:
             self._restore(resume, optimizer, scheduler, scaler)
         pos = self.position
+        start_step = pos.step
         metrics = MetricsLog(self.out_dir, enabled=self.dist.is_main, tensorboard=self.run.tensorboard,
                              resume_step=pos.step if resume is not None else None)
         bar = self._progress(pos.step)
@@ -238,6 +247,7 @@ class Trainer:
             steps=pos.step, out_dir=self.out_dir, checkpoint=last_path,
             last_metrics=history[-1] if history else {}, eval_metrics=eval_metrics, history=history,
             stopped_early=pos.step < self.total_steps, seconds=time.perf_counter() - started,
+            start_step=start_step, total_steps=self.total_steps,
         )
 
     def _train_step(self, model: nn.Module, batches: Iterator[PairBatch], autocast: Any, scaler: torch.amp.GradScaler,

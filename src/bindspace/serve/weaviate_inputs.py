@@ -1,0 +1,91 @@
+"""Depth, thermal and IMU inputs read the way Weaviate's multi2vec-bind container reads them.
+
+Existing Weaviate collections hold vectors made this way, so `/vectorize` must match it,
+quirks included (our own `/v1/embed` keeps the conventions of docs/inputs.md):
+
+- depth and thermal: any image, converted to 8-bit grayscale, shorter side resized to the
+  tower's input size (bicubic), centre-cropped, scaled to [0, 1] and normalised with
+  mean 0.48145466 and std 0.26862954 -> (1, size, size);
+- IMU: a CSV whose first row is skipped and whose other rows are 6 numbers (T, 6). The
+  container *reshapes* that buffer to (6, T) (it does not transpose it: channels end up
+  interleaved); `layout="transpose"` gives the correct (6, T) instead. Then zero-padded at
+  the end, or truncated, to the tower's length.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import InputError
+
+GRAY_MEAN = 0.48145466
+GRAY_STD = 0.26862954
+IMU_LAYOUTS = ("reshape", "transpose")
+MAX_PIXELS = 100_000_000
+
+
+def load_gray(data: bytes, name: str, *, size: int) -> torch.Tensor:
+    """Depth/thermal as the container reads them: any image -> normalised grayscale (1, size, size)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > MAX_PIXELS:
+                raise InputError(name, f"image is {img.width}x{img.height}, more than {MAX_PIXELS} pixels")
+            gray = img.convert("L")
+    except InputError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise InputError(name, "not an image (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        raise InputError(name, f"cannot decode image ({err})") from None
+    width, height = gray.size
+    if width == 0 or height == 0:
+        raise InputError(name, f"image has no pixels ({width}x{height})")
+    # Shorter side to `size`, the longer one scaled and truncated, then a centre crop rounded to the nearest pixel.
+    if width <= height:
+        new_w, new_h = size, int(size * height / width)
+    else:
+        new_w, new_h = int(size * width / height), size
+    gray = gray.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    left, top = int(round((new_w - size) / 2.0)), int(round((new_h - size) / 2.0))
+    gray = gray.crop((left, top, left + size, top + size))
+    pixels = torch.from_numpy(np.asarray(gray, dtype=np.uint8).copy()).float().div(255)  # (size, size)
+    return ((pixels - GRAY_MEAN) / GRAY_STD).unsqueeze(0)  # (1, size, size)
+
+
+def load_imu_csv(data: bytes, name: str, *, length: int, layout: str = "reshape") -> torch.Tensor:
+    """IMU as the container reads it: CSV, header row skipped, (T, 6) -> (6, length) by `layout`."""
+    if layout not in IMU_LAYOUTS:
+        raise ValueError(f"layout must be one of {IMU_LAYOUTS}, got {layout!r}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(name, "IMU data must be UTF-8 CSV text") from None
+    rows = [line for line in text.splitlines()[1:] if line.strip()]  # the first row is a header, whatever it says
+    if not rows:
+        raise InputError(name, "CSV has no data rows (the first row is read as a header)")
+    values = np.empty((len(rows), 6), dtype=np.float32)  # (T, 6)
+    for number, line in enumerate(rows, 2):
+        cells = [cell.strip() for cell in line.split(",")]
+        if len(cells) != 6:
+            raise InputError(name, f"line {number} has {len(cells)} fields; IMU CSV rows need 6 "
+                             "(acc x,y,z, gyro x,y,z)")
+        try:
+            values[number - 2] = [float(cell) for cell in cells]
+        except ValueError:
+            raise InputError(name, f"line {number}: cannot read {line.strip()[:60]!r} as 6 numbers") from None
+    if not np.isfinite(values).all():
+        raise InputError(name, "contains NaN or infinite values")
+    if layout == "reshape":
+        channels = values.reshape(6, -1)  # (T, 6) buffer read as (6, T): interleaves channels, as the container does
+    else:
+        channels = values.T  # (T, 6) -> (6, T)
+    out = np.zeros((6, length), dtype=np.float32)
+    count = min(length, channels.shape[1])
+    out[:, :count] = channels[:, :count]
+    return torch.from_numpy(out)
