@@ -234,3 +234,23 @@ def test_loaders_for_video_depth_thermal_imu_and_text(media_dir):
     assert text.shape == (77,) and text[0] == 49406
     with pytest.raises(InputError, match="empty text"):
         ItemLoader(Modality.TEXT, small_config().towers[Modality.TEXT], cfg)("  ")
+
+
+def test_shards_take_every_extension_the_kinds_table_names(pair_files, tmp_path):
+    """A .bmp image and a .flac soundtrack (both in bindspace.kinds) are a sample like .png + .wav."""
+    import soundfile as sf
+    from PIL import Image
+
+    Image.open(pair_files / "img0.png").save(tmp_path / "x.bmp")
+    wave, rate = sf.read(pair_files / "snd0.wav", dtype="float32")
+    sf.write(tmp_path / "x.flac", wave, rate)
+    path = tmp_path / "odd.tar"
+    with tarfile.open(path, "w") as tar:
+        for i in range(2):
+            tar.add(tmp_path / "x.bmp", arcname=f"k{i}.bmp")
+            tar.add(tmp_path / "x.flac", arcname=f"k{i}.flac")
+    anchor, target = loaders(augment=False)
+    batch = next(ShardSource([str(path)], anchor, target, batch_size=2, seed=0, num_workers=0).batches(0, 0))
+    assert batch.anchor.shape == (2, 3, 16, 16) and batch.target.shape == (2, 1, 128, 204)
+    plain = PairDataset(read_manifest(pair_files / "train.jsonl", V, A), anchor, target, augment=False).load(0)
+    assert torch.allclose(batch.anchor[0], plain[0], atol=1e-6)  # the same pixels, whatever the container

@@ -35,7 +35,7 @@ def test_tones_hold_the_two_keypad_frequencies(digit):
 
 
 def test_demo_cli_rejects_bad_steps(capsys):
-    assert main(["demo", "--steps", "many"]) == 1
+    assert main(["demo", "--steps", "many"]) == 2  # a usage error
     assert "expected S1,S2" in capsys.readouterr().err
 
 

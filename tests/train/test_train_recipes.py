@@ -87,3 +87,24 @@ def test_unknown_recipe_and_adapterless_recipe():
         prepare("nope", ".", "x.jsonl")
     with pytest.raises(ConfigError, match="no dataset adapter"):
         prepare("lora", ".", "x.jsonl")
+
+
+def test_manifest_write_is_atomic_and_leaves_no_temp_file(tmp_path):
+    from bindspace.train.recipes.manifest import write_jsonl
+
+    path = tmp_path / "pairs.jsonl"
+    assert write_jsonl([{"image": "a.png", "depth": "a.npy"}], path) == 1
+    before = path.read_text()
+    with pytest.raises(TypeError):  # a row that cannot be written fails half-way through the file
+        write_jsonl([{"image": "b.png", "depth": "b.npy"}, {"image": object()}], path)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["pairs.jsonl"]
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # a plain open()'s permissions
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -93,8 +93,8 @@ def _quote(value: str) -> str:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from ..errors import BindspaceError
     from ..train.recipes import prepare
+    from .common import UsageError
 
     dataset, root = args.prepare
     if not args.manifest:

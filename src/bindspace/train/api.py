@@ -129,6 +129,10 @@ def train(
         config = load_config(config, overrides)
     elif overrides:
         raise ConfigError("overrides apply to config files; edit the TrainConfig directly")
+    if config.kind == "llm":
+        from ..llm.recipe import train_bridge
+
+        return train_bridge(config, evaluate=evaluate, max_steps=max_steps)
     dist = init_distributed(config.run.device)
     try:
         seed_everything(config.run.seed)
@@ -184,6 +188,10 @@ def export_checkpoint(config: TrainConfig | str | os.PathLike[str], checkpoint: 
 
     if not isinstance(config, TrainConfig):
         config = load_config(config)
+    if config.kind == "llm":
+        from ..llm.recipe import export_bridge_checkpoint
+
+        return export_bridge_checkpoint(config, checkpoint, out_dir)
     path = Path(checkpoint) if checkpoint else ck.latest_checkpoint(Path(config.run.out_dir) / CHECKPOINT_DIR)
     if path is None:
         raise ConfigError(f"{config.run.out_dir}: no training checkpoint to export")

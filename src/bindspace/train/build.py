@@ -13,7 +13,7 @@ from ..modality import Modality, as_modality
 from ..model import checkpoint as ckpt
 from ..model.imagebind import ImageBindModel
 from ..model.presets import get_config
-from .config import LoraConfig, LossConfig, TowerSpec, TrainConfig, resolved_init
+from .config import LoraConfig, LossConfig, TowerSpec, TrainConfig, adopt_model_dir, resolved_init
 from .loss import Temperature
 
 DEFAULT_BASE = "imagebind_huge"
@@ -108,7 +108,9 @@ class BuiltModel:
 def tower_source(spec: TowerSpec, side: str) -> tuple[ModelConfig, TowerConfig]:
     """(full model config the tower comes from, the tower's config with overrides applied)."""
     modality = as_modality(spec.modality)
-    if spec.model:
+    if spec.model and ckpt.is_model_dir(spec.model):
+        base = ckpt.manifest_config(spec.model)
+    elif spec.model:
         base = get_config(spec.model)
     elif spec.checkpoint and ckpt.is_model_dir(spec.checkpoint):
         base = ckpt.manifest_config(spec.checkpoint)
@@ -137,11 +139,13 @@ def build_temperature(loss: LossConfig) -> Temperature | None:
 def build_model(config: TrainConfig) -> BuiltModel:
     """Build the anchor + target towers, load their weights, freeze, add LoRA; call after seeding."""
     anchor, target = config.anchor_modality, config.target_modality
+    adopt_model_dir(config.anchor)
     a_base, a_tower = tower_source(config.anchor, "anchor")
     t_base, t_tower = tower_source(config.target, "target")
-    if a_base.embed_dim != t_base.embed_dim:
-        raise ConfigError(f"anchor space is {a_base.embed_dim}-d but the target preset outputs "
-                          f"{t_base.embed_dim}-d; pick a target model with the same embed_dim")
+    # A new tower's head is built to the anchor's width, so only loaded target weights must match it.
+    if resolved_init(config.target) == "checkpoint" and a_base.embed_dim != t_base.embed_dim:
+        raise ConfigError(f"anchor space is {a_base.embed_dim}-d but the target checkpoint's is "
+                          f"{t_base.embed_dim}-d; start the target from random weights (init = \"random\")")
     model_config = ModelConfig(name=f"{a_base.name}+{target}", embed_dim=a_base.embed_dim,
                                towers={anchor: a_tower, target: t_tower})
     model = ImageBindModel(model_config)

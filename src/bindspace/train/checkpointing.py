@@ -1,7 +1,6 @@
-"""Training checkpoints: atomic writes (temp file + fsync + rename), a `latest` pointer, pruning, RNG capture."""
+"""Training checkpoints: atomic writes (bindspace.fsio), a `latest` pointer, pruning, RNG capture."""
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
@@ -11,50 +10,21 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from ..fsio import atomic_open, atomic_write
 
 FORMAT = "bindspace-train"
 LATEST = "latest"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call write(file) on a temp file beside `path`, fsync it, then rename over `path`.
-
-    A reader (or a crash) therefore sees either the old file or the complete new one,
-    never a partial write.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not supported on every platform
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(folder: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
     """Write step_<step>.pt atomically, point `latest` at it, delete all but the newest `keep` step files."""
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:08d}.pt"
-    atomic_write_bytes(path, lambda f: torch.save({"format": FORMAT, **state}, f))
-    atomic_write_bytes(folder / LATEST, lambda f: f.write(path.name.encode()))
+    # A crash leaves the previous checkpoint and pointer intact: each file appears whole or not at all.
+    with atomic_open(path, "wb") as handle:
+        torch.save({"format": FORMAT, **state}, handle)
+    atomic_write(folder / LATEST, path.name)
     if keep > 0:
         steps = sorted(_step_files(folder), key=lambda p: _step_of(p))
         for old in steps[:-keep]:

@@ -127,6 +127,8 @@ class RunConfig:
 class TrainConfig:
     """Everything `bindspace train` needs."""
 
+    kind: Literal["bind", "llm"] = "bind"  # llm: train an LLM bridge (bindspace.llm; its settings in `llm`)
+    llm: dict[str, Any] = field(default_factory=dict)
     anchor: TowerSpec = field(default_factory=TowerSpec)
     target: TowerSpec = field(default_factory=TowerSpec)
     data: DataConfig = field(default_factory=DataConfig)

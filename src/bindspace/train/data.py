@@ -12,10 +12,10 @@ import csv
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -70,7 +70,10 @@ class PairBatch:
 class PairSource(Protocol):
     """What the trainer iterates: batches of one epoch from a given position."""
 
-    batches_per_epoch: int | None  # None: an endless stream
+    @property
+    def batches_per_epoch(self) -> int | None:
+        """Batches per epoch for this process; None for an endless stream."""
+        ...
 
     def batches(self, epoch: int, start: int) -> Iterator[PairBatch]:
         """Batches of `epoch` for this process, skipping the first `start`."""
@@ -127,7 +130,7 @@ def _read_rows(path: Path) -> list[tuple[int, dict]]:
                 continue
             try:
                 row = json.loads(line)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 raise InputError(f"{path}:{i}", f"not valid JSON ({exc.msg})") from None
             if not isinstance(row, dict):
                 raise InputError(f"{path}:{i}", "each line must be a JSON object")
@@ -238,22 +241,27 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
     Epoch e is a permutation seeded by (seed, e); global batch g holds the next
     batch_size x world items and process r takes its r-th slice. So W processes with batch
     B see, together and in rank order, exactly the batches one process with batch W·B sees.
-    The tail that does not fill a global batch is dropped (all processes must agree).
+    In training the tail that does not fill a global batch is dropped (all processes must
+    agree, and InfoNCE wants full batches of negatives); `drop_last=False` keeps it as a
+    shorter last batch, so evaluation sees every item.
     """
 
     def __init__(self, size: int, batch_size: int, *, rank: int = 0, world: int = 1, seed: int = 0,
-                 shuffle: bool = True) -> None:
+                 shuffle: bool = True, drop_last: bool = True) -> None:
+        if not drop_last and world != 1:
+            raise ValueError("keeping the tail batch needs a single process (ranks would get unequal batches)")
         self.size, self.batch_size, self.rank, self.world = size, batch_size, rank, world
-        self.seed, self.shuffle = seed, shuffle
+        self.seed, self.shuffle, self.drop_last = seed, shuffle, drop_last
         self.epoch, self.start = 0, 0
 
     def __len__(self) -> int:
-        return self.size // (self.batch_size * self.world) - self.start
+        return self.batches_per_epoch - self.start
 
     @property
     def batches_per_epoch(self) -> int:
         """Batches each process gets in one full epoch."""
-        return self.size // (self.batch_size * self.world)
+        step = self.batch_size * self.world
+        return self.size // step if self.drop_last else -(-self.size // step)
 
     def set_position(self, epoch: int, start: int) -> None:
         """Make the next iteration yield epoch `epoch` from batch `start`."""
@@ -276,11 +284,14 @@ class ManifestSource:
     """PairSource over a map-style dataset with DataLoader workers."""
 
     def __init__(self, dataset: Dataset, *, batch_size: int, rank: int = 0, world: int = 1, seed: int = 0,
-                 shuffle: bool = True, num_workers: int = 0, pin_memory: bool = False) -> None:
+                 shuffle: bool = True, drop_last: bool = True, num_workers: int = 0,
+                 pin_memory: bool = False) -> None:
         self.dataset = dataset
-        self.sampler = EpochBatchSampler(len(dataset), batch_size, rank=rank, world=world, seed=seed, shuffle=shuffle)
+        size = len(cast(Sized, dataset))  # map-style datasets define __len__; torch's Dataset type does not say so
+        self.sampler = EpochBatchSampler(size, batch_size, rank=rank, world=world, seed=seed, shuffle=shuffle,
+                                         drop_last=drop_last)
         if self.sampler.batches_per_epoch == 0:
-            raise ConfigError(f"the data has {len(dataset)} pairs, fewer than one global batch "
+            raise ConfigError(f"the data has {size} pairs, fewer than one global batch "
                               f"({batch_size} x {world} processes)")
         self.num_workers, self.pin_memory = num_workers, pin_memory
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
+from ..tasks.metrics import recall_at_k
 from .build import BindModel
 from .data import PairBatch
 
@@ -26,7 +27,10 @@ def embed_pairs(bind: BindModel, batches: Iterable[PairBatch]) -> tuple[torch.Te
 
 
 def retrieval_metrics(target: torch.Tensor, anchor: torch.Tensor, scale: float, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
-    """val_loss (InfoNCE with every pair as a negative) and recall@k target->anchor and anchor->target."""
+    """val_loss (InfoNCE with every pair as a negative) and recall@k target->anchor and anchor->target.
+
+    Recall is `bindspace.tasks.metrics.recall_at_k`: ties with the true match count against it.
+    """
     n = target.shape[0]
     if n == 0:
         return {}
@@ -35,12 +39,10 @@ def retrieval_metrics(target: torch.Tensor, anchor: torch.Tensor, scale: float, 
     loss = (F.cross_entropy(scale * sims, labels) + F.cross_entropy(scale * sims.T, labels)) / 2
     out = {"val_loss": float(loss), "val_pairs": float(n)}
     for direction, matrix in (("t2a", sims), ("a2t", sims.T)):
-        # rank of the true match: how many candidates score strictly higher
-        true = matrix.diagonal().unsqueeze(1)
-        rank = (matrix > true).sum(dim=1)
+        # tasks.metrics' rule: a candidate tied with the true match ranks ahead of it
         for k in ks:
             if k <= n:
-                out[f"{direction}_r@{k}"] = float((rank < k).float().mean())
+                out[f"{direction}_r@{k}"] = recall_at_k(matrix, labels.numpy(), k)
     return out
 
 

@@ -14,11 +14,11 @@ import torch
 
 from ..config import TowerConfig
 from ..errors import InputError
+from ..kinds import VIDEO_EXTENSIONS
 from ..modality import Modality
 from . import augment as aug
 from .config import AugmentConfig
 
-VIDEO_EXTS = frozenset({"mp4", "webm", "mkv", "avi", "mov", "m4v", "mpg", "mpeg", "gif"})
 SAMPLE_RATE = 16000
 # Crops are taken from a slightly larger view so a full-scale crop is not just the eval view.
 CROP_HEADROOM = 8 / 7
@@ -70,7 +70,7 @@ class ItemLoader:
         if m == Modality.TEXT:
             return self._text(value, name)
         if m == Modality.VISION:
-            if ext and ext.rsplit(".", 1)[-1] in VIDEO_EXTS:
+            if ext and f".{ext.rsplit('.', 1)[-1]}" in VIDEO_EXTENSIONS:
                 return self._video(value, name, window, phase, gen)
             return self._image(value, name, gen)
         if m == Modality.AUDIO:
@@ -172,7 +172,3 @@ def _clamp_window(window: Window, duration: float) -> tuple[float, float]:
         start, end = 0.0, duration
     return start, end
 
-
-def is_time_based(modality: Modality, ext: str | None) -> bool:
-    """True when items of this kind have a duration (audio, video files)."""
-    return modality == Modality.AUDIO or (modality == Modality.VISION and bool(ext) and ext.rsplit(".", 1)[-1] in VIDEO_EXTS)

@@ -254,6 +254,7 @@ class Trainer:
                     optimizer: torch.optim.Optimizer, trainable: list[nn.Parameter]) -> dict[str, float]:
         """One optimiser step over grad_accum micro-batches; returns the step's mean loss and accuracy."""
         accum = self.run.grad_accum
+        own_loss = getattr(self.bind, "computes_loss", False)
         loss_sum = acc_sum = 0.0
         samples = 0
         for micro in range(accum):
@@ -262,9 +263,13 @@ class Trainer:
             if self.dist.distributed and micro < accum - 1:
                 sync = model.no_sync()  # type: ignore[operator]
             with sync:
-                with autocast:
-                    target, anchor, scale = model(batch.anchor, batch.target)
-                out = info_nce(target.float(), anchor.float(), scale.float())
+                if own_loss:  # a model with its own objective (the LLM bridge): forward(batch) -> loss, accuracy
+                    with autocast:
+                        out = model(batch)
+                else:
+                    with autocast:
+                        target, anchor, scale = model(batch.anchor, batch.target)
+                    out = info_nce(target.float(), anchor.float(), scale.float())
                 scaler.scale(out.loss / accum).backward()
             loss_sum += float(out.loss.detach())
             acc_sum += float(out.accuracy)
@@ -278,8 +283,10 @@ class Trainer:
         if not math.isfinite(loss_sum):
             raise BindspaceError(f"loss became {loss_sum} at step {self.position.step + 1}; lower optim.lr, "
                                  "or use precision fp32 / bf16")
-        return {"loss": loss_sum / accum, "acc": acc_sum / accum, "samples": samples,
-                "logit_scale": float(self.bind.logit_scale().detach())}
+        stats = {"loss": loss_sum / accum, "acc": acc_sum / accum, "samples": samples}
+        if not own_loss:
+            stats["logit_scale"] = float(self.bind.logit_scale().detach())
+        return stats
 
     def _batches(self) -> Iterator[PairBatch]:
         """Micro-batches across epochs, keeping `self.position` in step with what was consumed."""
@@ -300,7 +307,8 @@ class Trainer:
         loss, acc = all_reduce_mean(local.to(self.dist.device)).tolist()  # NCCL needs device tensors
         samples = sum(s["samples"] for s in window) * self.dist.world_size
         return {"step": pos.step, "epoch": pos.epoch, "loss": loss, "acc": acc, "lr": window[-1]["lr"],
-                "logit_scale": window[-1]["logit_scale"], "samples_per_s": samples / max(seconds, 1e-9)}
+                **{k: window[-1][k] for k in ("logit_scale",) if k in window[-1]},
+                "samples_per_s": samples / max(seconds, 1e-9)}
 
     def _run_eval(self, bind: BindModel, step: int, metrics: MetricsLog) -> dict[str, float]:
         result: dict[str, float] = {}

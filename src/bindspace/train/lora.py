@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import BindspaceError, CheckpointError
+from ..fsio import atomic_path, atomic_write
 from .config import LoraConfig
 
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -103,14 +104,11 @@ def save_adapters(module: nn.Module, config: LoraConfig, out_dir: str | os.PathL
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (ADAPTER_FILE + ".tmp")
-    save_file(lora_state_dict(module), str(tmp))
-    os.replace(tmp, out / ADAPTER_FILE)
+    with atomic_path(out / ADAPTER_FILE) as tmp:
+        save_file(lora_state_dict(module), str(tmp))
     meta = {"rank": config.rank, "alpha": config.alpha, "dropout": config.dropout, "targets": list(config.targets),
             **(extra or {})}
-    tmp = out / (ADAPTER_CONFIG + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, out / ADAPTER_CONFIG)
+    atomic_write(out / ADAPTER_CONFIG, json.dumps(meta, indent=1))
     return out
 
 

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import BindspaceError, ConfigError, InputError
+from ..kinds import EXTENSIONS
 from ..modality import Modality
 from .augment import sample_generator, uniform
 from .data import PairBatch, collate_pairs
@@ -35,13 +36,26 @@ from .items import ItemLoader, Window
 
 log = logging.getLogger("bindspace.train")
 
+
+
+def _plain(kind: str) -> tuple[str, ...]:
+    return tuple(ext.lstrip(".") for ext in EXTENSIONS[kind])
+
+
+def _tagged(kind: str) -> tuple[str, ...]:
+    # Depth, thermal and IMU files share extensions with images and arrays, so in a sample
+    # they are told apart by a tag before the extension: 000123.depth.png.
+    return tuple(f"{kind}{ext}" for ext in EXTENSIONS[kind])
+
+
+# Sample member extensions tried in order for each side (the file extensions come from bindspace.kinds).
 DEFAULT_EXTENSIONS: dict[Modality, tuple[str, ...]] = {
-    Modality.VISION: ("jpg", "jpeg", "png", "webp", "mp4", "webm", "mkv", "avi", "mov"),
+    Modality.VISION: _plain("image") + _plain("video"),
     Modality.TEXT: ("txt", "caption", "text"),
-    Modality.AUDIO: ("wav", "flac", "mp3", "ogg", "m4a", "opus"),
-    Modality.DEPTH: ("depth.png", "depth.npy", "depth.tiff"),
-    Modality.THERMAL: ("thermal.png", "thermal.jpg", "thermal.npy", "thermal.tiff"),
-    Modality.IMU: ("imu.npy", "imu.csv"),
+    Modality.AUDIO: _plain("audio"),
+    Modality.DEPTH: _tagged("depth"),
+    Modality.THERMAL: _tagged("thermal"),
+    Modality.IMU: _tagged("imu"),
 }
 
 

@@ -13,9 +13,9 @@ import csv
 from pathlib import Path
 
 from ...errors import InputError
+from ...kinds import VIDEO_EXTENSIONS
 from .manifest import check_root, write_split
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v"}
 
 
 def read_segments(path: Path) -> dict[str, tuple[float, float]]:
@@ -39,7 +39,7 @@ def prepare(root: Path, manifest: Path, *, segments: str | None = None, val_frac
     check_root(root)
     windows = read_segments(Path(segments)) if segments else {}
     rows = []
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()):
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()):
         row: dict = {"video": str(path.resolve()), "audio": str(path.resolve())}
         if path.stem in windows:
             row["start"], row["end"] = windows[path.stem]

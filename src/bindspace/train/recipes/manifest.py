@@ -2,23 +2,21 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from ...errors import InputError
+from ...fsio import atomic_open
 
 
 def write_jsonl(rows: Sequence[dict], path: Path) -> int:
-    """Write one JSON object per line (temp file + rename); returns the row count; refuses to write none."""
+    """Write one JSON object per line (atomically, via bindspace.fsio); returns the row count; refuses to write none."""
     if not rows:
         raise InputError(str(path), "the dataset adapter found no pairs (check the dataset root and layout)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_open(path, "w") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
     return len(rows)
 
 
