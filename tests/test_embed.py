@@ -284,3 +284,16 @@ def test_model_errors_propagate_with_their_cause(tiny_model, media_dir, monkeypa
     monkeypatch.setattr(tiny_model, "encode", broken_encode)
     with pytest.raises(RuntimeError, match="mat1 and mat2"):
         Embedder(tiny_model).embed("image", [media_dir / "image_1.jpg"], on_error="skip")
+
+
+def test_cut_texts_are_reported_once_per_call(tiny_model, caplog):
+    """Issue 16: a 100k-character text was cut to 77 tokens silently; now one line counts the cut texts."""
+    import logging
+
+    texts = ["a cat"] * 130
+    for i in (3, 70, 129):  # in three different tokenisation chunks (batch_size 1 -> chunks of 64)
+        texts[i] = "dog " * 25_000
+    with caplog.at_level(logging.WARNING, logger="bindspace.text"):
+        result = Embedder(tiny_model, batch_size=1).embed("text", texts)
+    assert len(result) == 130
+    assert [r.getMessage().split(" longer")[0] for r in caplog.records] == ["3 of 130 texts were"]

@@ -115,9 +115,20 @@ def test_depth_scale_for_integer_and_float_data(tmp_path: Path) -> None:
 def test_eight_bit_depth_needs_explicit_scale(tmp_path: Path) -> None:
     path = tmp_path / "d8.png"
     Image.fromarray(np.full((50, 50), 200, dtype=np.uint8)).save(path)
-    with pytest.raises(InputError, match=re.escape(str(path)) + ".*8-bit.*depth_scale"):
+    with pytest.raises(InputError, match=re.escape(str(path)) + ".*8-bit.*depth_scale") as info:
         load_depth(path)
-    assert torch.allclose(load_depth(path, depth_scale=0.01), torch.full((1, 224, 224), FB / 2))
+    # The advice must be something a CLI user can do (the commands have no depth_scale option)
+    # as well as what a Python user can pass; following either gives the same input.
+    assert "16-bit PNG in millimetres" in str(info.value) and "float32 .npy in metres" in str(info.value)
+    assert "Embedder(options={'depth': {'depth_scale'" in str(info.value) and "\n" not in str(info.value)
+    expected = torch.full((1, 224, 224), FB / 2)
+    assert torch.allclose(load_depth(path, depth_scale=0.01), expected)
+    millimetres = tmp_path / "d16.png"
+    Image.fromarray(np.full((50, 50), 200 * 10, dtype=np.uint16)).save(millimetres)  # 200 cm as mm
+    assert torch.allclose(load_depth(millimetres), expected)
+    metres = tmp_path / "d.npy"
+    np.save(metres, np.full((50, 50), 2.0, dtype=np.float32))
+    assert torch.allclose(load_depth(metres), expected)
 
 
 def test_normalize_mean_std() -> None:

@@ -180,3 +180,34 @@ def test_batch_error_names_the_bad_item(rgb: np.ndarray, tmp_path: Path) -> None
     bad.write_bytes(b"nope")
     with pytest.raises(InputError, match="bad.jpg"):
         image([rgb, bad])
+
+
+def _encoded(array: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_16bit_grey_is_scaled_to_8bit_not_clipped(fmt: str) -> None:
+    """Issue 16: a 16-bit grey PNG came out 99.5 % white (Pillow clips at 255)."""
+    levels = np.arange(256, dtype=np.uint8)
+    grey8 = np.tile(levels, (256, 1))  # (256, 256): every level once per row
+    grey16 = grey8.astype(np.uint16) * 257  # the same picture in 16 bits (v·257 spans 0..65535)
+    data16 = _encoded(grey16, fmt)
+    assert Image.open(io.BytesIO(data16)).mode.startswith("I;16")
+    torch.testing.assert_close(load_image(data16), load_image(_encoded(grey8, "PNG")), atol=0, rtol=0)
+
+
+def test_32bit_and_float_grey_images() -> None:
+    grey8 = np.tile(np.arange(256, dtype=np.uint8), (256, 1))
+    expected = load_image(_encoded(grey8, "PNG"))
+    as_int32 = _encoded(grey8.astype(np.int32) * 257, "TIFF")
+    assert Image.open(io.BytesIO(as_int32)).mode == "I"
+    torch.testing.assert_close(load_image(as_int32), expected, atol=0, rtol=0)
+    as_float = _encoded(grey8.astype(np.float32) / 255, "TIFF")
+    torch.testing.assert_close(load_image(as_float), expected, atol=0, rtol=0)
+    with pytest.raises(InputError, match="beyond 16 bits"):
+        load_image(_encoded(np.full((8, 8), 70000, np.int32), "TIFF"), "big.tif")
+    with pytest.raises(InputError, match=r"big.tif: float image with values in \[3, 3\], not \[0, 1\]"):
+        load_image(_encoded(np.full((8, 8), 3.0, np.float32), "TIFF"), "big.tif")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,19 @@ def test_non_str_input_is_an_input_error(bad: object) -> None:
 def test_encode_rejects_non_str() -> None:
     with pytest.raises(InputError, match="must be a str"):
         get_tokenizer().encode(b"abc")  # type: ignore[arg-type]
+
+
+def test_long_texts_are_cut_and_counted_in_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    exact = " ".join(["cat"] * 75)  # start + 75 + end = 77: fits exactly, not cut
+    huge = "dog " * 25_000  # 100k characters
+    with caplog.at_level(logging.WARNING, logger="bindspace.text"):
+        ids = tokenize([huge, exact, "a cat", huge + "!"])
+    assert [r.getMessage() for r in caplog.records] == [
+        "2 of 4 texts were longer than the 77-token context and cut to fit (the model sees only the start of each)"]
+    tok = get_tokenizer()
+    assert ids[0].tolist() == [tok.sot_token, *tok.encode(huge)[:75], tok.eot_token]  # early stop changes nothing
+    assert int(ids[1].argmax()) == 76
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bindspace.text"):
+        tokenize([exact, "a cat"])
+    assert caplog.records == []

@@ -226,9 +226,9 @@ class Embedder:
         return self.model.encode(tower, x, clip_axis=clip_axis).cpu().numpy()
 
     def _run_text(self, items: list[Any], names: list[str], kwargs: dict[str, Any], job: _Collector) -> None:
-        from ..preprocess.tokenizer import tokenize
+        from ..preprocess.tokenizer import get_tokenizer, report_truncated
 
-        good = []
+        good, cut = [], 0
         for i, text in enumerate(items):
             if isinstance(text, str):
                 good.append(i)
@@ -238,7 +238,8 @@ class Embedder:
         with self._bar(len(good), "embed text") as bar:
             for c in range(0, len(good), chunk):
                 index = good[c : c + chunk]
-                ids = tokenize([items[i] for i in index], **kwargs)  # (n, L)
+                ids, chunk_cut = get_tokenizer().tokenize_counting([items[i] for i in index], **kwargs)  # (n, L)
+                cut += chunk_cut
                 # The model cuts each batch at its longest text, so similar lengths batch cheaply.
                 order = torch.argsort(ids.argmax(dim=1), descending=True, stable=True)
                 out = np.empty((len(index), self.model.embed_dim), np.float32)
@@ -248,6 +249,7 @@ class Embedder:
                     out[sel.numpy()] = self._encode(Modality.TEXT, x, False)
                     bar.update(len(sel))
                 job.add([(i, names[i], None) for i in index], out)
+        report_truncated(cut, len(good), kwargs["context_length"])  # once per call, not per chunk
 
     def _run_media(self, kind: str, items: list[Any], names: list[str], kwargs: dict[str, Any],
                    segment_seconds: float | None, job: _Collector) -> None:

@@ -116,8 +116,9 @@ def _to_metres(raw: np.ndarray, name: str, depth_scale: float | None) -> np.ndar
             # a unit would give plausible-looking but wrong disparities.
             raise InputError(
                 name,
-                "8-bit depth has no standard unit; save depth as 16-bit PNG (millimetres) or "
-                "float .npy (metres), or pass depth_scale= (metres per unit)",
+                "8-bit depth has no standard unit; convert it to a 16-bit PNG in millimetres or a "
+                "float32 .npy in metres (what the bindspace commands read), or from Python give its unit "
+                "as depth_scale= metres per unit (Embedder(options={'depth': {'depth_scale': ...}}))",
             )
         scale = MILLIMETRES if depth_scale is None else depth_scale
     elif kind == "f":

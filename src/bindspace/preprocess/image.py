@@ -88,9 +88,34 @@ def to_pil(item: Any, name: str | None = None, *, max_pixels: int = DEFAULT_MAX_
     else:
         img = _open(item, name, max_pixels)
     try:
-        return img.convert("RGB")
+        return _wide_to_8bit(img, name).convert("RGB")
     except _DECODE_ERRORS as err:
         raise InputError(name, f"cannot convert image to RGB ({err})") from None
+
+
+def _wide_to_8bit(img: Image.Image, name: str) -> Image.Image:
+    """16-bit and 32-bit grey images as 8-bit grey, scaled as the thermal loader scales them.
+
+    Pillow's own conversion clips such images at 255 (a 16-bit PNG turns almost all white).
+    16-bit values (`I;16*`, and `I` within 0..65535) become round(v / 257), i.e. v / 65535
+    of full scale; float images (`F`) must lie in [0, 1] like float arrays. Anything else is
+    refused: there is no standard way to show it as 8 bits.
+    """
+    if not (img.mode.startswith("I;16") or img.mode in ("I", "F")):
+        return img
+    values = np.asarray(img)
+    if img.mode == "F":
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+            low, high = float(np.nanmin(values)), float(np.nanmax(values))
+            raise InputError(name, f"float image with values in [{low:g}, {high:g}], not [0, 1]: "
+                                   "save it as an 8- or 16-bit image")
+        scaled = np.round(values * 255.0)
+    else:
+        if values.min() < 0 or values.max() > 65535:
+            raise InputError(name, f"32-bit integer image with values in [{values.min()}, {values.max()}], "
+                                   "beyond 16 bits: save it as an 8- or 16-bit image")
+        scaled = np.round(values.astype(np.float64) / 257.0)
+    return Image.fromarray(scaled.astype(np.uint8))
 
 
 def load_image(item: Any, name: str | None = None, *, size: int = IMAGE_SIZE,

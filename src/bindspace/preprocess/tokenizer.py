@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import gzip
 import html
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ..errors import InputError
 MERGES_FILE = Path(__file__).with_name("bpe_simple_vocab_16e6.txt.gz")
 NUM_MERGES = 48894  # merges 1..48894 of the file (line 0 is a header)
 CONTEXT_LENGTH = 77
+LOG = logging.getLogger("bindspace.text")
 
 # Contractions, letter runs, single digits, runs of other non-space characters.
 # The literal special-token strings are deliberately NOT matched as specials: a user
@@ -89,17 +91,24 @@ class Tokenizer:
             self._cache[piece] = ids
         return ids
 
-    def encode(self, text: str) -> list[int]:
-        """BPE ids of one text, without start/end tokens or truncation."""
+    def encode(self, text: str, limit: int | None = None) -> list[int]:
+        """BPE ids of one text, without start/end tokens; with `limit`, stops once it has more than `limit`."""
         if not isinstance(text, str):
             raise InputError(f"<{type(text).__name__}>", "text must be a str")
         ids: list[int] = []
-        for piece in _SPLIT.findall(clean(text)):
-            ids.extend(self._bpe(piece))
+        for piece in _SPLIT.finditer(clean(text)):
+            ids.extend(self._bpe(piece.group()))
+            if limit is not None and len(ids) > limit:  # a 100k-character text need not be encoded whole
+                break
         return ids
 
     def __call__(self, texts: str | Sequence[str], context_length: int = CONTEXT_LENGTH) -> torch.Tensor:
         """Token ids (N, context_length): start, BPE ids cut to fit, end, zero padding."""
+        return self.tokenize_counting(texts, context_length)[0]
+
+    def tokenize_counting(self, texts: str | Sequence[str],
+                          context_length: int = CONTEXT_LENGTH) -> tuple[torch.Tensor, int]:
+        """Token ids (N, context_length) and how many texts were cut to fit the context."""
         if isinstance(texts, str):
             texts = [texts]
         if not isinstance(texts, Sequence) or isinstance(texts, (bytes, bytearray)):
@@ -107,12 +116,15 @@ class Tokenizer:
         if context_length < 2:
             raise InputError("context_length", f"must be at least 2, got {context_length}")
         out = torch.zeros(len(texts), context_length, dtype=torch.long)
+        room, cut = context_length - 2, 0
         for row, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InputError(f"<text #{row}>", f"expected str, got {type(text).__name__}")
-            ids = [self.sot_token, *self.encode(text)[: context_length - 2], self.eot_token]
+            body = self.encode(text, limit=room)
+            cut += len(body) > room
+            ids = [self.sot_token, *body[:room], self.eot_token]
             out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return out
+        return out, cut
 
 
 @functools.lru_cache(maxsize=1)
@@ -122,5 +134,15 @@ def get_tokenizer() -> Tokenizer:
 
 
 def tokenize(texts: str | Sequence[str], context_length: int = CONTEXT_LENGTH) -> torch.Tensor:
-    """Token ids (N, context_length) for one text or a list of texts."""
-    return get_tokenizer()(texts, context_length)
+    """Token ids (N, context_length) for one text or a list of texts; logs a warning if any was cut."""
+    ids, cut = get_tokenizer().tokenize_counting(texts, context_length)
+    report_truncated(cut, ids.shape[0], context_length)
+    return ids
+
+
+def report_truncated(cut: int, total: int, context_length: int = CONTEXT_LENGTH) -> None:
+    """One warning line (logger "bindspace.text") saying how many texts were cut to the context length."""
+    if cut:
+        LOG.warning("%d of %d text%s longer than the %d-token context and cut to fit "
+                    "(the model sees only the start of each)", cut, total, "s were" if total != 1 else " was",
+                    context_length)
