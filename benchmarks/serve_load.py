@@ -11,7 +11,10 @@ size (from /metrics).
 
 Workloads: text (POST /v1/embed, one text each; the query path of a search), search (POST
 /v1/search against a 1000-item in-memory index of random vectors), image (POST /v1/embed with
-one small base64 PNG each).
+one small base64 PNG each), vectorize (Weaviate's POST /vectorize with one text, sent as Go's
+client sends it: no Content-Type), embeddings (OpenAI-style POST /v1/embeddings, one text).
+`--model` picks the preset (random weights; imagebind_huge needs several GB of memory).
+The CPU's model name and its vector-instruction flags are printed first: they decide the numbers.
 """
 from __future__ import annotations
 
@@ -67,9 +70,10 @@ SERVER = textwrap.dedent("""
     from bindspace.serve import Limits, create_app
 
     port, max_batch, threads, with_index = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+    preset = sys.argv[5]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = bindspace.create_model("imagebind_tiny_test")
+    model = bindspace.create_model(preset, modalities=["text"] if preset != "imagebind_tiny_test" else None)
 
     @dataclass
     class Item:
@@ -107,14 +111,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, max_batch: int, threads: int, with_index: bool) -> subprocess.Popen:
+def start_server(port: int, max_batch: int, threads: int, with_index: bool, preset: str) -> subprocess.Popen:
     """The server process, once /readyz answers 200."""
     proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port), str(max_batch), str(threads),
-                             "1" if with_index else "0"], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
+                             "1" if with_index else "0", preset], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            stderr = proc.stderr.read().decode() if proc.stderr is not None else ""
+            raise SystemExit(f"server exited: {stderr[-2000:]}")
         try:
             with urllib.request.urlopen(f"http://{HOST}:{port}/readyz", timeout=2) as response:
                 if response.status == 200:
@@ -122,7 +127,7 @@ def start_server(port: int, max_batch: int, threads: int, with_index: bool) -> s
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise SystemExit("server did not become ready in 120 s")
+    raise SystemExit("server did not become ready in 600 s")
 
 
 def batch_stats(port: int) -> tuple[float, int]:
@@ -139,8 +144,16 @@ def batch_stats(port: int) -> tuple[float, int]:
 
 def request_bytes(workload: str, port: int, index: int) -> bytes:
     """One keep-alive HTTP/1.1 POST for a workload; texts differ per request (nothing is cached)."""
+    content_type = "Content-Type: application/json\r\n"
+    body: dict[str, object]
     if workload == "text":
         path, body = "/v1/embed", {"modality": "text", "texts": [f"a photo of thing number {index}"]}
+    elif workload == "vectorize":  # Weaviate's Go client: no Content-Type, Go's user agent, gzip accepted
+        path, body = "/vectorize", {"texts": [f"a photo of thing number {index}"]}
+        content_type = "User-Agent: Go-http-client/1.1\r\nAccept-Encoding: gzip\r\n"
+    elif workload == "embeddings":
+        path, body = "/v1/embeddings", {"model": "bindspace", "input": f"a photo of thing number {index}",
+                                        "encoding_format": "float"}
     elif workload == "search":
         path, body = "/v1/search", {"parts": [{"modality": "text", "text": f"a dog number {index}"}], "k": 10}
     elif workload == "image":
@@ -148,7 +161,7 @@ def request_bytes(workload: str, port: int, index: int) -> bytes:
     else:
         raise ValueError(workload)
     payload = json.dumps(body).encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+    head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{content_type}"
             f"Content-Length: {len(payload)}\r\nConnection: keep-alive\r\n\r\n")
     return head.encode() + payload
 
@@ -183,10 +196,11 @@ async def client(port: int, workload: str, start: float, stop: float, seed: int,
                  latencies: list[float], statuses: dict[str, int], errors: list[int]) -> None:
     """One client: sequential requests on one kept-alive connection until `stop`."""
     count = 0
-    reader = writer = None
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
     while time.perf_counter() < stop:
         try:
-            if writer is None:
+            if writer is None or reader is None:
                 reader, writer = await asyncio.open_connection(HOST, port)
             data = request_bytes(workload, port, seed * 1_000_000 + count)
             began = time.perf_counter()
@@ -221,7 +235,7 @@ async def load(port: int, workload: str, clients: int, warmup: float, duration: 
 
 def run_one(max_batch: int, args: argparse.Namespace) -> RunResult:
     port = free_port()
-    proc = start_server(port, max_batch, args.server_threads, args.workload == "search")
+    proc = start_server(port, max_batch, args.server_threads, args.workload == "search", args.model)
     try:
         latencies, statuses, errors, seconds = asyncio.run(
             load(port, args.workload, args.clients, args.warmup, args.duration))
@@ -244,35 +258,77 @@ def run_one(max_batch: int, args: argparse.Namespace) -> RunResult:
     return result
 
 
+WORKLOADS = ("text", "search", "image", "vectorize", "embeddings", "all")
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
+             "amx_int8", "asimd", "sve")
+
+
+def cpu_info() -> dict:
+    """CPU model name, core count and the vector-instruction flags that matter to torch."""
+    import os
+
+    model, flags = "unknown", set[str]()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown":
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "cores": os.cpu_count(), "flags": [f for f in CPU_FLAGS if f in flags]}
+
+
+def report(results: list[RunResult]) -> None:
+    """One table per workload, and the speed-up of the first --max-batch over the last."""
+    print(f"{'workload':>10} {'max_batch':>9} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+          f"{'requests':>9} {'5xx':>4} {'conn err':>8} {'mean batch':>10}  statuses")
+    for r in results:
+        print(f"{r.workload:>10} {r.max_batch:>9} {r.throughput_rps:>8.1f} {r.p50_ms:>8.1f} {r.p90_ms:>8.1f} "
+              f"{r.p99_ms:>8.1f} {r.max_ms:>8.1f} {r.requests:>9} {r.server_errors:>4} {r.connection_errors:>8} "
+              f"{r.mean_batch:>10.2f}  {r.statuses}")
+    if len(results) >= 2 and results[-1].throughput_rps:
+        print(f"speed-up of max_batch={results[0].max_batch} over max_batch={results[-1].max_batch}: "
+              f"{results[0].throughput_rps / results[-1].throughput_rps:.2f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--duration", type=float, default=30.0, help="measured seconds per configuration")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each measurement")
     parser.add_argument("--max-batch", default="32,1", help="comma-separated server --max-batch values")
-    parser.add_argument("--workload", choices=("text", "search", "image"), default="text")
+    parser.add_argument("--workload", choices=WORKLOADS, default="text",
+                        help="one workload, or 'all' for each in turn (default: %(default)s)")
+    parser.add_argument("--model", default="imagebind_tiny_test",
+                        help="preset served with random weights; presets other than the tiny one load only the text "
+                             "tower (default: %(default)s)")
     parser.add_argument("--server-threads", type=int, default=1, help="torch threads in the server")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
     if not 1 <= args.clients <= 2000 or not 0 < args.duration <= 600:
         parser.error("bounded test: --clients 1..2000 and --duration up to 600 s")
+    if args.model != "imagebind_tiny_test" and args.workload in ("image", "all"):
+        parser.error("--workload image needs the tiny preset (other presets load the text tower only)")
     global SMALL_PNG
     SMALL_PNG = _small_png()
+    cpu = cpu_info()
+    print(f"cpu: {cpu['model']}, {cpu['cores']} cores, flags: {' '.join(cpu['flags']) or 'none of interest'}")
+    workloads = [w for w in WORKLOADS if w != "all"] if args.workload == "all" else [args.workload]
     results = []
-    for value in (int(v) for v in args.max_batch.split(",")):
-        print(f"max_batch={value}: {args.clients} clients x {args.duration:g} s ({args.workload}) ...", file=sys.stderr)
-        results.append(run_one(value, args))
-    print(f"{'max_batch':>9} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-          f"{'requests':>9} {'5xx':>4} {'conn err':>8} {'mean batch':>10}  statuses")
-    for r in results:
-        print(f"{r.max_batch:>9} {r.throughput_rps:>8.1f} {r.p50_ms:>8.1f} {r.p90_ms:>8.1f} {r.p99_ms:>8.1f} "
-              f"{r.max_ms:>8.1f} {r.requests:>9} {r.server_errors:>4} {r.connection_errors:>8} {r.mean_batch:>10.2f}"
-              f"  {r.statuses}")
-    if len(results) >= 2 and results[-1].throughput_rps:
-        print(f"speed-up of max_batch={results[0].max_batch} over max_batch={results[-1].max_batch}: "
-              f"{results[0].throughput_rps / results[-1].throughput_rps:.2f}x")
+    for workload in workloads:
+        args.workload = workload
+        runs = []
+        for value in (int(v) for v in args.max_batch.split(",")):
+            print(f"max_batch={value}: {args.clients} clients x {args.duration:g} s ({workload}) ...", file=sys.stderr)
+            runs.append(run_one(value, args))
+        report(runs)
+        results.extend(runs)
     if args.json:
-        Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2))
+        Path(args.json).write_text(json.dumps({"cpu": cpu, "model": args.model,
+                                               "results": [asdict(r) for r in results]}, indent=2))
     return 1 if any(r.server_errors for r in results) else 0
 
 
