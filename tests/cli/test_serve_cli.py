@@ -145,6 +145,7 @@ def test_real_server_starts_answers_and_stops(tiny_model_dir):
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
+                assert proc.stderr is not None
                 pytest.fail(f"server did not become ready: {proc.stderr.read().decode()[-2000:]}")
             time.sleep(0.2)
         request = urllib.request.Request(base + "/v1/embed", data=json.dumps(
@@ -161,3 +162,4 @@ def test_real_server_starts_answers_and_stops(tiny_model_dir):
     text = err.decode()
     assert proc.returncode == 0, text[-2000:]
     assert "Traceback" not in text and f"127.0.0.1:{port}" in text
+    assert "are OPEN to anyone who can connect" in text and "writes are disabled" in text

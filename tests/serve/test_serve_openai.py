@@ -5,14 +5,13 @@ import base64
 from collections.abc import Callable
 
 import numpy as np
+import openai
 import pytest
 import torch
 from serve_helpers import live_server
 
 from bindspace import preprocess
 from bindspace.preprocess.tokenizer import tokenize
-
-openai = pytest.importorskip("openai", reason="the openai package is not installed")
 
 TEXTS = ["a dog barking", "rain on a tin roof"]
 
@@ -100,4 +99,4 @@ def test_errors_come_in_openais_shape(client, server):
     wrong_key = openai.OpenAI(base_url=f"{server}/v1", api_key="nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as auth:
         wrong_key.embeddings.create(model="m", input="x")
-    assert auth.value.body["type"] == "authentication_error"
+    assert isinstance(auth.value.body, dict) and auth.value.body["type"] == "authentication_error"

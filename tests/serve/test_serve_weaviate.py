@@ -144,7 +144,8 @@ def imu_rows() -> np.ndarray:
 # ---------------------------------------------------------------- tests
 
 
-@pytest.mark.parametrize("model_fixture", ["tiny_model", "small_model"])
+# The 224-px tiny preset spends seconds on the video's 15 clips; the 32-px model runs in quick runs too.
+@pytest.mark.parametrize("model_fixture", [pytest.param("tiny_model", marks=pytest.mark.slow), "small_model"])
 def test_go_client_request_gets_the_containers_vectors(request, model_fixture, served_media, imu_rows):
     from bindspace.serve import create_app
 
