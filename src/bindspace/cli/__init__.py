@@ -23,6 +23,7 @@ COMMANDS = {
     "generate": "generate",
     "export": "export",
     "quantize": "quantize",
+    "chat": "chat",
 }
 
 

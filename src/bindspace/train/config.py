@@ -241,6 +241,13 @@ def validate(config: TrainConfig, source: str = "config") -> None:
     def fail(where: str, problem: str) -> None:
         raise ConfigError(f"{source}: {where}: {problem}")
 
+    if config.kind == "llm":  # the bridge recipe checks its own sections
+        from ..llm.recipe import validate_recipe
+
+        validate_recipe(config, source)
+        return
+    if config.llm:
+        fail("llm", "applies to kind = \"llm\" recipes only")
     adopt_model_dir(config.anchor)
     for side in ("anchor", "target"):
         spec: TowerSpec = getattr(config, side)

@@ -1,0 +1,147 @@
+"""`bindspace chat`: ask a bridged language model about images, sounds, video, depth, thermal or IMU files."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import DTYPES, non_negative_float, positive_float, positive_int
+
+MEDIA_OPTIONS = ("image", "audio", "video", "depth", "thermal", "imu")
+
+
+class _AddMedia(argparse.Action):
+    """Collects every --KIND FILE into one list, in command-line order (that is the order in the prompt)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        items = list(getattr(namespace, "media", None) or [])
+        items.append((self.metavar.lower() if isinstance(self.metavar, str) else "image", values))
+        namespace.media = items
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "chat",
+        help="ask a language model about media through a trained bridge (any modality in, text out)",
+        description="Embeds each media file with the bridge's bindspace encoder, projects it into the language "
+        "model's input and streams the answer. Media go before the question in the order given, or where the "
+        "question says <media>. The bridge directory names its language model and encoder; --llm and "
+        "--checkpoint point elsewhere (the encoder must be the one the bridge was trained with). See docs/llm.md.",
+    )
+    parser.add_argument("question", help="the question or instruction")
+    parser.add_argument("--bridge", required=True, metavar="DIR", help="a bridge directory (bindspace train, "
+                        "kind = \"llm\"; or bindspace demo llm)")
+    parser.add_argument("--llm", metavar="DIR", help="the language model directory (default: the one the bridge names)")
+    parser.add_argument("--checkpoint", help="the encoder checkpoint (default: the one the bridge names)")
+    for kind in MEDIA_OPTIONS:
+        parser.add_argument(f"--{kind}", action=_AddMedia, metavar=kind.upper(), dest="media", default=[],
+                            help=f"a {kind} file (repeatable)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=128, help="answer length limit (default: 128)")
+    parser.add_argument("--temperature", type=non_negative_float, default=0.0,
+                        help="0 = greedy, the same answer every time (default); > 0 samples")
+    parser.add_argument("--top-p", type=positive_float, default=1.0, help="nucleus sampling mass (default: 1.0)")
+    parser.add_argument("--seed", type=int, help="random seed for sampling")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: %(default)s)")
+    parser.add_argument("--dtype", default="float32", choices=("auto", *DTYPES),
+                        help="weights of the encoder, projector and LM (default: %(default)s; auto: bfloat16 where "
+                        "the hardware computes it natively)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from ..errors import InputError
+    from ..llm.lm import quiet_libraries
+    from ..llm.media import media, towers_for
+
+    items = [media(kind, path) for kind, path in args.media]
+    for item in items:  # fail on a missing file before loading any model
+        if not Path(str(item.source)).is_file():
+            raise InputError(item.label, "file not found")
+    if not args.question.strip():
+        raise InputError("question", "is empty")
+    quiet_libraries()
+    from ..llm.bridge import Bridge
+
+    bridge = Bridge.load(args.bridge, checkpoint=args.checkpoint, llm=args.llm,
+                         modalities=[str(t) for t in towers_for(items)], device=args.device,
+                         dtype=getattr(torch, args.dtype))
+    embeddings = bridge.embed(items)  # decode every file before printing anything
+    started = False
+    for piece in bridge.stream(args.question, embeddings=embeddings, max_new_tokens=args.max_new_tokens,
+                               temperature=args.temperature, top_p=args.top_p, seed=args.seed):
+        if not started:
+            piece = piece.lstrip()
+            started = bool(piece)
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def register_demo(demos: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`bindspace demo llm`: a bridge trained on images answers about keypad tones."""
+    parser = demos.add_parser(
+        "llm", help="PandaGPT's emergent claim: a bridge trained on images answers about sounds",
+        description="Runs the encoder demo, trains a small language model (random init) on the digits world's "
+        "sentences, trains a bridge projector on image -> answer rows only, then asks about keypad tones the "
+        "bridge never saw. Writes DIR/model (encoder), DIR/llm (language model) and DIR/bridge, which "
+        "`bindspace chat --bridge DIR/bridge --audio FILE \"what digit is this?\"` loads.",
+    )
+    parser.add_argument("--out", metavar="DIR", required=True, help="where the encoder, LM and bridge go")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--steps", metavar="LM,BRIDGE", help="optimiser steps of the LM and the bridge")
+    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default: 1)")
+    parser.add_argument("--min-accuracy", type=float, metavar="F",
+                        help="exit with status 1 if the tone answers' accuracy is below F (e.g. 0.8)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress or stage messages")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.set_defaults(handler=run_demo_llm)
+    return parser
+
+
+def run_demo_llm(args: argparse.Namespace) -> int:
+    """Run the LLM demo and print its report (exit 1 below --min-accuracy)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from ..llm.demo import CHANCE, QUESTION, LlmDemoSettings, run_llm_demo
+    from ..llm.lm import quiet_libraries
+    from .common import UsageError
+
+    settings = LlmDemoSettings(seed=args.seed, threads=args.threads, progress=not (args.quiet or args.json))
+    if args.steps:
+        try:
+            settings.lm_steps, settings.bridge_steps = (int(p) for p in args.steps.split(","))
+        except ValueError:
+            raise UsageError(f"--steps {args.steps!r}: expected LM,BRIDGE (two numbers)") from None
+        if min(settings.lm_steps, settings.bridge_steps) < 1:
+            raise UsageError(f"--steps {args.steps!r}: steps must be >= 1")
+
+    def log(message: str) -> None:
+        if not (args.quiet or args.json):
+            print(message, file=sys.stderr, flush=True)
+
+    quiet_libraries()
+    result = run_llm_demo(args.out, settings, log=log)
+    if args.json:
+        print(json.dumps({"audio_answers": result.audio_answers, "image_answers": result.image_answers,
+                          "encoder_emergent": result.encoder_emergent, "chance": CHANCE, "seconds": result.seconds,
+                          "cpu_seconds": result.cpu_seconds, "stage_seconds": result.stage_seconds,
+                          "bridge_dir": str(result.bridge_dir), "saved_bridge_example_accuracy": result.saved_check,
+                          "samples": result.samples}, indent=1))
+    else:
+        print(result.report())
+        print(f"\ntry it:  bindspace chat --bridge {result.bridge_dir} --audio "
+              f"{Path(args.out) / 'model' / 'examples' / 'tone_7.wav'} \"{QUESTION}\"")
+    if args.min_accuracy is not None and result.audio_answers < args.min_accuracy:
+        print(f"tone answer accuracy {result.audio_answers:.1%} is below --min-accuracy {args.min_accuracy:.1%}",
+              file=sys.stderr)
+        return 1
+    return 0

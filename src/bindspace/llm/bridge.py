@@ -1,0 +1,203 @@
+"""`Bridge`: a frozen bindspace encoder -> projector -> a causal LM; prompts with media in, text out."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import BindspaceError
+from .lm import LanguageModel
+from .media import Media, embed_media, media
+from .projector import Projector
+from .space import SpaceInfo
+from .template import EncodedTurn, PromptTemplate, encode_turn, splice
+
+MediaArg = Media | tuple[str, Any]
+
+
+def as_media(items: Iterable[MediaArg] | Mapping[str, Any] | None) -> list[Media]:
+    """Media from Media objects, (kind, source) pairs, or a {kind: source or [sources]} mapping."""
+    if items is None:
+        return []
+    if isinstance(items, Mapping):
+        pairs: list[tuple[str, Any]] = []
+        for kind, value in items.items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            pairs += [(kind, v) for v in values]
+        items = pairs
+    out = []
+    for item in items:
+        if isinstance(item, Media):
+            out.append(item)
+        else:
+            kind, source = item
+            out.append(media(kind, source))
+    return out
+
+
+class Bridge(nn.Module):
+    """Embeds media with the frozen encoder, projects each to `k` soft tokens, and lets the LM answer.
+
+    Only the projector (and LoRA adapters on the LM, when present) are trained; the encoder
+    and the LM weights stay frozen.
+    """
+
+    def __init__(self, encoder: nn.Module | None, projector: Projector, lm: LanguageModel,
+                 template: PromptTemplate | None = None, space: SpaceInfo | None = None,
+                 lora: Any = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.projector = projector
+        self.lm_model = lm.model
+        self.lm = lm
+        self.template = template or PromptTemplate()
+        self.space = space
+        self.lora = lora
+        if projector.config.out_dim != lm.hidden_size:
+            raise BindspaceError(f"the projector outputs {projector.config.out_dim}-d tokens but the language "
+                                 f"model's inputs are {lm.hidden_size}-d")
+
+    @property
+    def tokenizer(self) -> Any:
+        """The LM's tokenizer."""
+        return self.lm.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        """Where the projector (and LM) run."""
+        return next(self.projector.parameters()).device
+
+    # ------------------------------------------------------------------ inputs
+
+    def embed(self, items: Sequence[Media]) -> torch.Tensor:
+        """Unit embeddings (M, D) of media items through the frozen encoder."""
+        if items and self.encoder is None:
+            raise BindspaceError("this bridge was built without an encoder: pass embeddings instead of media")
+        return embed_media(self.encoder, items)
+
+    def encode(self, prompt: str, media_count: int, response: str | None = None) -> EncodedTurn:
+        """Token ids of one turn with the media slots (and response labels when training)."""
+        return encode_turn(self.tokenizer, self.template, prompt, media_count, self.projector.config.tokens,
+                           response)
+
+    def inputs_embeds(self, ids: torch.Tensor, embeddings: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """Token embeddings of `ids` (B, T) with the projected `embeddings` (M, D) spliced at `slots` (M, 2)."""
+        tokens = self.lm.embed_tokens(ids)  # (B, T, H)
+        if embeddings.shape[0] == 0:
+            return tokens
+        soft = self.projector(embeddings.to(self.device, next(self.projector.parameters()).dtype))  # (M, k, H)
+        return splice(tokens, soft, slots.to(tokens.device))
+
+    def prompt_embeds(self, prompt: str, embeddings: torch.Tensor) -> torch.Tensor:
+        """(1, T, H) inputs_embeds of a prompt whose media have the given embeddings (M, D)."""
+        turn = self.encode(prompt, embeddings.shape[0])
+        ids = torch.tensor([turn.ids], device=self.device)
+        slots = torch.tensor([[0, s] for s in turn.slots], dtype=torch.long).view(-1, 2)
+        return self.inputs_embeds(ids, embeddings, slots)
+
+    # ------------------------------------------------------------------ generation
+
+    def stream(self, prompt: str, media: Iterable[MediaArg] | Mapping[str, Any] | None = None, *,
+               embeddings: torch.Tensor | None = None, max_new_tokens: int = 64, temperature: float = 0.0,
+               top_p: float = 1.0, seed: int | None = None) -> Iterator[str]:
+        """Yield the answer's text piece by piece (greedy when temperature is 0)."""
+        items = as_media(media)
+        if embeddings is None:
+            embeddings = self.embed(items)
+        with torch.no_grad():
+            embeds = self.prompt_embeds(prompt, embeddings)
+        yield from self._decode_text(self._token_ids(embeds, max_new_tokens, temperature, top_p, seed))
+
+    def generate(self, prompt: str, media: Iterable[MediaArg] | Mapping[str, Any] | None = None,
+                 **options: Any) -> str:
+        """The whole answer as one string (same options as `stream`)."""
+        return "".join(self.stream(prompt, media, **options)).strip()
+
+    def _token_ids(self, embeds: torch.Tensor, max_new_tokens: int, temperature: float, top_p: float,
+                   seed: int | None) -> Iterator[int]:
+        """Token by token with the KV cache: one full pass over the prompt, then one position per step."""
+        model = self.lm_model
+        stop = _stop_ids(self.tokenizer, model)
+        gen = torch.Generator(device="cpu")
+        if seed is not None:
+            gen.manual_seed(seed)
+        cache_arg = _cache_argument(model)
+        with torch.no_grad():
+            out = model(inputs_embeds=embeds, use_cache=True)
+            for _ in range(max_new_tokens):
+                logits = out.logits[0, -1].float()  # (V,)
+                token = _pick(logits, temperature, top_p, gen)
+                if token in stop:
+                    return
+                yield token
+                ids = torch.tensor([[token]], device=embeds.device)
+                cache = getattr(out, cache_arg, None)
+                out = model(input_ids=ids, use_cache=True, **{cache_arg: cache})
+
+    def _decode_text(self, tokens: Iterator[int]) -> Iterator[str]:
+        """Text deltas: decode the whole answer so far and yield what is new (multi-token characters wait)."""
+        ids: list[int] = []
+        sent = ""
+        for token in tokens:
+            ids.append(token)
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):
+                continue  # an incomplete UTF-8 sequence: wait for its next byte token
+            if len(text) > len(sent) and text.startswith(sent):
+                yield text[len(sent):]
+                sent = text
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if len(text) > len(sent) and text.startswith(sent):
+            yield text[len(sent):]
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, out_dir: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> Any:
+        """Write the bridge directory (projector, adapter, manifest) atomically; returns its path."""
+        from .bridge_dir import save_bridge
+
+        return save_bridge(self, out_dir, extra=extra)
+
+    @classmethod
+    def load(cls, bridge_dir: str | os.PathLike[str], *, checkpoint: str | os.PathLike[str] | None = None,
+             llm: str | os.PathLike[str] | None = None, modalities: Iterable[str] | None = None,
+             device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Bridge:
+        """Load a bridge directory with its LM (default: the one it names) and encoder towers (default: all)."""
+        from .bridge_dir import load_bridge
+
+        return load_bridge(bridge_dir, checkpoint=checkpoint, llm=llm, modalities=modalities, device=device,
+                           dtype=dtype)
+
+
+def _cache_argument(model: nn.Module) -> str:
+    """The KV-cache keyword of this transformers version: `cache` (5.x) or `past_key_values` (4.x)."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _stop_ids(tokenizer: Any, model: nn.Module) -> set[int]:
+    stop: set[int] = set()
+    for value in (getattr(tokenizer, "eos_token_id", None),
+                  getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+        if isinstance(value, int):
+            stop.add(value)
+        elif isinstance(value, (list, tuple)):
+            stop.update(int(v) for v in value)
+    return stop
+
+
+def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> int:
+    """Greedy for temperature 0, else nucleus sampling."""
+    if temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        keep = sorted_probs.cumsum(0) - sorted_probs < top_p  # always keeps the most likely token
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+    return int(torch.multinomial(probs.cpu(), 1, generator=gen))

@@ -1,0 +1,158 @@
+"""The language model side: a causal LM and its tokenizer from a local directory, frozen, optional LoRA (peft)."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import BindspaceError, CheckpointError, ConfigError
+
+
+@dataclass
+class LmLoraConfig:
+    """LoRA on the language model (PandaGPT: rank 32, alpha 32 on q/k/v/o of Vicuna)."""
+
+    rank: int = 32
+    alpha: float = 32.0
+    dropout: float = 0.1
+    # "all-linear" lets peft pick every Linear but the output head, for any architecture;
+    # otherwise module names, e.g. ["q_proj", "k_proj", "v_proj", "o_proj"].
+    targets: tuple[str, ...] = ("all-linear",)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        data = asdict(self)
+        data["targets"] = list(self.targets)
+        return data
+
+
+@dataclass
+class LanguageModel:
+    """A loaded causal LM with its tokenizer and where it came from."""
+
+    model: Any  # a transformers PreTrainedModel (an nn.Module)
+    tokenizer: Any
+    path: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the input embeddings (what the projector must produce)."""
+        return int(self.model.get_input_embeddings().weight.shape[1])
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids (..., T) -> input embeddings (..., T, H)."""
+        return self.model.get_input_embeddings()(ids)
+
+
+def transformers_module() -> Any:
+    """The transformers package, or a one-line install hint."""
+    try:
+        import transformers
+    except ImportError:
+        raise BindspaceError("the LLM bridge needs transformers: pip install 'bindspace[llm]'") from None
+    return transformers
+
+
+def load_language_model(path: str | os.PathLike[str], *, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> LanguageModel:
+    """AutoModelForCausalLM + AutoTokenizer from a local directory (never a download), frozen, eval mode."""
+    transformers = transformers_module()
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: language model directory not found (give --llm DIR)")
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(f"{folder}: not a transformers model directory (no config.json)")
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        # transformers < 4.56 names the argument torch_dtype; later versions deprecate that name for dtype.
+        dtype_arg = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True,
+                                                                  **{dtype_arg: dtype})
+    except (OSError, ValueError, KeyError) as exc:
+        problem = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"{folder}: cannot load the language model ({problem})") from None
+    model.to(device)
+    freeze(model)
+    return LanguageModel(model, tokenizer, str(folder), describe(model))
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def describe(model: Any) -> dict[str, Any]:
+    """What the manifest records about an LM so a bridge can refuse another one."""
+    config = model.config
+    return {"model_type": getattr(config, "model_type", None),
+            "architectures": list(getattr(config, "architectures", None) or [type(model).__name__]),
+            "hidden_size": int(model.get_input_embeddings().weight.shape[1]),
+            "vocab_size": int(model.get_input_embeddings().weight.shape[0])}
+
+
+def freeze(model: nn.Module) -> None:
+    """No gradients and eval mode (no dropout) for every LM weight."""
+    for param in model.parameters():
+        param.requires_grad_(False)
+    model.eval()
+
+
+def _peft() -> Any:
+    try:
+        import peft
+    except ImportError:
+        raise BindspaceError("LoRA on the language model needs peft: pip install 'bindspace[train]'") from None
+    return peft
+
+
+def peft_lora_config(config: LmLoraConfig) -> Any:
+    """The peft LoraConfig for a causal LM."""
+    if config.rank < 1:
+        raise ConfigError(f"llm.lora.rank: must be >= 1, got {config.rank}")
+    targets: str | list[str] = "all-linear" if tuple(config.targets) == ("all-linear",) else list(config.targets)
+    return _peft().LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                              target_modules=targets, task_type="CAUSAL_LM")
+
+
+def add_lora(model: nn.Module, config: LmLoraConfig) -> nn.Module:
+    """Inject adapters in place; only they train."""
+    peft = _peft()
+    freeze(model)
+    model = peft.inject_adapter_in_model(peft_lora_config(config), model)
+    for name, param in model.named_parameters():
+        param.requires_grad_("lora_" in name)
+    return model
+
+
+def lora_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Only the adapter tensors."""
+    return {k: v.detach().cpu().contiguous() for k, v in _peft().get_peft_model_state_dict(model).items()}
+
+
+def load_lora_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Put saved adapter tensors into an injected model; every tensor must match."""
+    result = _peft().set_peft_model_state_dict(model, state)
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    missing = set(lora_state(model)) - set(state)
+    if unexpected or missing:
+        raise CheckpointError(f"{source}: the LoRA adapter does not fit this language model "
+                              f"(unexpected {unexpected[:3]}, missing {sorted(missing)[:3]})")
+
+
+def quiet_libraries() -> None:
+    """No transformers progress bars or advisory warnings in command output."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()

@@ -1,0 +1,133 @@
+"""`bindspace train` with a kind = "llm" recipe, then `bindspace chat`; bad input is one line and exit 1."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bindspace.cli import main
+
+
+def write_recipe(folder: Path, rows: Path, lm: Path, encoder: Path, *, steps: int = 4, lora: bool = False) -> Path:
+    lora_section = '[llm.lora]\nrank = 2\ntargets = ["c_attn"]\n' if lora else ""
+    text = f"""kind = "llm"
+[llm]
+model = {json.dumps(str(lm))}
+encoder = {json.dumps(str(encoder))}
+template = "question : {{prompt}} answer :"
+[llm.projector]
+kind = "linear"
+tokens = 2
+{lora_section}
+[data]
+train = [{json.dumps(str(rows))}]
+num_workers = 0
+on_error = "raise"
+[run]
+out_dir = {json.dumps(str(folder / "run"))}
+steps = {steps}
+batch_size = 2
+save_every = 2
+device = "cpu"
+tensorboard = false
+progress = false
+[optim]
+lr = 0.01
+"""
+    path = folder / "recipe.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture()
+def trained(tmp_path, rows_file, gpt2_dir, encoder_dir) -> Path:
+    """A bridge trained for 4 steps on a GPT-2 with LoRA (another architecture than the Llama elsewhere)."""
+    recipe = write_recipe(tmp_path, rows_file, gpt2_dir, encoder_dir, lora=True)
+    assert main(["train", str(recipe), "--quiet"]) == 0
+    return tmp_path / "run" / "bridge"
+
+
+def test_train_writes_a_bridge_and_metrics_and_caches_embeddings(trained, tmp_path, media, capsys):
+    run = tmp_path / "run"
+    assert sorted(p.name for p in trained.iterdir()) == ["adapter", "bridge.json", "projector.safetensors"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r][-1] == 4
+    assert all("logit_scale" not in r for r in records)
+    index = json.loads((run / "media_embeddings.json").read_text())
+    assert sorted(kind for kind, _ in index["keys"]) == ["audio", "image"]  # each distinct file once
+
+
+def test_a_second_run_reads_the_embedding_cache(tmp_path, rows_file, llama_dir, encoder_dir, media, monkeypatch):
+    recipe = write_recipe(tmp_path, rows_file, llama_dir, encoder_dir, steps=2)
+    assert main(["train", str(recipe), "--quiet"]) == 0
+    calls = []
+    import bindspace.embedding
+
+    original = bindspace.embedding.Embedder.embed
+
+    def counting(self, *args, **kwargs):
+        calls.append(args)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(bindspace.embedding.Embedder, "embed", counting)
+    assert main(["train", str(recipe), "--quiet", "--set", "run.resume=\"never\"", "--steps", "3"]) == 0
+    assert calls == []  # every embedding came from the cache
+    assert (tmp_path / "run" / "bridge" / "bridge.json").is_file()
+
+
+def test_chat_streams_an_answer(trained, media, capsys):
+    capsys.readouterr()
+    code = main(["chat", "--bridge", str(trained), "--image", str(media["image"]), "--audio", str(media["audio"]),
+                 "--max-new-tokens", "5", "<media> and <media> ?"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert out.out.endswith("\n") and len(out.out.splitlines()) == 1
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("missing tower", "has no depth tower"),
+    ("missing llm", "language model directory not found"),
+    ("other space", "another embedding space"),
+    ("undecodable", "broken.wav"),
+    ("missing file", "nothere.png: file not found"),
+    ("not a bridge", "not a bridge directory"),
+])
+def test_bad_input_is_one_line_and_exit_1(case, needle, trained, media, other_encoder_dir, tmp_path, capsys):
+    args = {
+        "missing tower": ["--depth", str(media["depth"])],
+        "missing llm": ["--llm", str(tmp_path / "no-such-llm"), "--image", str(media["image"])],
+        "other space": ["--checkpoint", str(other_encoder_dir), "--image", str(media["image"])],
+        "undecodable": ["--audio", str(media["broken"])],
+        "missing file": ["--image", str(tmp_path / "nothere.png")],
+        "not a bridge": ["--image", str(media["image"])],
+    }[case]
+    bridge = str(tmp_path) if case == "not a bridge" else str(trained)
+    capsys.readouterr()
+    code = main(["chat", "--bridge", bridge, *args, "what is this?"])
+    out = capsys.readouterr()
+    assert code == 1
+    assert out.out == ""
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("bindspace chat: error:"), out.err
+
+
+def test_training_on_an_undecodable_file_writes_no_bridge(tmp_path, llama_dir, encoder_dir, media, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"media": [{"modality": "audio", "path": str(media["broken"])}], "prompt": "what?",
+                                "response": "a sound"}) + "\n")
+    recipe = write_recipe(tmp_path, rows, llama_dir, encoder_dir)
+    capsys.readouterr()
+    assert main(["train", str(recipe), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "broken.wav" in err[0]
+    assert not (tmp_path / "run" / "bridge").exists()
+
+
+def test_recipe_errors_name_the_setting(tmp_path, rows_file, llama_dir, encoder_dir, capsys):
+    recipe = write_recipe(tmp_path, rows_file, llama_dir, encoder_dir)
+    recipe.write_text(recipe.read_text().replace('kind = "linear"', 'kind = "transformer"'))
+    capsys.readouterr()
+    assert main(["train", str(recipe), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "llm.projector.kind" in err and "'linear', 'mlp'" in err
