@@ -63,13 +63,19 @@ def test_bad_files_reported_one_line_each(tiny_pth, media_dir, tmp_path, capsys)
     (["--labels", " , "], "no labels"),
     (["--labels-file", "/nonexistent/labels.txt"], "no such file"),
     (["--labels", "a,b", "--template", "no placeholder"], "exactly once"),
-    (["--labels", "a,b", "-k", "0"], "-k must"),
 ])
-def test_user_errors_are_one_line(tiny_pth, media_dir, capsys, args, message):
+def test_usage_errors_are_one_line_and_exit_2(tiny_pth, media_dir, capsys, args, message):
+    # the README: usage errors exit 2 (these are found after parsing, so argparse cannot)
     code = classify(tiny_pth, "--modality", "audio", *args, str(media_dir / "audio_1.wav"))
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("bindspace classify: error:") and message in err and "\n" not in err
+
+
+def test_bad_k_is_a_usage_error():
+    with pytest.raises(SystemExit) as info:
+        main(["classify", "--modality", "audio", "--labels", "a", "-k", "0", "x.wav"])
+    assert info.value.code == 2
 
 
 def test_modality_is_required():
@@ -90,15 +96,23 @@ def test_video_with_audio(tiny_pth, tiny_model, tmp_path, capsys):
     fused = embed_video(Embedder(tiny_model), [video]).vectors
     expected = ZeroShotClassifier(tiny_model, ["a violin", "a drum", "a car"], modality="video").predict_vectors(fused)
     assert [p["label"] for p in got] == list(expected[0].labels)
-    assert code == 0 and classify(tiny_pth, "-m", "audio", "--with-audio", "--labels", "a,b", video) == 1
+    assert code == 0 and classify(tiny_pth, "-m", "audio", "--with-audio", "--labels", "a,b", video) == 2
 
 
-def test_workers_option_is_spelled_like_embed_and_index():
+def test_workers_option_is_spelled_and_defaulted_like_embed_and_index():
     from bindspace.cli import build_parser
 
     parser = build_parser()
     for spelling in ("--workers", "--num-workers"):
         args = parser.parse_args(["classify", "--modality", "audio", "--labels", "a,b", spelling, "2", "x.wav"])
-        assert args.num_workers == 2
+        assert args.workers == 2
         args = parser.parse_args(["eval", "esc50", "--root", "r", spelling, "3"])
-        assert args.num_workers == 3
+        assert args.workers == 3
+    # one default for every command that decodes files: None, meaning min(4, CPUs - 1)
+    defaults = {
+        "classify": parser.parse_args(["classify", "--modality", "audio", "--labels", "a", "x.wav"]).workers,
+        "eval": parser.parse_args(["eval", "esc50", "--root", "r"]).workers,
+        "embed": parser.parse_args(["embed", "--modality", "audio", "-o", "x.npy", "x.wav"]).workers,
+        "index": parser.parse_args(["index", "x", "--db", "d"]).workers,
+    }
+    assert set(defaults.values()) == {None}, defaults

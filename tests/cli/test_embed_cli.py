@@ -150,13 +150,15 @@ def test_all_inputs_skipped_is_a_failure(tiny_args, bad_wav, tmp_path, capsys):
     ["--modality", "image", "-o", "OUT/x.npy", "EMPTY"],  # a directory without images
     ["--modality", "text", "-o", "OUT/x.npy", "--from-file", "OUT/missing.txt"],
     ["--modality", "image", "-o", "OUT/x.npy", "--segment-seconds", "2", "EMPTY"],
+    ["--modality", "audio", "-o", "OUT/x.npy", "--segment-seconds", "2", "AUDIO"],  # .npy loses the row mapping
 ])
-def test_usage_errors_exit_2(argv, tiny_args, tmp_path, capsys):
+def test_usage_errors_exit_2(argv, tiny_args, tmp_path, media_dir, capsys):
     (tmp_path / "empty").mkdir()
-    argv = [a.replace("OUT", str(tmp_path)).replace("EMPTY", str(tmp_path / "empty")) for a in argv]
+    argv = [a.replace("OUT", str(tmp_path)).replace("EMPTY", str(tmp_path / "empty"))
+            .replace("AUDIO", str(media_dir / "audio_1.wav")) for a in argv]
     assert main(["embed", *tiny_args, *argv]) == 2
     err = capsys.readouterr().err
-    assert "usage:" in err and "error:" in err and "Traceback" not in err
+    assert err.startswith("bindspace embed: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert not list(tmp_path.glob("x.*"))
 
 
@@ -201,6 +203,52 @@ def test_help_documents_exit_codes(capsys):
 
 
 def test_workers_default_is_bounded():
-    from bindspace.cli.embed import default_workers
+    from bindspace.cli.common import default_workers
 
     assert 0 <= default_workers() <= min(4, max(0, (os.cpu_count() or 1) - 1))
+
+
+# ---------------------------------------------------------------- issue 16: outputs that cannot be written
+
+def test_output_naming_a_directory_fails_before_the_work(tiny_args, tmp_path, no_model_load, capsys):
+    (tmp_path / "out.npy").mkdir()
+    assert main(["embed", "--modality", "text", *tiny_args, "-o", str(tmp_path / "out.npy"), "hello"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"bindspace embed: error: {tmp_path / 'out.npy'}: is a directory (the output must be a file name)\n"
+    assert no_model_load == []
+
+
+def test_readonly_output_fails_before_the_work(tiny_args, readonly_dir, no_model_load, capsys):
+    for out in (readonly_dir / "x.npy", readonly_dir / "new" / "x.npy"):
+        assert main(["embed", "--modality", "text", *tiny_args, "-o", str(out), "hello"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"bindspace embed: error: {readonly_dir}: cannot write the output there (")
+        assert err.count("\n") == 1
+    assert no_model_load == []
+
+
+def test_full_disk_keeps_the_previous_output(tiny_args, tmp_path, monkeypatch, capsys):
+    import errno
+
+    out = tmp_path / "x.npy"
+    out.write_bytes(b"previous run")
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)  # where a full disk surfaces for a buffered write
+    assert main(["embed", "--modality", "text", *tiny_args, "-o", str(out), "a", "b"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"bindspace embed: error: {out}: cannot write (No space left on device); nothing was written there\n"
+    assert out.read_bytes() == b"previous run" and leftovers(tmp_path) == []
+
+
+def test_real_full_disk_is_one_line(tiny_args, full_dir, capsys):
+    out = full_dir / "x.jsonl"
+    out.write_text("previous run\n")
+    texts = [f"text number {i}" for i in range(400)]  # ~200 KiB of JSON lines on a 64 KiB file system
+    assert main(["embed", "--modality", "text", *tiny_args, "-o", str(out), *texts]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"bindspace embed: error: {out}: cannot write (No space left on device)")
+    assert err.count("\n") == 1
+    assert out.read_text() == "previous run\n" and leftovers(full_dir) == []

@@ -65,11 +65,11 @@ def test_esc50(tiny_pth, tiny_model, tmp_path, capsys):
     # independent re-computation: mean of unit prompt embeddings per class, argmax of cosine
     categories = ["dog", "chirping birds", "chainsaw"]
     with torch.inference_mode():
-        protos = []
+        prototypes = []
         for c in categories:
             e = tiny_model.encode("text", preprocess.text([t.replace("{}", c) for t in data["templates"]]))
-            protos.append(torch.nn.functional.normalize(e.mean(0), dim=0))
-        protos = torch.stack(protos)
+            prototypes.append(torch.nn.functional.normalize(e.mean(0), dim=0))
+        protos = torch.stack(prototypes)
         good = [(n, cat) for n, _, _, cat in ESC50_ROWS if n not in ("1-7-A-41.wav", "5-9-A-0.wav")]
         x = torch.stack([preprocess.load_audio(root / "audio" / n) for n, _ in good])
         predicted = (tiny_model.encode("audio", x) @ protos.T).argmax(1).tolist()
@@ -159,4 +159,4 @@ def test_usage_errors(tiny_pth, tmp_path):
         main(["eval", "cifar10", "--root", str(tmp_path)])
     assert info.value.code == 2
     code, _ = run_eval(tiny_pth, tmp_path, "esc50", "--root", str(tmp_path), "--template", "no placeholder")
-    assert code == 1
+    assert code == 2

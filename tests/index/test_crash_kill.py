@@ -38,7 +38,7 @@ def kill_when(proc: subprocess.Popen, db: Path, condition, timeout: float = 120.
     """SIGKILL the process as soon as condition(rows) holds; it must still be running then."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"indexer finished before it could be killed: {proc.stderr.read().decode()}"
+        assert proc.poll() is None, f"indexer finished before it could be killed: {proc.communicate()[1]!r}"
         if condition(rows(db)):
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()

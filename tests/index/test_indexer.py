@@ -164,7 +164,7 @@ def test_crash_between_add_and_delete_recovers(tmp_path, media, embedder):
     for i in (1, 2):
         media.image(f"img{i}.png", seed=100 + i)  # change two files
     with pytest.raises(Crash):
-        index_paths([root], CrashOnDelete(store), embedder, commit_files=8)
+        index_paths([root], CrashOnDelete(store), embedder, commit_files=8)  # type: ignore[arg-type]
     # both versions of the changed files are in the table now
     assert store.count() == 6
     summary = index_paths([root], store, embedder)
@@ -220,7 +220,8 @@ def test_progress_and_events(media, store, embedder):
     for i in range(3):
         media.image(f"p{i}.png", seed=i)
     media.raw("x.txt", b"text")
-    seen, ticks = [], []
+    seen: list = []
+    ticks: list = []
     index_paths([media.root], store, embedder, on_item=seen.append, progress=lambda d, t: ticks.append((d, t)))
     assert sorted((os.path.basename(e.uri), e.status) for e in seen) == [
         ("p0.png", "added"), ("p1.png", "added"), ("p2.png", "added"), ("x.txt", "skipped")]
@@ -241,3 +242,47 @@ def test_a_file_whose_modality_changes_is_re_embedded(media, store, embedder, ti
     assert row.modality == "thermal"
     thermal = Embedder(tiny_model, progress=False).embed("thermal", [frame]).vectors[0]
     np.testing.assert_allclose(store.get(row.id).vector, thermal, atol=1e-5)
+
+
+class FailingEmbedder(CountingEmbedder):
+    """Raises `error(items)` for calls whose items include `bad` (a batch-level failure)."""
+
+    def __init__(self, inner: Embedder, bad: str, error) -> None:
+        super().__init__(inner)
+        self.bad = bad
+        self.error = error
+
+    def embed(self, modality, items, **kwargs):
+        names = [os.path.basename(str(i)) for i in items]
+        if self.bad in names:
+            self.embedded.append(f"failed:{len(names)}")
+            raise self.error(items)
+        return super().embed(modality, items, **kwargs)
+
+
+def test_a_batch_that_cannot_be_decoded_is_retried_file_by_file(media, store, embedder):
+    from bindspace.errors import InputError
+
+    for i in range(3):
+        media.image(f"img_{i}.png", seed=i)
+    failing = FailingEmbedder(embedder, "img_1.png", lambda items: InputError("img_1.png", "cannot decode image"))
+    summary = index_paths([media.root], store, failing)
+    assert failing.embedded[0] == "failed:3"  # the batch, then file by file
+    assert summary.added == 2 and [(os.path.basename(p), r) for p, r in summary.skipped] == [
+        ("img_1.png", "img_1.png: cannot decode image")]
+
+
+@pytest.mark.parametrize("error", [
+    lambda items: RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    lambda items: MemoryError(),
+    lambda items: TypeError("a bug in a loader"),
+])
+def test_resource_errors_and_bugs_stop_the_run_with_their_cause(media, store, embedder, error):
+    for i in range(3):
+        media.image(f"img_{i}.png", seed=i)
+    failing = FailingEmbedder(embedder, "img_1.png", error)
+    expected = type(error([]))
+    with pytest.raises(expected):
+        index_paths([media.root], store, failing)
+    assert failing.embedded == ["failed:3"]  # not retried, not recorded as skipped files
+    assert store.count() == 0

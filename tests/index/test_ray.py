@@ -48,7 +48,9 @@ def test_ray_index_matches_local(ray_local, tmp_path, media, media_dir, embedder
     got = {i.id: i for items in distributed.items_by_uri().values() for i in items}
     assert sorted(got) == sorted(want) and len(got) == distributed.count() == 9  # 5 images, 3 segments, depth
     for rid in want:
-        np.testing.assert_allclose(distributed.get(rid).vector, local.get(rid).vector, atol=1e-5)
+        mine, theirs = distributed.get(rid), local.get(rid)
+        assert mine is not None and theirs is not None
+        np.testing.assert_allclose(np.asarray(mine.vector), np.asarray(theirs.vector), atol=1e-5)
 
     # a rerun through Ray embeds nothing
     again = index_paths([media.root], distributed, None, runner=runner, model_info=model_info_for(tiny_model),

@@ -175,3 +175,14 @@ def test_ann_index_search(bound):
     assert exact[0].item.uri == "/m/f5.x"
     filtered = bound.search(vectors[5], k=5, where="size >= 200")
     assert filtered and all(h.item.size >= 200 for h in filtered)
+
+
+def test_store_errors_keep_their_cause(tmp_path, bound):
+    with pytest.raises(BindspaceError, match="cannot open the index") as info:
+        open_store("unknownscheme://bucket/index", create=True)
+    assert isinstance(info.value.__cause__, ValueError)
+    bound.add(make_items(unit_rows(3)))
+    with pytest.raises(BindspaceError, match="check the filter") as info:
+        bound.search(unit_rows(1)[0], k=2, where="no_such_column = 1")
+    assert isinstance(info.value.__cause__, ValueError)
+    assert not hasattr(bound, "delete_where")  # removed: deletes go through delete()/delete_uri()

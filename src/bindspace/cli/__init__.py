@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import BindspaceError
-from .common import resolve_dtype_arg
+from .common import UsageError, check_device, resolve_dtype_arg
 
 # command -> module; modules import heavy dependencies inside `run`, so `--help` stays fast.
 COMMANDS = {
@@ -31,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (sub-commands whose module is absent are left out)."""
     parser = argparse.ArgumentParser(prog="bindspace", description="ImageBind embeddings for six modalities.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"bindspace {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
+    for module_name in COMMANDS.values():
         try:
             module = importlib.import_module(f".{module_name}", __name__)
         except ModuleNotFoundError as exc:
@@ -45,13 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 failed input or run, 2 usage error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "device", None) is not None:
+            check_device(args.device)  # before any work: a wrong device is a usage error
         resolve_dtype_arg(args)  # --dtype auto -> the concrete dtype for this machine
         return int(args.handler(args) or 0)
+    except UsageError as exc:
+        if args.debug:
+            raise
+        print(f"bindspace {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except BindspaceError as exc:
         if args.debug:
             raise

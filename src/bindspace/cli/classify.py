@@ -5,9 +5,10 @@ import argparse
 import json
 import sys
 
-from .common import add_model_args, non_negative_int
+from ..kinds import MEDIA_KINDS
+from .common import UsageError, add_model_args, add_workers_arg, positive_int, workers
 
-MODALITIES = ("image", "video", "audio", "depth", "thermal", "imu")
+MODALITIES = MEDIA_KINDS
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -17,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Rank text labels for each file by the similarity of their prompt embeddings "
         "(several templates per label, averaged) with the file's embedding; probabilities are "
         "softmax(text logit scale x cosine). Files that cannot be read are reported on stderr, one "
-        "line each, the others are still classified; the exit status is then 1.",
+        "line each, the others are still classified; the exit status is then 1. Usage errors (no labels, "
+        "a template without exactly one {}, a --device this machine lacks) exit with status 2.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="files to classify")
     parser.add_argument("--modality", "-m", required=True, choices=MODALITIES + ("vision",),
@@ -29,58 +31,63 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--template", action="append", dest="templates", metavar="TEXT",
                         help="prompt template with {} for the label, e.g. 'the sound of {}.' (repeatable; "
                         "replaces the modality's default templates)")
-    parser.add_argument("-k", "--top-k", type=int, default=5, dest="k", help="labels to show per file (default: 5)")
+    parser.add_argument("-k", "--top-k", type=positive_int, default=5, dest="k",
+                        help="labels to show per file (default: 5)")
     parser.add_argument("--json", action="store_true", help="print JSON: per file, the top labels with probabilities")
     parser.add_argument("--with-audio", action="store_true",
                         help="video only: embed the video's audio track too and combine it with the frames "
                         "(videos without audio use their frames alone)")
-    parser.add_argument("--batch-size", type=int, default=32, help="items per forward pass (default: 32)")
-    parser.add_argument("--workers", "--num-workers", dest="num_workers", type=non_negative_int, default=0,
-                        help="decoding processes (default: 0, in-process)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="items per forward pass (default: 32)")
+    add_workers_arg(parser)
     add_model_args(parser)
     return parser
 
 
 def read_labels(inline: list[str], files: list[str]) -> list[str]:
-    """Labels from --labels and --labels-file, in order, without duplicates."""
-    from ..errors import BindspaceError
-
+    """Labels from --labels and --labels-file, in order, without duplicates (UsageError when there are none)."""
     labels = [part.strip() for text in inline for part in text.split(",")]
     for path in files:
         try:
             with open(path, encoding="utf-8-sig") as handle:
                 labels += [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
         except FileNotFoundError:
-            raise BindspaceError(f"labels file {path}: no such file") from None
+            raise UsageError(f"labels file {path}: no such file") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise BindspaceError(f"labels file {path}: cannot read it ({exc})") from None
+            raise UsageError(f"labels file {path}: cannot read it ({exc})") from None
     labels = list(dict.fromkeys(label for label in labels if label))
     if not labels:
-        raise BindspaceError("no labels: give --labels a,b,c or --labels-file FILE")
+        raise UsageError("no labels: give --labels a,b,c or --labels-file FILE")
     return labels
 
 
-def run(args: argparse.Namespace) -> int:
+def user_templates(templates: list[str] | None) -> tuple[str, ...] | None:
+    """--template values checked (a bad one is a usage error), or None for the defaults."""
     from ..errors import BindspaceError
+    from ..tasks.templates import check_templates
+
+    if not templates:
+        return None
+    try:
+        return check_templates(templates)
+    except BindspaceError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> int:
     from ..modality import as_modality
     from ..tasks import ZeroShotClassifier
-    from ..tasks.templates import check_templates
     from .common import load_model
 
     modality = "image" if args.modality == "vision" else args.modality
-    if args.k < 1:
-        raise BindspaceError(f"-k must be at least 1, got {args.k}")
-    if args.batch_size < 1 or args.num_workers < 0:
-        raise BindspaceError("--batch-size must be >= 1 and --num-workers >= 0")
     labels = read_labels(args.labels, args.labels_file)
     if args.with_audio and modality != "video":
-        raise BindspaceError("--with-audio applies to --modality video only")
-    templates = check_templates(args.templates) if args.templates else None
+        raise UsageError("--with-audio applies to --modality video only")
+    templates = user_templates(args.templates)
     towers = ["text", str(as_modality(modality))] + (["audio"] if args.with_audio else [])
     model = load_model(args, towers)
     from ..embedding import Embedder
 
-    embedder = Embedder(model, batch_size=args.batch_size, num_workers=args.num_workers)
+    embedder = Embedder(model, batch_size=args.batch_size, num_workers=workers(args))
     classifier = ZeroShotClassifier(embedder, labels, templates, modality=modality)
     if args.with_audio:
         result = _classify_video_with_audio(classifier, embedder, args.files, args.k)

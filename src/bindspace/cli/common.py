@@ -1,15 +1,32 @@
-"""Options and helpers shared by the commands that load a model."""
+"""Options and helpers shared by the commands: model choice, --device, --workers, output checks.
+
+Nothing here imports torch at module level: `bindspace --help` must stay fast.
+"""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+import errno
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BindspaceError
+
+if TYPE_CHECKING:
+    from ..index.store import ModelInfo
 
 DEFAULT_MODEL = "imagebind_huge"
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-def _bounded(convert, test, rule: str):
-    def parse(text: str):
+class UsageError(BindspaceError):
+    """Bad arguments found after parsing (a device this machine lacks, no labels, ...): exit status 2."""
+
+
+def _bounded(convert: Callable[[str], Any], test: Callable[[Any], bool], rule: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
         try:
             value = convert(text)
         except ValueError:
@@ -31,7 +48,8 @@ port_number = _bounded(int, lambda v: 0 <= v <= 65535, "a port number (0-65535)"
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """--model, --checkpoint, --device, --dtype."""
     group = parser.add_argument_group("model")
-    group.add_argument("--model", help=f"preset name (default: the checkpoint directory's own config, else {DEFAULT_MODEL})")
+    group.add_argument("--model", help="preset name (default: the checkpoint directory's own config, "
+                       f"else {DEFAULT_MODEL})")
     group.add_argument("--checkpoint", help="a .pth file or a model directory; default: $BINDSPACE_CHECKPOINT, "
                        "the cache (~/.cache/bindspace), then a download")
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: %(default)s)")
@@ -58,15 +76,169 @@ def resolve_dtype_arg(args: argparse.Namespace) -> None:
         print(f"bindspace: warning: {message}", file=sys.stderr)
 
 
-def load_model(args: argparse.Namespace, modalities: Iterable[str] | None):
-    """Load real weights for the requested towers: never random ones."""
+# ---------------------------------------------------------------------------- --workers
+
+def default_workers() -> int:
+    """Decoding processes used when --workers is not given: min(4, CPUs - 1)."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def add_workers_arg(parser: argparse.ArgumentParser, extra_help: str = "") -> None:
+    """--workers (alias --num-workers): the same default for every command."""
+    parser.add_argument("--workers", "--num-workers", dest="workers", type=non_negative_int, default=None,
+                        metavar="N", help="decoding processes (default: min(4, CPUs - 1); 0 decodes in the main "
+                        "process)" + extra_help)
+
+
+def workers(args: argparse.Namespace) -> int:
+    """The --workers value, or the default."""
+    value = getattr(args, "workers", None)
+    return default_workers() if value is None else int(value)
+
+
+# ---------------------------------------------------------------------------- --device
+
+def available_devices() -> list[str]:
+    """Devices torch can use on this machine, e.g. ["cpu", "cuda", "cuda:0", "cuda:1"]."""
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        found += ["cuda"] + [f"cuda:{i}" for i in range(count)]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
+def check_device(text: str) -> str:
+    """`text` if this machine has that device, else UsageError listing the ones it has."""
+    import torch
+
+    available = available_devices()
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {text}: not a device name (available here: {', '.join(available)})") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {text}: not supported (available here: {', '.join(available)})")
+    if device.type == "cpu" or str(device) in available:
+        return text
+    why = "no such device on this machine"
+    if device.type == "cuda" and not torch.cuda.is_available():
+        why = "this torch has no CUDA support" if torch.version.cuda is None else "no CUDA device is visible"
+    elif device.type == "mps":
+        why = "MPS is not available here"
+    raise UsageError(f"--device {text}: {why} (available here: {', '.join(available)})")
+
+
+# ---------------------------------------------------------------------------- the model
+
+def resolve_model(args: argparse.Namespace, recorded: ModelInfo | None = None,
+                  db: str | None = None) -> tuple[str | None, str]:
+    """(preset name or None, checkpoint path) for the model a command loads.
+
+    Order: --checkpoint; else the checkpoint an index recorded (`recorded`), when it still
+    exists and --model does not ask for another; else the released weights of --model, of the
+    recorded preset, or of the default ($BINDSPACE_CHECKPOINT, the cache, a download). A name
+    of None means the checkpoint is a model directory that names its own config.
+    """
+    from ..model.checkpoint import is_model_dir
+    from ..model.hub import resolve_pretrained
+
+    def name_for(checkpoint: str) -> str | None:
+        if args.model:
+            return str(args.model)
+        if is_model_dir(checkpoint):
+            return None
+        return recorded.name if recorded is not None else DEFAULT_MODEL
+
+    if args.checkpoint:
+        return name_for(args.checkpoint), str(args.checkpoint)
+    if recorded is not None and recorded.checkpoint and (args.model is None or args.model == recorded.name):
+        kept = str(recorded.checkpoint)
+        if "://" in kept or os.path.exists(kept):
+            return name_for(kept), kept
+        if not _has_release(recorded.name):
+            where = f"the index at {db}" if db else "the index"
+            raise BindspaceError(
+                f"{where} was built with model {recorded.name} loaded from {kept}, which no longer exists; "
+                f"pass --checkpoint DIR (that model directory or .pth file, wherever it is now)")
+    name = args.model or (recorded.name if recorded is not None else DEFAULT_MODEL)
+    return str(name), str(resolve_pretrained(str(name)))
+
+
+def _has_release(name: str) -> bool:
+    from ..model.hub import ENV_CHECKPOINT, RELEASED
+
+    return name in RELEASED or bool(os.environ.get(ENV_CHECKPOINT))
+
+
+def model_label(name: str | None, checkpoint: str) -> str:
+    """The model's name for messages: the preset, else the name a model directory records."""
+    if name:
+        return name
+    from ..model.checkpoint import manifest_config
+
+    return manifest_config(checkpoint).name
+
+
+def tower_names(name: str | None, checkpoint: str) -> set[str]:
+    """The towers the model has (read from its config, nothing loaded)."""
+    from ..model.checkpoint import manifest_config
+    from ..model.presets import get_config
+
+    config = get_config(name) if name else manifest_config(checkpoint)
+    return {str(m) for m in config.towers}
+
+
+def load_model(args: argparse.Namespace, modalities: Iterable[str] | None, recorded: ModelInfo | None = None) -> Any:
+    """Load real weights for the requested towers (never random ones); see `resolve_model` for which."""
     import torch
 
     from ..model import create_model
-    from ..model.checkpoint import is_model_dir
 
-    dtype = getattr(torch, args.dtype)
-    if args.checkpoint:
-        name = args.model or (None if is_model_dir(args.checkpoint) else DEFAULT_MODEL)
-        return create_model(name, checkpoint=args.checkpoint, modalities=modalities, device=args.device, dtype=dtype)
-    return create_model(args.model or DEFAULT_MODEL, pretrained=True, modalities=modalities, device=args.device, dtype=dtype)
+    name, checkpoint = resolve_model(args, recorded)
+    return create_model(name, checkpoint=checkpoint, modalities=modalities, device=args.device,
+                        dtype=getattr(torch, args.dtype))
+
+
+# ---------------------------------------------------------------------------- outputs
+
+def check_writable_file(path: str | os.PathLike[str], what: str = "output") -> None:
+    """Fail before any work if a file cannot be created at `path` (a folder, read-only, missing parent...)."""
+    target = Path(path)
+    if target.is_dir():
+        raise BindspaceError(f"{target}: is a directory (the {what} must be a file name)")
+    check_writable_dir(_nearest_existing(target.parent), what)
+
+
+def check_writable_dir(folder: str | os.PathLike[str], what: str = "output") -> None:
+    """Fail unless a file can be created in `folder` (tried for real: permissions, read-only mounts, quotas)."""
+    where = Path(folder)
+    if not where.is_dir():
+        raise BindspaceError(f"{where}: not a directory (cannot write the {what} there)")
+    try:
+        fd, probe = tempfile.mkstemp(dir=where, prefix=".bindspace-probe-")
+    except OSError as exc:
+        raise BindspaceError(f"{where}: cannot write the {what} there ({_reason(exc)})") from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _nearest_existing(folder: Path) -> Path:
+    """`folder`, or its closest ancestor that exists (missing folders are created on write)."""
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or errno.errorcode.get(exc.errno or 0, "") or str(exc)
+
+
+def write_failed(path: str | os.PathLike[str], exc: OSError) -> BindspaceError:
+    """The one-line error for an output that could not be written."""
+    return BindspaceError(f"{os.fspath(path)}: cannot write ({_reason(exc)}); nothing was written there")

@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from ..errors import BindspaceError
     from ..train.demo import DemoSettings, run_demo
+    from .common import UsageError
 
     settings = DemoSettings(seed=args.seed, batch_size=args.batch_size, threads=args.threads,
                             progress=not args.quiet and not args.json)
@@ -45,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             parts = [int(p) for p in args.steps.split(",")]
         except ValueError:
-            raise BindspaceError(f"--steps {args.steps!r}: expected S1,S2 or one number") from None
+            raise UsageError(f"--steps {args.steps!r}: expected S1,S2 or one number") from None
         if len(parts) not in (1, 2) or min(parts) < 1:
-            raise BindspaceError(f"--steps {args.steps!r}: expected one or two positive numbers")
+            raise UsageError(f"--steps {args.steps!r}: expected one or two positive numbers")
         settings.stage1_steps, settings.stage2_steps = parts[0], parts[-1]
     if args.batch_size < 2:
-        raise BindspaceError("--batch-size must be at least 2 (a contrastive batch needs negatives)")
+        raise UsageError("--batch-size must be at least 2 (a contrastive batch needs negatives)")
 
     def log(message: str) -> None:
         if not (args.quiet or args.json):

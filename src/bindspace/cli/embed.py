@@ -5,24 +5,26 @@ import argparse
 import os
 import sys
 
-from .common import add_model_args, non_negative_int, positive_float, positive_int
-
-MODALITIES = ("text", "image", "audio", "video", "depth", "thermal", "imu")
-# Files picked up when a directory is given as INPUT.
-EXTENSIONS = {
-    "image": (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"),
-    "video": (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"),
-    "audio": (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"),
-    "depth": (".png", ".tif", ".tiff", ".npy"),
-    "thermal": (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy"),
-    "imu": (".npy", ".csv"),
-}
+from ..kinds import KINDS, SEGMENTABLE, has_extension
+from .common import (
+    UsageError,
+    add_model_args,
+    add_workers_arg,
+    check_writable_file,
+    positive_float,
+    positive_int,
+    workers,
+    write_failed,
+)
 
 EPILOG = """\
 outputs (by the suffix of -o):
   .npy      float32 array (N, D), one row per embedded input (or segment) in input order
   .jsonl    one JSON object per row: index (input position), name, [start, end,] vector
   .parquet  the same columns (needs pyarrow: pip install 'bindspace[parquet]')
+  --segment-seconds needs .jsonl or .parquet: a .npy has no columns to say which file and time
+  window a row is. OUT is checked to be writable before the model is loaded; a failed write
+  (full disk) leaves no partial file and an existing OUT untouched.
 
 inputs:
   text      each INPUT argument is one text; --from-file gives one text per line (an empty
@@ -35,14 +37,10 @@ exit status:
   0  everything embedded; with --on-error skip also when some inputs were skipped: each is
      listed on stderr, then a summary "embedded N, skipped M"
   1  a bad input with --on-error fail (one line naming it; no output is written), all inputs
-     skipped, or the model/weights could not be loaded
-  2  usage error (unknown output suffix, no inputs, unreadable --from-file)
+     skipped, the model/weights could not be loaded, or OUT cannot be written
+  2  usage error (unknown output suffix, no inputs, unreadable --from-file, a --device this
+     machine lacks, --segment-seconds with .npy)
 """
-
-
-def default_workers() -> int:
-    """Decoding processes used when --workers is not given: min(4, CPUs - 1)."""
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -54,48 +52,36 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="texts (text) or files/directories (others)")
-    parser.add_argument("--modality", required=True, choices=MODALITIES)
+    parser.add_argument("--modality", required=True, choices=KINDS)
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: .npy, .parquet or .jsonl")
     parser.add_argument("--from-file", metavar="LIST", help="read inputs from LIST, one per line ('-': stdin)")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="inputs per model call (default: 32)")
-    parser.add_argument("--workers", type=non_negative_int, default=None,
-                        help="decoding processes (default: min(4, CPUs - 1); 0 decodes in the main process)")
+    add_workers_arg(parser)
     parser.add_argument("--on-error", choices=("fail", "skip"), default="fail",
                         help="fail: stop at the first bad input and write nothing (default); "
                         "skip: embed the rest and list the bad ones on stderr")
     parser.add_argument("--segment-seconds", type=positive_float, metavar="S",
                         help="audio/video: one vector per consecutive S-second window (adds start/end columns)")
     add_model_args(parser)
-    parser.set_defaults(_usage=parser)
     return parser
 
 
-class _UsageError(Exception):
-    """Bad arguments found after parsing: exit status 2."""
-
-
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except _UsageError as exc:
-        parser = args._usage
-        parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
     from ..embedding.output import OutputFormatError, check_output, table_from_result, write_embeddings
 
     try:
-        check_output(args.output)
+        fmt = check_output(args.output)
     except OutputFormatError as exc:
-        raise _UsageError(str(exc)) from None
-    if args.segment_seconds is not None and args.modality not in ("audio", "video"):
-        raise _UsageError("--segment-seconds applies to audio and video only")
+        raise UsageError(str(exc)) from None
+    if args.segment_seconds is not None and args.modality not in SEGMENTABLE:
+        raise UsageError("--segment-seconds applies to audio and video only")
+    if args.segment_seconds is not None and fmt == "npy":
+        raise UsageError("--segment-seconds needs a .jsonl or .parquet output: a .npy cannot say which file "
+                         "and time window each row is")
     items = _gather_inputs(args)
     if not items:
-        raise _UsageError("no inputs (give INPUT arguments, a directory with matching files, or --from-file)")
+        raise UsageError("no inputs (give INPUT arguments, a directory with matching files, or --from-file)")
+    check_writable_file(args.output)  # before the model load and the embedding work
 
     from ..embedding import Embedder
     from ..errors import CheckpointError
@@ -106,8 +92,8 @@ def _run(args: argparse.Namespace) -> int:
         model = load_model(args, [as_modality(args.modality)])
     except CheckpointError as exc:
         raise CheckpointError(" ".join(str(exc).split("\n"))) from None  # one line on stderr
-    workers = 0 if args.modality == "text" else (default_workers() if args.workers is None else args.workers)
-    embedder = Embedder(model, batch_size=args.batch_size, num_workers=workers, device=args.device)
+    embedder = Embedder(model, batch_size=args.batch_size, num_workers=0 if args.modality == "text" else workers(args),
+                        device=args.device)
     skip = args.on_error == "skip"
     result = embedder.embed(args.modality, items, on_error="skip" if skip else "raise",
                             segment_seconds=args.segment_seconds)
@@ -117,7 +103,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"bindspace embed: error: nothing embedded: all {len(items)} inputs were skipped; "
               f"{args.output} not written", file=sys.stderr)
         return 1
-    write_embeddings(args.output, table_from_result(result))
+    try:
+        write_embeddings(args.output, table_from_result(result))
+    except OSError as exc:  # a full disk, a vanished folder: the atomic writer left nothing behind
+        raise write_failed(args.output, exc) from exc
     embedded = len(set(result.indices))
     rows = f" ({len(result.indices)} rows)" if args.segment_seconds is not None else ""
     print(f"bindspace embed: embedded {embedded}, skipped {len(result.errors)}{rows} -> {args.output}",
@@ -132,7 +121,7 @@ def _gather_inputs(args: argparse.Namespace) -> list[str]:
         return list(args.inputs) + listed
     paths: list[str] = []
     for entry in list(args.inputs) + listed:
-        paths.extend(_walk(entry, EXTENSIONS[args.modality]) if os.path.isdir(entry) else [entry])
+        paths.extend(_walk(entry, args.modality) if os.path.isdir(entry) else [entry])
     return paths
 
 
@@ -145,11 +134,11 @@ def _read_list(source: str, *, keep_empty: bool) -> list[str]:
             with open(source, "rb") as handle:
                 data = handle.read()
     except OSError as exc:
-        raise _UsageError(f"--from-file {source}: {exc.strerror or exc}") from None
+        raise UsageError(f"--from-file {source}: {exc.strerror or exc}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise _UsageError(f"--from-file {source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise UsageError(f"--from-file {source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line starts no new one
@@ -157,11 +146,11 @@ def _read_list(source: str, *, keep_empty: bool) -> list[str]:
     return lines if keep_empty else [line for line in lines if line.strip()]
 
 
-def _walk(top: str, extensions: tuple[str, ...]) -> list[str]:
-    """Files under `top` with one of `extensions`, hidden files and folders skipped, sorted by path."""
-    found = []
+def _walk(top: str, kind: str) -> list[str]:
+    """Files under `top` with one of the kind's extensions, hidden files and folders skipped, sorted by path."""
+    found: list[str] = []
     for root, dirs, files in os.walk(top):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found.extend(os.path.join(root, f) for f in files
-                     if not f.startswith(".") and os.path.splitext(f)[1].lower() in extensions)
+                     if not f.startswith(".") and has_extension(f, kind))
     return sorted(found)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_model_args, non_negative_int
+from .common import add_model_args, add_workers_arg, positive_int, workers
 
 BENCHMARK_NAMES = ("esc50", "clotho", "audiocaps", "nyud", "sund", "llvip", "imagenet")
 
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("benchmark", choices=BENCHMARK_NAMES, help="which benchmark")
     parser.add_argument("--root", required=True, help="the dataset folder")
-    parser.add_argument("--limit", type=int, help="evaluate only N items, evenly spaced over the dataset "
+    parser.add_argument("--limit", type=positive_int, help="evaluate only N items, evenly spaced over the dataset "
                         "(clips, depth maps, images; LLVIP: infrared images)")
     parser.add_argument("--template", action="append", dest="templates", metavar="TEXT",
                         help="prompt template with {} for the class name (repeatable; replaces the defaults; "
@@ -33,9 +33,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="llvip: seed of the background crops (default: 0)")
     parser.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     parser.add_argument("--report", help="where to write the JSON report (default: eval_<benchmark>.json)")
-    parser.add_argument("--batch-size", type=int, default=32, help="items per forward pass (default: 32)")
-    parser.add_argument("--workers", "--num-workers", dest="num_workers", type=non_negative_int, default=0,
-                        help="decoding processes (default: 0, in-process)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="items per forward pass (default: 32)")
+    add_workers_arg(parser)
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress bar (default: when stderr is a terminal)")
     add_model_args(parser)
@@ -61,15 +60,11 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import BindspaceError
     from ..tasks.eval import EvalOptions, format_report, get_benchmark, report_json, write_report
     from ..tasks.eval import run as run_benchmark
-    from ..tasks.templates import check_templates
-    from .common import load_model
+    from .classify import user_templates
+    from .common import check_writable_file, load_model, write_failed
 
     bench = get_benchmark(args.benchmark)
-    if args.limit is not None and args.limit < 1:
-        raise BindspaceError(f"--limit must be at least 1, got {args.limit}")
-    if args.batch_size < 1 or args.num_workers < 0:
-        raise BindspaceError("--batch-size must be >= 1 and --num-workers >= 0")
-    templates = check_templates(args.templates) if args.templates else None
+    templates = user_templates(args.templates)
     if templates and bench.task != "classification":
         print(f"bindspace eval: note: --template does not apply to {bench.name} (captions are the queries)",
               file=sys.stderr)
@@ -77,23 +72,30 @@ def run(args: argparse.Namespace) -> int:
     options = EvalOptions(limit=args.limit, split=args.split, class_names=args.class_names, seed=args.seed)
     root = Path(args.root)
     data = bench.load(root, options)  # layout problems surface before the model is loaded
+    report_path = args.report or f"eval_{bench.name}.json"
+    check_writable_file(report_path, "report")  # before the model load and the embedding work
     tower = "vision" if bench.kind in ("image", "video") else bench.kind
     model = load_model(args, ["text", tower])
     from ..embedding import Embedder
 
-    embedder = Embedder(model, batch_size=args.batch_size, num_workers=args.num_workers, progress=False)
+    embedder = Embedder(model, batch_size=args.batch_size, num_workers=workers(args), progress=False)
     report = run_benchmark(bench, root, embedder, options=options, templates=templates, progress=args.progress,
                            data=data)
     report.model = {"name": model.config.name, "checkpoint": args.checkpoint, "device": args.device,
                     "dtype": args.dtype}
-    path = write_report(report, args.report or f"eval_{bench.name}.json")
+    try:
+        path = write_report(report, report_path)
+    except OSError as exc:  # e.g. a full disk: the numbers are still printed below
+        print(f"bindspace eval: error: {write_failed(report_path, exc)}", file=sys.stderr)
+        path = None
     if args.json:
         print(report_json(report))
     else:
         print(format_report(report))
-        print(f"report: {path}")
+        if path is not None:
+            print(f"report: {path}")
     if report.counts.get("evaluated", 0) == 0 or not report.metrics:
         first = f" (first: {report.skipped[0].name}: {report.skipped[0].reason})" if report.skipped else ""
         raise BindspaceError(f"{bench.name}: nothing could be evaluated, {len(report.skipped)} items skipped{first}")
-    return 0
+    return 0 if path is not None else 1
 

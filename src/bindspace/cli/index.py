@@ -6,12 +6,29 @@ import json
 import os
 import sys
 from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .common import DEFAULT_MODEL, add_model_args, non_negative_int, positive_float, positive_int
+from ..kinds import MEDIA_KINDS, tower_of
+from .common import (
+    UsageError,
+    add_model_args,
+    add_workers_arg,
+    check_writable_dir,
+    check_writable_file,
+    model_label,
+    positive_float,
+    positive_int,
+    resolve_model,
+    tower_names,
+    workers,
+)
 
-MODALITIES = ("image", "video", "audio", "depth", "thermal", "imu", "vision")
-TOWERS = {"image": "vision", "video": "vision", "vision": "vision", "audio": "audio", "depth": "depth",
-          "thermal": "thermal", "imu": "imu"}
+if TYPE_CHECKING:
+    from ..index.indexer import IndexSummary
+    from ..index.store import Store
+
+MODALITIES = (*MEDIA_KINDS, "vision")
 SHOW_SKIPPED = 20
 
 EPILOG = """\
@@ -20,14 +37,28 @@ what is indexed:
   content or extension; 16-bit single-channel PNG/TIFF and 2-D .npy are depth, a folder named
   depth/, thermal/, imu/ (or a file-name word like thermal_001.png) decides for pictures and
   arrays; see docs/search.md. New and changed files are embedded (size+mtime, then sha256);
-  files that vanished from under PATH are removed; bad files are skipped and listed.
+  files that vanished from under PATH are removed; bad files are skipped and listed. Files of a
+  kind the model has no tower for are skipped (listed with that reason) unless --modalities asks
+  for that kind, which is then an error before anything is loaded.
+
+summary:
+  "skipped N" counts the files that could not be indexed (each listed, all of them with -v; the
+  "skipped" list of --json is the same files); files that are not media are counted apart
+  ("not media N"; --json "not_media", -v lists them as "ignored").
 
 model:
   the first run records the model (name, checkpoint path, weights fingerprint) in the index;
-  later runs and `bindspace search` reuse the recorded checkpoint unless --checkpoint is given,
-  and a different model is refused (vectors of two models must not be mixed).
+  later runs, `bindspace search` and `bindspace serve` load the recorded checkpoint (file or model
+  directory) unless --checkpoint is given; if it was moved, pass --checkpoint with its new place.
+  A different model is refused (vectors of two models must not be mixed).
+
+writes:
+  the --db directory is checked to be writable before the model is loaded; files are committed
+  in batches of --batch-size, so a write failure (a full disk) keeps every batch committed before
+  it: free space and run again to continue.
 
 exit status: 0 done (also when files were skipped), 1 error (nothing half-written), 2 usage
+  error (also --device this machine lacks, --modalities the model has no tower for)
 """
 
 
@@ -38,15 +69,16 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="folders or files to index")
-    parser.add_argument("--db", required=True, metavar="DIR", help="index directory or LanceDB URI (created if missing)")
+    parser.add_argument("--db", required=True, metavar="DIR",
+                        help="index directory or LanceDB URI (created if missing)")
     parser.add_argument("--modalities", nargs="+", choices=MODALITIES, metavar="M",
-                        help=f"only index these ({', '.join(MODALITIES)}); default: all")
+                        help=f"only index these ({', '.join(MODALITIES)}); default: every kind the model "
+                        "has a tower for")
     parser.add_argument("--segment-seconds", type=positive_float, metavar="S",
                         help="embed audio and video in windows of S seconds (one item per window)")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="files per model batch and commit "
                         "(default: %(default)s)")
-    parser.add_argument("--workers", type=non_negative_int, help="decoding processes (default: min(4, CPUs-1)); "
-                        "with --ray: model actors (default: one per GPU, else CPUs/2)")
+    add_workers_arg(parser, "; with --ray: model actors (default: one per GPU, else CPUs/2)")
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                         help="distribute decoding+embedding with Ray Data; ADDRESS of a running cluster "
                         "(e.g. auto, ray://head:10001), or none to start a local Ray")
@@ -59,30 +91,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_checkpoint(args: argparse.Namespace, recorded) -> str:
-    """The checkpoint to use: --checkpoint, else the one the index recorded, else the released weights."""
-    from ..model.hub import resolve_pretrained
-
-    if args.checkpoint:
-        return args.checkpoint
-    if recorded is not None and recorded.checkpoint and os.path.exists(recorded.checkpoint) \
-            and (args.model is None or args.model == recorded.name):
-        return recorded.checkpoint
-    name = args.model or (recorded.name if recorded is not None else DEFAULT_MODEL)
-    return str(resolve_pretrained(name))
-
-
-def model_name_for(args: argparse.Namespace, checkpoint: str, recorded) -> str | None:
-    """Preset name to build (None: the model directory names its own config)."""
-    from ..model.checkpoint import is_model_dir
-
-    if args.model:
-        return args.model
-    if is_model_dir(checkpoint):
-        return None
-    return recorded.name if recorded is not None else DEFAULT_MODEL
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -93,16 +101,16 @@ def run(args: argparse.Namespace) -> int:
     from ..model import create_model
 
     walk_paths(args.paths)  # a missing PATH fails before anything is loaded or written
+    if "://" not in args.db:
+        check_db_writable(args.db)  # before the model load and the embedding work
     store = open_store(args.db, create=True)
     recorded = store.model_info()
-    checkpoint = resolve_checkpoint(args, recorded)
-    name = model_name_for(args, checkpoint, recorded)
-    wanted = args.modalities or ["image", "video", "audio", "depth", "thermal", "imu"]
-    towers = sorted({TOWERS[m] for m in wanted})
+    name, checkpoint = resolve_model(args, recorded, db=args.db)
+    label = model_label(name, checkpoint)
+    towers = _towers_to_load(args, label, tower_names(name, checkpoint))
     fingerprint = model_fingerprint(None, checkpoint)
     if recorded is not None:  # refuse a different model before the (slow) model load
-        store.bind_model(ModelInfo(name or recorded.name, fingerprint, recorded.embed_dim,
-                                   os.path.abspath(checkpoint)))
+        store.bind_model(ModelInfo(label, fingerprint, recorded.embed_dim, os.path.abspath(checkpoint)))
     model = create_model(name, checkpoint=checkpoint, modalities=towers, device=args.device,
                          dtype=getattr(torch, args.dtype))
     info = ModelInfo(model.config.name, fingerprint, int(model.embed_dim), os.path.abspath(checkpoint))
@@ -117,10 +125,7 @@ def run(args: argparse.Namespace) -> int:
         runner = RayRunner(spec, address=args.ray or None, workers=args.workers, batch_files=args.batch_size)
         del model  # the actors load their own copies
     else:
-        from .embed import default_workers
-
-        workers = default_workers() if args.workers is None else args.workers
-        embedder = Embedder(model, batch_size=args.batch_size, num_workers=workers, progress=False)
+        embedder = Embedder(model, batch_size=args.batch_size, num_workers=workers(args), progress=False)
     summary = index_paths(
         args.paths, store, embedder, modalities=args.modalities, segment_seconds=args.segment_seconds,
         progress=progress, model_info=info, commit_files=args.batch_size, runner=runner,
@@ -130,20 +135,42 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace, summary, store) -> None:
+def check_db_writable(db: str) -> None:
+    """Fail before any work when the index directory cannot be created or written."""
+    path = Path(db).expanduser()
+    if path.is_dir():
+        check_writable_dir(path, "index")
+    elif not path.exists():
+        check_writable_file(path, "index")
+
+
+def _towers_to_load(args: argparse.Namespace, label: str, have: set[str]) -> list[str]:
+    """Towers to load: those the asked-for kinds need; by default every media tower the model has."""
+    if args.modalities:
+        missing = sorted({str(tower_of(m)) for m in args.modalities} - have)
+        if missing:
+            raise UsageError(f"--modalities: the model {label} has no {', '.join(missing)} tower "
+                             f"(it has {', '.join(sorted(have))})")
+        return sorted({str(tower_of(m)) for m in args.modalities})
+    # The rest are left out: their files are listed as skipped ("the loaded model has no ... tower").
+    return sorted({str(tower_of(k)) for k in MEDIA_KINDS} & have)
+
+
+def _report(args: argparse.Namespace, summary: IndexSummary, store: Store) -> None:
+    """The summary: "skipped" always counts the same files (problems), "not media" the ignored ones."""
     from ..index.indexer import NOT_MEDIA
 
+    problems = [(p, r) for p, r in summary.skipped if r != NOT_MEDIA]
+    not_media = [p for p, r in summary.skipped if r == NOT_MEDIA]
     if args.json:
         out = {
             "db": args.db, "added": summary.added, "updated": summary.updated, "removed": summary.removed,
-            "unchanged": summary.unchanged, "skipped": [{"path": p, "reason": r} for p, r in summary.skipped],
-            "rows_added": summary.rows_added, "rows_removed": summary.rows_removed, "items": store.count(),
-            "seconds": round(summary.seconds, 3),
+            "unchanged": summary.unchanged, "skipped": [{"path": p, "reason": r} for p, r in problems],
+            "not_media": not_media, "rows_added": summary.rows_added, "rows_removed": summary.rows_removed,
+            "items": store.count(), "seconds": round(summary.seconds, 3),
         }
         print(json.dumps(out, indent=1))
         return
-    problems = [(p, r) for p, r in summary.skipped if r != NOT_MEDIA]
-    not_media = [p for p, r in summary.skipped if r == NOT_MEDIA]
     shown = problems if args.verbose else problems[:SHOW_SKIPPED]
     for path, reason in shown:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -152,14 +179,14 @@ def _report(args: argparse.Namespace, summary, store) -> None:
     if not_media:
         if args.verbose:
             for path in not_media:
-                print(f"skipped {path}: {NOT_MEDIA}", file=sys.stderr)
+                print(f"ignored {path}: {NOT_MEDIA}", file=sys.stderr)
         else:
             kinds = Counter(os.path.splitext(p)[1].lower() or "(no extension)" for p in not_media)
             listing = ", ".join(f"{ext} x{n}" for ext, n in kinds.most_common(5))
             print(f"ignored {len(not_media)} files that are not media ({listing})", file=sys.stderr)
     print(
         f"bindspace index: {args.db}: added {summary.added}, updated {summary.updated}, removed {summary.removed}, "
-        f"unchanged {summary.unchanged}, skipped {len(problems)}; {store.count()} items "
-        f"({summary.seconds:.1f} s)",
+        f"unchanged {summary.unchanged}, skipped {len(problems)}, not media {len(not_media)}; "
+        f"{store.count()} items ({summary.seconds:.1f} s)",
         file=sys.stderr,
     )

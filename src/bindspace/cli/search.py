@@ -8,12 +8,10 @@ import sys
 from typing import Any
 
 from ..errors import BindspaceError
-from .common import add_model_args, positive_int
+from ..kinds import KINDS, MEDIA_KINDS, tower_of
+from .common import UsageError, add_model_args, model_label, positive_int, resolve_model
 
-KINDS = ("text", "image", "audio", "video", "depth", "thermal", "imu")
-TOWERS = {"text": "text", "image": "vision", "video": "vision", "audio": "audio", "depth": "depth",
-          "thermal": "thermal", "imu": "imu"}
-FILTERS = ("image", "video", "audio", "depth", "thermal", "imu", "vision")
+FILTERS = (*MEDIA_KINDS, "vision")
 
 EPILOG = """\
 query parts:
@@ -104,17 +102,13 @@ def run(args: argparse.Namespace) -> int:
     from ..embedding import Embedder
     from ..index.store import model_fingerprint, open_store
     from ..model import create_model
-    from .index import model_name_for, resolve_checkpoint
 
     parts: list[tuple[str, str]] = args.parts or []
     if not parts:
-        print("bindspace search: error: give a query: TEXT and/or --image/--audio/--video/--depth/--thermal/--imu FILE",
-              file=sys.stderr)
-        return 2
+        raise UsageError("give a query: TEXT and/or --image/--audio/--video/--depth/--thermal/--imu FILE")
     weights = list(args.weight or [])
     if len(weights) > len(parts):
-        print(f"bindspace search: error: {len(weights)} --weight values for {len(parts)} query parts", file=sys.stderr)
-        return 2
+        raise UsageError(f"{len(weights)} --weight values for {len(parts)} query parts")
     weights += [1.0] * (len(parts) - len(weights))
     for kind, value in parts:
         if kind != "text" and not os.path.isfile(value):
@@ -124,16 +118,16 @@ def run(args: argparse.Namespace) -> int:
     info = store.model_info()
     if info is None:
         raise BindspaceError(f"{args.db}: the index is empty (nothing indexed yet)")
-    checkpoint = resolve_checkpoint(args, info)
+    name, checkpoint = resolve_model(args, info, db=args.db)
     fingerprint = model_fingerprint(None, checkpoint)
     if fingerprint != info.checksum:
         raise BindspaceError(
-            f"{checkpoint}: these weights (fingerprint {fingerprint}) are not the ones the index was built with "
-            f"({info.name}, fingerprint {info.checksum}, checkpoint {info.checkpoint}); "
-            "search with the same --checkpoint, or re-index")
-    towers = sorted({TOWERS[kind] for kind, _ in parts})
-    model = create_model(model_name_for(args, checkpoint, info), checkpoint=checkpoint, modalities=towers,
-                         device=args.device, dtype=getattr(torch, args.dtype))
+            f"{checkpoint}: these weights ({model_label(name, checkpoint)}, fingerprint {fingerprint}) are not the "
+            f"ones the index was built with ({info.name}, fingerprint {info.checksum}, checkpoint "
+            f"{info.checkpoint}); search with the same --checkpoint, or re-index")
+    towers = sorted({str(tower_of(kind)) for kind, _ in parts})
+    model = create_model(name, checkpoint=checkpoint, modalities=towers, device=args.device,
+                         dtype=getattr(torch, args.dtype))
     embedder = Embedder(model, batch_size=1, progress=False)
     vectors = [embedder.embed(kind, [value], on_error="raise").vectors.mean(axis=0) for kind, value in parts]
     query = _combine(np.stack(vectors), weights)

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--check", action="store_true", help="validate the config and print it; do not train")
     parser.add_argument("--export-only", nargs="?", const="latest", metavar="CHECKPOINT",
                         help="export a training checkpoint (default: the latest) to out_dir/model and stop")
-    parser.add_argument("--recipe", metavar="NAME", help="print a recipe's config (audioset, sunrgbd, llvip, ego4d, lora)")
+    parser.add_argument("--recipe", metavar="NAME",
+                        help="print a recipe's config (audioset, sunrgbd, llvip, ego4d, lora)")
     parser.add_argument("--prepare", nargs=2, metavar=("DATASET", "ROOT"),
                         help="write the pair manifest for a recipe's dataset found under ROOT (needs --manifest)")
     parser.add_argument("--manifest", help="output JSONL for --prepare")
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from ..errors import BindspaceError
+    from .common import UsageError
 
     if args.recipe:
         from ..train.recipes import recipe_text
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.prepare:
         return _prepare(args)
     if not args.config:
-        raise BindspaceError("give a CONFIG file (or --recipe NAME to print an example)")
+        raise UsageError("give a CONFIG file (or --recipe NAME to print an example)")
     from ..train.config import load_config
 
     overrides = list(args.overrides)
@@ -98,7 +99,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
     dataset, root = args.prepare
     if not args.manifest:
-        raise BindspaceError("--prepare needs --manifest OUT.jsonl")
+        raise UsageError("--prepare needs --manifest OUT.jsonl")
     options: dict = {"val_fraction": args.val_fraction}
     if dataset == "llvip":
         options["split"] = args.split

@@ -25,19 +25,19 @@ import re
 import struct
 from pathlib import Path
 
+from ..kinds import EXTENSIONS
+
 HINTS = {
     "depth": "depth", "depths": "depth", "disparity": "depth", "depth_maps": "depth",
     "thermal": "thermal", "infrared": "thermal", "ir": "thermal", "flir": "thermal", "lwir": "thermal",
     "imu": "imu", "inertial": "imu", "accelerometer": "imu", "accel": "imu", "gyro": "imu", "sensors": "imu",
 }
-EXTENSIONS = {
-    "image": (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"),
-    "video": (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"),
-    "audio": (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"),
-    "array": (".npy",),
-    "csv": (".csv",),
+# Coarse kind by extension, from the one table in bindspace.kinds; .npy and .csv are refined by content.
+_BY_EXTENSION = {
+    **{ext: kind for kind in ("image", "video", "audio") for ext in EXTENSIONS[kind]},
+    ".npy": "array",
+    ".csv": "csv",
 }
-_BY_EXTENSION = {ext: kind for kind, exts in EXTENSIONS.items() for ext in exts}
 _PICTURE_HINTABLE = ("depth", "thermal")
 _HEAD = 512
 

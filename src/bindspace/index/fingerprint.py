@@ -47,7 +47,7 @@ def model_fingerprint(model: Any = None, checkpoint: str | os.PathLike[str] | No
     if checkpoint is not None:
         tensors = _checkpoint_tensors(Path(checkpoint))
     elif model is not None:
-        tensors = _state_tensors(model.state_dict())
+        tensors = list(_state_tensors(model.state_dict()))
     else:
         raise ValueError("model_fingerprint needs a model or a checkpoint")
     digest = hashlib.sha256()

@@ -18,31 +18,50 @@ rest is embedded.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import BindspaceError
+from ..embedding import loading as _loading
+from ..errors import BindspaceError, InputError
+from ..kinds import SEGMENTABLE, tower_of
 from .detect import detect_modality
 from .store import MEDIA_MODALITIES, Item, ModelInfo, Store, item_id, modality_values, model_fingerprint
 from .walk import Listing, walk_paths
 
 log = logging.getLogger(__name__)
 
-SEGMENTABLE = ("audio", "video")
 DEFAULT_COMMIT_FILES = 32
 ANN_AUTO_ROWS = 150_000  # above this many rows (and no index yet) `ann=None` builds an ANN index
 # Testing knob for the crash tests: seconds to sleep between a batch's add and its delete.
 ENV_COMMIT_PAUSE = "BINDSPACE_INDEX_COMMIT_PAUSE"
 NOT_MEDIA = "not a recognised media file"
-TOWER = {"image": "vision", "video": "vision", "audio": "audio", "depth": "depth", "thermal": "thermal", "imu": "imu"}
+# What a whole batch may fail with and still be retried file by file: an input that cannot be
+# decoded. Anything else (a bug, out of memory, a model error) stops the run with its cause;
+# recording it as "skipped files" would hide it and drop those files from the index.
+RETRYABLE: tuple[type[BaseException], ...] = (InputError, *getattr(_loading, "DECODE_ERRORS", ()))
+# LanceDB warns in every forked child that its runtime was reset there. The decoding workers
+# are forked only while no store call is running (every store call returns before the next
+# batch is embedded) and never touch LanceDB, so the reset is never used and cannot deadlock:
+# the warning is silenced for those forks only (`quiet_fork_warning`).
+LANCEDB_FORK_WARNING = r"lancedb fork support is experimental"
+
+
+@contextlib.contextmanager
+def quiet_fork_warning() -> Iterator[None]:
+    """Silence LanceDB's fork warning in decoding workers forked inside this block (see above)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=LANCEDB_FORK_WARNING, category=RuntimeWarning)
+        yield
 
 
 @dataclass
@@ -105,24 +124,33 @@ class LocalRunner:
         self.chunk_files = max(1, int(chunk_files))
 
     def outcomes(self, tasks: Sequence[FileTask], segment_seconds: float | None) -> Iterator[FileOutcome]:
-        """One outcome per task, in batches; a batch that fails as a whole is retried file by file."""
+        """One outcome per task, in batches; a batch that fails to decode as a whole is retried file by file."""
         for modality, group in group_by_modality(tasks):
             seconds = segment_seconds if modality in SEGMENTABLE else None
             for start in range(0, len(group), self.chunk_files):
                 chunk = group[start : start + self.chunk_files]
-                try:
-                    yield from embed_tasks(self.embedder, modality, chunk, seconds)
-                except (KeyboardInterrupt, MemoryError):
-                    raise
-                except Exception:  # noqa: BLE001 - isolate the file that breaks the batch
-                    log.debug("batch failed, retrying file by file", exc_info=True)
-                    for task in chunk:
-                        try:
-                            yield from embed_tasks(self.embedder, modality, [task], seconds)
-                        except (KeyboardInterrupt, MemoryError):
-                            raise
-                        except Exception as exc:  # noqa: BLE001
-                            yield FileOutcome(task, error=f"embedding failed ({type(exc).__name__}: {exc})")
+                yield from embed_isolating(self.embedder, modality, chunk, seconds)
+
+
+def embed_isolating(embedder: Any, modality: str, tasks: Sequence[FileTask],
+                    seconds: float | None) -> list[FileOutcome]:
+    """`embed_tasks`, retried file by file when the batch fails on an undecodable input (RETRYABLE).
+
+    Only decode errors become skipped files; any other exception propagates with its cause.
+    """
+    try:
+        with quiet_fork_warning():
+            return embed_tasks(embedder, modality, tasks, seconds)
+    except RETRYABLE:
+        log.debug("batch failed to decode, retrying file by file", exc_info=True)
+    out: list[FileOutcome] = []
+    for task in tasks:
+        try:
+            with quiet_fork_warning():
+                out.extend(embed_tasks(embedder, modality, [task], seconds))
+        except RETRYABLE as exc:
+            out.append(FileOutcome(task, error=str(exc)))
+    return out
 
 
 def embed_tasks(embedder: Any, modality: str, tasks: Sequence[FileTask], seconds: float | None) -> list[FileOutcome]:
@@ -291,7 +319,7 @@ def index_paths(
     if runner is None:
         if embedder is None:
             raise BindspaceError("index_paths needs an embedder (or a runner)")
-        runner = LocalRunner(embedder, commit_files or getattr(embedder, "batch_size", DEFAULT_COMMIT_FILES))
+        runner = LocalRunner(embedder, commit_files or int(getattr(embedder, "batch_size", DEFAULT_COMMIT_FILES)))
     if model_info is None:
         model = getattr(embedder, "model", None)
         if model is None:
@@ -313,7 +341,7 @@ def index_paths(
 
     bar = _progress(progress, len(tasks))
     batch: list[FileOutcome] = []
-    limit = commit_files or getattr(runner, "chunk_files", DEFAULT_COMMIT_FILES)
+    limit = commit_files or int(getattr(runner, "chunk_files", DEFAULT_COMMIT_FILES))
     done = 0
     try:
         for outcome in runner.outcomes(tasks, segment_seconds):
@@ -371,8 +399,9 @@ def _plan(run: _Run, listing: Listing, existing: dict[str, list[Item]], wanted: 
         if modality not in wanted:
             continue
         rows = existing.get(uri, [])
-        if towers is not None and TOWER[modality] not in towers:
-            run.skip(uri, f"the loaded model has no {TOWER[modality]} tower", modality)
+        tower = str(tower_of(modality))
+        if towers is not None and tower not in towers:
+            run.skip(uri, f"the loaded model has no {tower} tower", modality)
             continue
         try:
             stat = os.stat(uri)
@@ -420,8 +449,8 @@ def _current_rows(uri: str, rows: list[Item], stat: os.stat_result, modality: st
                 return digest, None
             return None, digest  # same content, other segmenting or modality: re-embed
     digest = content_hash(uri)
-    group = groups.get(digest)
-    if group is None or not _rows_fit(group, modality, segment_seconds):
+    same = groups.get(digest)
+    if same is None or not _rows_fit(same, modality, segment_seconds):
         return None, digest
     return digest, digest
 
@@ -434,7 +463,7 @@ def _rows_fit(rows: Sequence[Item], modality: str, segment_seconds: float | None
 def _progress(progress: bool | Callable[[int, int], None] | None, total: int) -> Callable[[int | None], None]:
     """A function called with files done (None at the end)."""
     if callable(progress):
-        return lambda done: progress(done, total) if done is not None else None  # type: ignore[misc, operator]
+        return lambda done: progress(done, total) if done is not None else None
     enabled = sys.stderr.isatty() if progress is None else bool(progress)
     if not enabled or total == 0:
         return lambda done: None

@@ -9,12 +9,14 @@ exists, then LanceDB's ANN search with re-ranking.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import os
+import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -67,9 +69,16 @@ def _schema(info: ModelInfo) -> pa.Schema:
     )
 
 
-def _lance_error(exc: Exception) -> str:
+# What LanceDB raises: ValueError for bad input (a bad filter, an unknown URI scheme), RuntimeError
+# ("lance error: LanceError(IO): ...") for failed reads and writes, OSError from Python-side file work.
+LANCE_ERRORS = (ValueError, RuntimeError, OSError)
+_RUST_NOISE = re.compile(r"^lance error: (LanceError\(\w+\): )?|( at path \"[^\"]*\")?, /\S+\.rs:\d+:\d+$")
+
+
+def _lance_error(exc: BaseException) -> str:
+    """The first line of a LanceDB error, without its Rust source location."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return _RUST_NOISE.sub("", text[0]).strip() if text else type(exc).__name__
 
 
 def _vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
@@ -127,13 +136,13 @@ class LanceStore(Store):
         """Connect to the database at `uri`; without `create` it must hold a bindspace table."""
         import lancedb
 
-        if create and "://" not in uri:
-            os.makedirs(uri, exist_ok=True)
         try:
+            if create and "://" not in uri:
+                os.makedirs(uri, exist_ok=True)
             # Interval 0: every read sees the latest commit, so `serve` picks up a running `index`.
             db = lancedb.connect(uri, read_consistency_interval=datetime.timedelta(0))
-        except Exception as exc:  # noqa: BLE001 - connection problems are user-facing
-            raise BindspaceError(f"{uri}: cannot open the index ({_lance_error(exc)})") from None
+        except LANCE_ERRORS as exc:  # connection problems are user-facing
+            raise BindspaceError(f"{uri}: cannot open the index ({_lance_error(exc)})") from exc
         store = cls(db, uri)
         if not create and store._table() is None:
             raise BindspaceError(f"{uri}: no bindspace index here (build one with `bindspace index PATH --db {uri}`)")
@@ -150,8 +159,8 @@ class LanceStore(Store):
                 self._table_obj = self.db.open_table(TABLE)
             except (ValueError, FileNotFoundError):
                 return None
-            except Exception as exc:  # noqa: BLE001
-                raise BindspaceError(f"{self.uri}: cannot open the index table ({_lance_error(exc)})") from None
+            except LANCE_ERRORS as exc:
+                raise BindspaceError(f"{self.uri}: cannot open the index table ({_lance_error(exc)})") from exc
             if META_KEY not in (self._table_obj.schema.metadata or {}):
                 self._table_obj = None
                 raise BindspaceError(f"{self.uri}: table {TABLE!r} was not written by bindspace (no model record)")
@@ -179,8 +188,8 @@ class LanceStore(Store):
         if current is None:
             try:
                 self.db.create_table(TABLE, schema=_schema(info), exist_ok=True)
-            except Exception as exc:  # noqa: BLE001
-                raise BindspaceError(f"{self.uri}: cannot create the index table ({_lance_error(exc)})") from None
+            except LANCE_ERRORS as exc:
+                raise BindspaceError(f"{self.uri}: cannot create the index table ({_lance_error(exc)})") from exc
             self._table_obj = None
             current = self.model_info()  # another process may have created it first
             assert current is not None
@@ -212,7 +221,17 @@ class LanceStore(Store):
         arrays = [pa.array(columns[c], type=schema.field(c).type) for c in META_COLUMNS]
         arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim))  # (n*dim,) -> n x [dim]
         batch = pa.Table.from_arrays(arrays, schema=schema)
-        table.add(batch)
+        with self._writing():
+            table.add(batch)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn a failed commit (full disk, read-only mount) into one line; earlier commits are intact."""
+        try:
+            yield
+        except (RuntimeError, OSError) as exc:
+            raise BindspaceError(f"{self.uri}: cannot write to the index ({_lance_error(exc)}); everything "
+                                 "committed before is kept, run again to continue") from exc
 
     def delete(self, ids: Sequence[str]) -> int:
         ids = list(dict.fromkeys(ids))
@@ -221,17 +240,14 @@ class LanceStore(Store):
     def delete_uri(self, uri: str) -> int:
         return self._delete_where(f"uri = {sql_str(uri)}")
 
-    def delete_where(self, where: str) -> int:
-        """Delete the rows matching an SQL filter; returns the number removed."""
-        return self._delete_where(where)
-
     def _delete_where(self, where: str) -> int:
         table = self._table()
         if table is None:
             return 0
         n = table.count_rows(where)
         if n:
-            table.delete(where)
+            with self._writing():
+                table.delete(where)
         return int(n)
 
     def update_stat(self, uri: str, content_hash: str, size: int, mtime: float) -> int:
@@ -241,7 +257,8 @@ class LanceStore(Store):
         where = f"uri = {sql_str(uri)} AND content_hash = {sql_str(content_hash)}"
         n = table.count_rows(where)
         if n:
-            table.update(where=where, values={"size": int(size), "mtime": float(mtime)})
+            with self._writing():
+                table.update(where=where, values={"size": int(size), "mtime": float(mtime)})
         return int(n)
 
     def dedupe(self) -> int:
@@ -259,14 +276,16 @@ class LanceStore(Store):
         keep[first] = True
         extra = scan["_rowid"].to_numpy()[~keep]
         for i in range(0, len(extra), IN_CHUNK):
-            table.delete(f"_rowid IN ({', '.join(str(int(r)) for r in extra[i : i + IN_CHUNK])})")
+            with self._writing():
+                table.delete(f"_rowid IN ({', '.join(str(int(r)) for r in extra[i : i + IN_CHUNK])})")
         log.info("removed %d duplicate rows", len(extra))
         return int(len(extra))
 
     def optimize(self) -> None:
         table = self._table()
         if table is not None:
-            table.optimize()
+            with self._writing():
+                table.optimize()
 
     def create_ann_index(self, *, index_type: str = "IVF_SQ", num_partitions: int | None = None,
                          num_sub_vectors: int | None = None, sample_rate: int = 256, max_iterations: int = 50,
@@ -288,8 +307,10 @@ class LanceStore(Store):
         common = dict(distance_type="cosine", num_partitions=partitions, sample_rate=sample_rate,
                       max_iterations=max_iterations, **extra)
         kind = index_type.upper()
+        config: Any
         if kind == "IVF_PQ":
-            sub = num_sub_vectors or next(s for s in (dim // 16, dim // 8, dim // 4, dim // 2, dim, 1) if s and dim % s == 0)
+            sub = num_sub_vectors or next(s for s in (dim // 16, dim // 8, dim // 4, dim // 2, dim, 1)
+                                          if s and dim % s == 0)
             config = lance_index.IvfPq(num_sub_vectors=sub, **common)
         elif kind == "IVF_HNSW_SQ":
             config = lance_index.IvfHnswSq(**common)
@@ -304,8 +325,8 @@ class LanceStore(Store):
             # ANN queries prefilter by modality and `get` looks up ids: scalar indexes keep both cheap at 1M rows
             table.create_index("modality", config=lance_index.Bitmap(), replace=True)
             table.create_index("id", config=lance_index.BTree(), replace=True)
-        except Exception as exc:  # noqa: BLE001
-            raise BindspaceError(f"{self.uri}: building the ANN index failed ({_lance_error(exc)})") from None
+        except LANCE_ERRORS as exc:
+            raise BindspaceError(f"{self.uri}: building the ANN index failed ({_lance_error(exc)})") from exc
         self._ann = None
 
     def has_ann_index(self, version: int | None = None) -> bool:
@@ -379,8 +400,8 @@ class LanceStore(Store):
             builder = builder.where(filt, prefilter=True)
         try:
             rows = builder.to_arrow()
-        except Exception as exc:  # noqa: BLE001 - a bad --where is the usual cause
-            raise BindspaceError(f"search failed{_where_hint(where)}: {_lance_error(exc)}") from None
+        except LANCE_ERRORS as exc:  # a bad --where is the usual cause
+            raise BindspaceError(f"search failed{_where_hint(where)}: {_lance_error(exc)}") from exc
         scores = 1.0 - rows["_distance"].to_numpy()
         return [Hit(item, float(s)) for item, s in zip(_items(rows, with_vectors=False), scores)]
 
@@ -393,8 +414,8 @@ class LanceStore(Store):
         if where and where.strip():
             try:
                 matching = table.search().where(where).with_row_id(True).select(["id"]).limit(None).to_arrow()
-            except Exception as exc:  # noqa: BLE001
-                raise BindspaceError(f"search failed{_where_hint(where)}: {_lance_error(exc)}") from None
+            except LANCE_ERRORS as exc:  # a bad --where is the usual cause
+                raise BindspaceError(f"search failed{_where_hint(where)}: {_lance_error(exc)}") from exc
             allowed = np.isin(snap.rowids, matching["_rowid"].to_numpy())
             mask = allowed if mask is None else (mask & allowed)
         positions, scores = snap.index.search(query, k, mask)

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BindspaceError
-from .indexer import SEGMENTABLE, FileOutcome, FileTask, embed_tasks, group_by_modality
+from ..kinds import SEGMENTABLE
+from .indexer import FileOutcome, FileTask, embed_isolating, group_by_modality
 
 log = logging.getLogger(__name__)
 
@@ -73,29 +74,33 @@ class EmbedActor:
         outcomes: list[FileOutcome] = []
         for modality, group in group_by_modality(tasks):
             seconds = self.segment_seconds if modality in SEGMENTABLE else None
-            try:
-                outcomes.extend(embed_tasks(self.embedder, modality, group, seconds))
-            except Exception:  # noqa: BLE001 - isolate the file that breaks the batch
-                for task in group:
-                    try:
-                        outcomes.extend(embed_tasks(self.embedder, modality, [task], seconds))
-                    except Exception as exc:  # noqa: BLE001
-                        outcomes.append(FileOutcome(task, error=f"embedding failed ({type(exc).__name__}: {exc})"))
+            outcomes.extend(embed_isolating(self.embedder, modality, group, seconds))
         return _rows(outcomes, by_uri, self.embed_dim)
 
 
 def _rows(outcomes: Sequence[FileOutcome], numbers: dict[str, int], dim: int) -> dict[str, np.ndarray]:
     """One output row per vector (segment), or one row carrying the error; `rows` = rows of that file."""
-    task, count, vec, start, end, error = [], [], [], [], [], []
+    task: list[int] = []
+    count: list[int] = []
+    vec: list[np.ndarray] = []
+    start: list[float] = []
+    end: list[float] = []
+    error: list[str] = []
     for out in outcomes:
         n = numbers[out.task.uri]
         if out.error is not None or out.vectors is None:
-            task.append(n), count.append(1), vec.append(np.zeros(dim, np.float32))
-            start.append(np.nan), end.append(np.nan), error.append(out.error or "no embedding")
+            task.append(n)
+            count.append(1)
+            vec.append(np.zeros(dim, np.float32))
+            start.append(np.nan)
+            end.append(np.nan)
+            error.append(out.error or "no embedding")
             continue
         segments = out.segments or [None] * len(out.vectors)
         for vector, segment in zip(out.vectors, segments):
-            task.append(n), count.append(len(out.vectors)), vec.append(vector)
+            task.append(n)
+            count.append(len(out.vectors))
+            vec.append(vector)
             start.append(np.nan if segment is None else segment[0])
             end.append(np.nan if segment is None else segment[1])
             error.append("")

@@ -11,10 +11,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import BindspaceError
+from ..kinds import MEDIA_KINDS
 from .fingerprint import model_fingerprint
 
 __all__ = [
@@ -24,7 +26,7 @@ __all__ = [
 
 # What an item's `modality` may be: the kinds `detect_modality` returns ("image" and "video"
 # both use the vision tower but are kept apart so results can be shown and filtered by kind).
-MEDIA_MODALITIES = ("image", "video", "audio", "depth", "thermal", "imu")
+MEDIA_MODALITIES = MEDIA_KINDS
 # Filter aliases accepted by `Store.search(modality=...)` and `count(modality=...)`.
 MODALITY_GROUPS = {"vision": ("image", "video")}
 
@@ -84,14 +86,15 @@ def modality_values(modality: str) -> tuple[str, ...]:
     if name in MODALITY_GROUPS:
         return MODALITY_GROUPS[name]
     if name not in MEDIA_MODALITIES:
-        raise BindspaceError(f"unknown modality filter {modality!r} (choose from {', '.join(MEDIA_MODALITIES)}, vision)")
+        raise BindspaceError(f"unknown modality filter {modality!r} "
+                             f"(choose from {', '.join(MEDIA_MODALITIES)}, vision)")
     return (name,)
 
 
 def unit_query(vector: np.ndarray, embed_dim: int | None) -> np.ndarray:
     """A query vector as unit-norm float32 (D,), checked against the table's width."""
     if hasattr(vector, "detach"):  # torch tensor
-        vector = vector.detach().float().cpu().numpy()  # type: ignore[union-attr]
+        vector = vector.detach().float().cpu().numpy()
     q = np.asarray(vector, dtype=np.float32).reshape(-1)
     if embed_dim is not None and q.shape[0] != embed_dim:
         raise BindspaceError(f"query vector has {q.shape[0]} dimensions; the index holds {embed_dim}-d vectors")
@@ -142,7 +145,7 @@ class Store(abc.ABC):
         """Every item without vectors, grouped by file: what change detection compares against."""
 
     @abc.abstractmethod
-    def create_ann_index(self, **options: object) -> None:
+    def create_ann_index(self, **options: Any) -> None:
         """Build (or rebuild) an approximate-nearest-neighbour index over the vectors."""
 
     # Optional maintenance hooks used by the indexer; a store without them simply skips the step.
@@ -154,7 +157,7 @@ class Store(abc.ABC):
         """Remove duplicate rows (same id), keeping one of each; returns rows removed."""
         return 0
 
-    def optimize(self) -> None:
+    def optimize(self) -> None:  # noqa: B027 - optional hook: doing nothing is a valid implementation
         """Compact storage after many small commits."""
 
 
