@@ -10,6 +10,7 @@ def _pair(dim, heads, add_bias_kv):
     torch.manual_seed(0)
     ref = nn.MultiheadAttention(dim, heads, add_bias_kv=add_bias_kv, batch_first=True)
     if add_bias_kv:  # torch initialises these; make them clearly non-zero
+        assert ref.bias_k is not None and ref.bias_v is not None
         nn.init.normal_(ref.bias_k)
         nn.init.normal_(ref.bias_v)
     nn.init.normal_(ref.in_proj_bias)

@@ -38,7 +38,11 @@ def test_model_dir_needs_no_name_and_reads_one_file(tiny_model_dir, monkeypatch)
     import bindspace.model.checkpoint as ckpt
 
     real = ckpt._load_safetensors
-    monkeypatch.setattr(ckpt, "_load_safetensors", lambda path, dtype=None: opened.append(path.name) or real(path, dtype))
+    def spy(path, dtype=None):
+        opened.append(path.name)
+        return real(path, dtype)
+
+    monkeypatch.setattr(ckpt, "_load_safetensors", spy)
     model = bindspace.create_model(checkpoint=tiny_model_dir, modalities=["audio"])
     assert model.config.name == TINY
     assert opened == ["audio.safetensors"]
@@ -83,7 +87,9 @@ def test_wrong_model_lists_mismatches(tiny_pth):
     with pytest.raises(CheckpointError) as info:
         bindspace.create_model("imagebind_huge", checkpoint=tiny_pth, modalities=["depth"], device="meta")
     message = str(info.value)
-    assert "shape mismatches" in message and "modality_preprocessors.depth.pos_embedding_helper.pos_embed: checkpoint (1, 197, 32) vs model (1, 197, 384)" in message
+    expected = ("modality_preprocessors.depth.pos_embedding_helper.pos_embed: "
+                "checkpoint (1, 197, 32) vs model (1, 197, 384)")
+    assert "shape mismatches" in message and expected in message
     assert "missing keys" in message  # huge has 12 depth blocks, tiny has 2
 
 

@@ -15,7 +15,8 @@ def test_compiled_towers_match_eager(tiny_model):
     long = torch.randint(1, 49000, (3, 77))
     audio = torch.randn(2, 1, 128, 204, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        expected = [tiny_model.encode("text", short), tiny_model.encode("text", long), tiny_model.encode("audio", audio)]
+        expected = [tiny_model.encode("text", short), tiny_model.encode("text", long),
+                    tiny_model.encode("audio", audio)]
         assert model.compile_towers() is model
         got = [model.encode("text", short), model.encode("text", long), model.encode("audio", audio)]
     assert all(getattr(trunk, "_compiled_call_impl", None) is not None for trunk in model.modality_trunks.values())

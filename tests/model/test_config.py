@@ -21,7 +21,7 @@ def test_presets_cannot_be_changed_by_a_caller():
     with pytest.raises((TypeError, AttributeError)):
         config.towers.pop("imu")  # type: ignore[attr-defined]
     with pytest.raises(TypeError):
-        config.towers["imu"] = config.towers["text"]  # type: ignore[index]
+        config.towers["imu"] = config.tower("text")  # type: ignore[index]
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.embed_dim = 3  # type: ignore[misc]
     assert "imu" in bindspace.get_config(TINY).towers and len(bindspace.get_config(TINY).towers) == 6
@@ -36,14 +36,14 @@ def test_config_keeps_a_private_copy_of_the_towers_dict():
 
 def test_derived_configs_pickle_copy_and_compare():
     base = bindspace.get_config(TINY)
-    subset = base.with_towers({m: base.towers[m] for m in ("text", "audio")}, name="pair")
+    subset = base.with_towers({m: base.tower(m) for m in ("text", "audio")}, name="pair")
     assert list(subset.towers) == ["text", "audio"] and subset.name == "pair"
     assert len(base.towers) == 6
     assert pickle.loads(pickle.dumps(base)) == base
     assert copy.deepcopy(base) == base and hash(base) == hash(copy.deepcopy(base))
     assert ModelConfig.from_dict(base.to_dict()) == base
-    wider = dataclasses.replace(base.towers["text"], drop_path=0.2)
-    assert wider.drop_path == 0.2 and base.towers["text"].drop_path == 0.0
+    wider = dataclasses.replace(base.tower("text"), drop_path=0.2)
+    assert wider.drop_path == 0.2 and base.tower("text").drop_path == 0.0
 
 
 @pytest.mark.parametrize("field, value", [
@@ -51,7 +51,7 @@ def test_derived_configs_pickle_copy_and_compare():
     ("heads", -4), ("mlp_ratio", 0.0), ("logit_scale", -1.0), ("input_size", (0,)), ("patch_size", ()),
 ])
 def test_tower_values_out_of_range_are_refused(field, value):
-    text = bindspace.get_config(TINY).towers["text"]
+    text = bindspace.get_config(TINY).tower("text")
     with pytest.raises(ConfigError, match=field):
         dataclasses.replace(text, **{field: value})
 
@@ -90,7 +90,7 @@ def test_drop_path_rescales_kept_samples_and_is_identity_in_eval():
 
 def test_model_with_full_drop_path_trains_without_nans(tiny_state):
     base = bindspace.get_config(TINY)
-    text = dataclasses.replace(base.towers["text"], drop_path=1.0)
+    text = dataclasses.replace(base.tower("text"), drop_path=1.0)
     model = bindspace.create_model(base.with_towers({"text": text}))
     model.train()
     out = model.encode("text", torch.randint(1, 100, (2, 77)))

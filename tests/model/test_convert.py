@@ -25,7 +25,8 @@ def test_convert_writes_verified_layout(tiny_pth, tiny_state, tmp_path, capsys):
 
 def test_convert_wrong_model_is_one_line_error(tiny_pth, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "bindspace.cli", "convert", str(tiny_pth), str(tmp_path / "o"), "--model", "imagebind_huge"],
+        [sys.executable, "-m", "bindspace.cli", "convert", str(tiny_pth), str(tmp_path / "o"),
+         "--model", "imagebind_huge"],
         capture_output=True, text=True,
     )
     assert proc.returncode == 1

@@ -1,6 +1,11 @@
 """The tiny preset with deterministic weights reproduces the original code's outputs."""
+from typing import cast
+
 import pytest
 import torch
+
+from bindspace.layers import Transformer
+from bindspace.layers.block import Block
 
 INPUTS = {
     "text": "text.tokens",
@@ -51,7 +56,8 @@ def test_image_shortcut_equals_two_frame_clip(tiny_model, goldens):
     images = goldens["vision.pixels"]
     clips = images.unsqueeze(2).repeat(1, 1, 2, 1, 1)  # (B, 3, 2, H, W): the original's image-to-video step
     with torch.no_grad():
-        torch.testing.assert_close(tiny_model.encode("vision", images), tiny_model.encode("vision", clips), atol=1e-5, rtol=0)
+        from_images, from_clips = tiny_model.encode("vision", images), tiny_model.encode("vision", clips)
+        torch.testing.assert_close(from_images, from_clips, atol=1e-5, rtol=0)
 
 
 def test_clip_axis_is_averaged(tiny_model, goldens):
@@ -86,6 +92,8 @@ def test_bf16_load_casts_while_reading(tiny_model_dir, tiny_state):
     import bindspace
 
     model = bindspace.create_model(checkpoint=tiny_model_dir, modalities=["audio"], dtype=torch.bfloat16)
-    weight = model.modality_trunks["audio"].blocks[0].mlp.fc1.weight
+    trunk = cast(Transformer, model.modality_trunks["audio"])
+    weight = cast(Block, trunk.blocks[0]).mlp.fc1.weight
     assert weight.dtype == torch.bfloat16
-    torch.testing.assert_close(weight.float(), tiny_state["modality_trunks.audio.blocks.0.mlp.fc1.weight"], atol=1e-2, rtol=1e-2)
+    expected = tiny_state["modality_trunks.audio.blocks.0.mlp.fc1.weight"]
+    torch.testing.assert_close(weight.float(), expected, atol=1e-2, rtol=1e-2)

@@ -1,8 +1,12 @@
 """Half precision, gradients, grad checkpointing and train-only randomness, for every tower."""
+from typing import cast
+
 import pytest
 import torch
 
 import bindspace
+from bindspace.layers import Transformer
+from bindspace.layers.block import Block
 
 MODALITIES = ["vision", "text", "audio", "depth", "thermal", "imu"]
 INPUTS = {
@@ -52,7 +56,9 @@ def test_grad_checkpointing_gives_identical_outputs_and_grads(tiny_state, golden
         model.set_grad_checkpointing(checkpointing)
         out = model.encode(modality, _input(goldens, modality))  # eval mode: no dropout randomness
         out.sum().backward()
-        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+        grads = {n: p.grad for n, p in model.named_parameters()}
+        assert all(g is not None for g in grads.values())
+        return out.detach(), {n: g.clone() for n, g in grads.items() if g is not None}
 
     out_a, grads_a = run(False)
     out_b, grads_b = run(True)
@@ -72,7 +78,7 @@ def test_dropout_and_drop_path_only_in_train(tiny_state, goldens):
         a = model.encode("imu", x)
         b = model.encode("imu", x)
     assert not torch.allclose(a, b)  # imu drop-path 0.7 and head dropout 0.5 are active
-    rates = [block.drop_path.rate for block in model.modality_trunks["imu"].blocks]
+    rates = [cast(Block, block).drop_path.rate for block in cast(Transformer, model.modality_trunks["imu"]).blocks]
     assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.7)
 
 

@@ -44,7 +44,8 @@ def write_av(path: Path, wave: np.ndarray, rate: int, codec: str, video: bool = 
         stream.layout = layout
         step = 4096
         for i in range(0, wave.shape[1], step):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, i : i + step]), format="fltp", layout=layout)
+            chunk = np.ascontiguousarray(wave[:, i : i + step])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
             frame.sample_rate = rate
             for packet in stream.encode(frame):
                 container.mux(packet)
@@ -108,7 +109,7 @@ def test_path_bytes_and_file_objects_agree() -> None:
         def readable(self) -> bool:
             return True
 
-        def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        def readinto(self, buffer) -> int:
             chunk = self._data.read(len(buffer))
             buffer[: len(chunk)] = chunk
             return len(chunk)
@@ -123,7 +124,8 @@ def test_array_inputs_match_file() -> None:
     torch.testing.assert_close(A.load_audio((pcm.T, rate)), expected)  # int16 is scaled to [-1, 1]
     wave, _ = IO.decode_audio(path)
     torch.testing.assert_close(A.load_audio((wave, rate)), expected)
-    torch.testing.assert_close(A.load_audio((wave.numpy().astype(np.float64), np.int64(rate))), expected, atol=1e-5, rtol=0)
+    as_float64 = (wave.numpy().astype(np.float64), np.int64(rate))
+    torch.testing.assert_close(A.load_audio(as_float64), expected, atol=1e-5, rtol=0)
     mono = A.load_audio((wave[0], rate))
     assert mono.shape == (3, 1, 128, 204)
 
@@ -151,7 +153,8 @@ def test_soundfile_formats(tmp_path: Path, fmt: str, subtype: str | None, suffix
     assert A.load_audio(path).shape == (3, 1, 128, 204)
 
 
-@pytest.mark.parametrize("suffix,codec,video", [(".m4a", "aac", False), (".mp4", "aac", True), (".mka", "libmp3lame", False)])
+@pytest.mark.parametrize("suffix,codec,video",
+                         [(".m4a", "aac", False), (".mp4", "aac", True), (".mka", "libmp3lame", False)])
 def test_pyav_fallback(tmp_path: Path, suffix: str, codec: str, video: bool) -> None:
     # No noise: AAC's decoder fills noise-like bands from a random generator whose state
     # depends on every earlier frame, so only tonal content decodes identically after a seek.
@@ -190,14 +193,14 @@ class CountingReads:
             monkeypatch.setattr(cls, "read", self._wrap(read))
             monkeypatch.setattr(cls, "read_all", self._wrap_all(read_all))
 
-    def _wrap(self, read):  # type: ignore[no-untyped-def]
-        def wrapped(reader, first, last):  # type: ignore[no-untyped-def]
+    def _wrap(self, read):
+        def wrapped(reader, first, last):
             self.samples += last - first
             return read(reader, first, last)
         return wrapped
 
-    def _wrap_all(self, read_all):  # type: ignore[no-untyped-def]
-        def wrapped(reader):  # type: ignore[no-untyped-def]
+    def _wrap_all(self, read_all):
+        def wrapped(reader):
             self.whole += 1
             return read_all(reader)
         return wrapped
@@ -277,7 +280,7 @@ def wav_bytes(wave: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> b
     (lambda p: p.write_bytes(wav_bytes(np.full(800, np.nan, np.float32), subtype="FLOAT")), "NaN"),
     (lambda p: p.write_bytes((FIXTURES / "media" / "image_2.png").read_bytes()), "no audio stream"),
 ])
-def test_bad_files_name_the_input(tmp_path: Path, make, problem: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_files_name_the_input(tmp_path: Path, make, problem: str) -> None:
     path = tmp_path / "bad.wav"
     make(path)
     with pytest.raises(InputError, match=problem) as caught:

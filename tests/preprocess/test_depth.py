@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,7 +53,7 @@ def test_all_input_kinds_agree(tmp_path: Path, kind: str) -> None:
     metres = np.full((240, 320), 2.0, dtype=np.float32)
     png = png16(tmp_path / "d.png", metres * 1000)
     np.save(tmp_path / "d.npy", metres)
-    item = {
+    item: Any = {
         "path_str": str(png),
         "bytes": png.read_bytes(),
         "file": io.BytesIO(png.read_bytes()),

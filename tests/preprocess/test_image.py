@@ -5,6 +5,7 @@ import io
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,7 +105,7 @@ def test_batch_shape(rgb: np.ndarray) -> None:
 # ---- failures: each is an InputError that names the input ---------------------------
 
 
-def _assert_input_error(item: object, label: str, **kwargs: object) -> InputError:
+def _assert_input_error(item: object, label: str, **kwargs: Any) -> InputError:
     with pytest.raises(InputError) as info:
         load_image(item, **kwargs)
     assert label in str(info.value)

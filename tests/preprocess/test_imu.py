@@ -82,9 +82,9 @@ def test_400hz_ramp_downsampled_and_irregular_times(tmp_path: Path) -> None:
     jittered = np.arange(3000) / 200.0 + np.tile([0.0, 0.001], 1500)
     values = np.tile(jittered * 5.0, (6, 1))  # a linear signal of time, sampled irregularly
     path = write_csv(tmp_path / "jitter.csv", ["t", *CHANNELS], [jittered, *values])
-    out = load_imu(path)[0].double().numpy()
+    resampled = load_imu(path)[0].double().numpy()
     start = (3000 - 2000) // 2  # 14.996 s -> 3000 grid samples at 200 Hz; keep the centre 2000
-    assert np.allclose(out, (np.arange(start, start + 2000) / 200.0) * 5.0, atol=1e-3)
+    assert np.allclose(resampled, (np.arange(start, start + 2000) / 200.0) * 5.0, atol=1e-3)
 
 
 def test_centre_cut_and_end_padding() -> None:

@@ -120,4 +120,4 @@ def test_coprime_rates_stay_small() -> None:
 @pytest.mark.parametrize("rate", [0, -16000, 1.5, True])
 def test_bad_rates(rate: object) -> None:
     with pytest.raises(ValueError):
-        R.resample(torch.zeros(10), rate, 16000)  # type: ignore[arg-type]
+        R.resample(torch.zeros(10), rate, 16000)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import av
@@ -19,7 +20,7 @@ def write_wav(path: Path, seconds: float = 0.3, freq: float = 440.0, rate: int =
     return path
 
 
-def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+def write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -203,9 +204,9 @@ def write_video_with_audio(path, seconds=1.0, sound=True):
         n = int(16000 * seconds)
         signal = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 16000)).astype(np.float32)
         for start in range(0, n, 1024):
-            frame = av.AudioFrame.from_ndarray(signal[None, start : start + 1024], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, start
-            for packet in audio.encode(frame):
+            sound_frame = av.AudioFrame.from_ndarray(signal[None, start : start + 1024], format="fltp", layout="mono")
+            sound_frame.sample_rate, sound_frame.pts = 16000, start
+            for packet in audio.encode(sound_frame):
                 container.mux(packet)
         for packet in audio.encode():
             container.mux(packet)

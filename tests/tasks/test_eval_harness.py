@@ -77,7 +77,7 @@ class ScriptedEmbedder:
 
 
 def test_esc50_accuracy_folds_and_skips(tmp_path):
-    root = make_esc50(tmp_path / "ESC-50-master")
+    make_esc50(tmp_path / "ESC-50-master")
     classes = ["dog", "chirping birds", "chainsaw"]  # prompt names, in target order 0, 5, 41
     wrong = {"1-2-A-5.wav", "3-6-A-41.wav", "5-2-A-5.wav"}  # scripted mistakes: answer "dog"
     truth = {name: {"dog": 0, "chirping_birds": 1, "chainsaw": 2}[cat] for name, _, _, cat in ESC50_ROWS}

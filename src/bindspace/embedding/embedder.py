@@ -282,7 +282,7 @@ class Embedder:
             with self._bar(len(units), f"embed {kind}") as bar:
                 for batch in batches:
                     for entry in batch.errors:
-                        job.error(entry.unit.index, entry.error)  # type: ignore[arg-type]
+                        job.error(entry.unit.index, entry.error)
                     if batch.rows is not None:
                         queue.push(batch.rows, [
                             (e.unit.index, e.unit.name, seg)
@@ -303,7 +303,7 @@ class Embedder:
         """Time windows of every video (read in the workers too: counting frames can mean demuxing)."""
         plan = _WindowPlan(items, names, seconds)
         workers = min(self.num_workers, len(items))
-        units = []
+        units: list[Unit] = []
         for i, windows in enumerate(DataLoader(plan, batch_size=1, num_workers=workers, collate_fn=_first)):
             if i in bad:
                 continue

@@ -62,12 +62,15 @@ def _loader(kind: str, segmented: bool = False) -> Callable[..., Any]:
     from ..preprocess.audio import load_audio_segments
     from ..preprocess.video import load_video_window
 
+    loaders: dict[str, Callable[..., Any]]
     if segmented:
-        return {"audio": load_audio_segments, "video": load_video_window}[kind]
-    return {
-        "image": preprocess.load_image, "video": preprocess.load_video, "audio": preprocess.load_audio,
-        "depth": preprocess.load_depth, "thermal": preprocess.load_thermal, "imu": preprocess.load_imu,
-    }[kind]
+        loaders = {"audio": load_audio_segments, "video": load_video_window}
+    else:
+        loaders = {
+            "image": preprocess.load_image, "video": preprocess.load_video, "audio": preprocess.load_audio,
+            "depth": preprocess.load_depth, "thermal": preprocess.load_thermal, "imu": preprocess.load_imu,
+        }
+    return loaders[kind]
 
 
 def geometry(kind: str, tower: TowerConfig) -> dict[str, Any]:

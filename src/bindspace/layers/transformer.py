@@ -23,10 +23,10 @@ class Transformer(nn.Module):
         drop_path: float = 0.0,
     ) -> None:
         super().__init__()
-        if pre_norm:  # a Sequential so the key is `pre_transformer_layer.0.*` as in the checkpoint
-            self.pre_transformer_layer = nn.Sequential(nn.LayerNorm(dim, eps=LAYER_NORM_EPS))
-        else:
-            self.pre_transformer_layer = None
+        # A Sequential so the key is `pre_transformer_layer.0.*` as in the checkpoint.
+        self.pre_transformer_layer: nn.Sequential | None = (
+            nn.Sequential(nn.LayerNorm(dim, eps=LAYER_NORM_EPS)) if pre_norm else None
+        )
         rates = [drop_path * i / (layers - 1) for i in range(layers)] if layers > 1 else [drop_path] * layers
         self.blocks = nn.ModuleList(
             Block(dim, heads, mlp_ratio=mlp_ratio, add_bias_kv=add_bias_kv, drop_path=rate) for rate in rates

@@ -137,7 +137,8 @@ def read_pth(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except _UNREADABLE as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or unsafe): {reason}") from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or unsafe): {reason}") from None
     for wrapper in ("model", "state_dict", "module"):
         if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
             state = state[wrapper]
@@ -162,7 +163,8 @@ def _load_safetensors(path: Path, dtype: torch.dtype | None = None) -> dict[str,
     from safetensors.torch import load_file
 
     try:
-        stored = {_SAFETENSORS_DTYPES[info["dtype"]] for key, info in _read_header(path)[0].items() if key != "__metadata__"}
+        header = _read_header(path)[0]
+        stored = {_SAFETENSORS_DTYPES[info["dtype"]] for key, info in header.items() if key != "__metadata__"}
         if dtype is None or all(d == dtype or not d.is_floating_point for d in stored):
             return load_file(str(path), device="cpu")  # memory-mapped, no copy
         return _read_safetensors_cast(path, dtype)

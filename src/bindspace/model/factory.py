@@ -11,10 +11,10 @@ import torch
 from ..config import ModelConfig
 from ..errors import BindspaceError, CheckpointError
 from ..modality import Modality, as_modality
-from .presets import get_config
 from . import checkpoint as ckpt
 from .hub import resolve_pretrained
 from .imagebind import ImageBindModel
+from .presets import get_config
 
 
 def create_model(
@@ -78,6 +78,7 @@ def _resolve_config(name: str | ModelConfig | None, checkpoint: str | os.PathLik
             )
         return stored
     config = get_config(name)
-    if stored is not None and stored.name != config.name and stored.to_dict()["towers"] != config.to_dict()["towers"]:
+    mismatch = stored is not None and stored.name != config.name and stored.towers != config.towers
+    if mismatch and stored is not None and checkpoint is not None:
         raise CheckpointError(f"{Path(checkpoint)}: holds a {stored.name!r} model, not {config.name!r}")
     return config

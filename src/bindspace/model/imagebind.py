@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 import torch
 from torch import nn
@@ -9,6 +10,8 @@ from torch import nn
 from ..config import ModelConfig, TowerConfig
 from ..errors import BindspaceError
 from ..layers import TextHead, Transformer, cls_head, postprocessor
+from ..layers.block import Block
+from ..layers.heads import LogitScale
 from ..modality import Modality, as_modality
 from .stems import build_tokenizer
 
@@ -90,14 +93,14 @@ class ImageBindModel(nn.Module):
 
     def logit_scale(self, modality: str | Modality) -> torch.Tensor:
         """The multiplier the postprocessor applies (1.0 for vision), as a 0-d tensor."""
-        post = self.modality_postprocessors[self._check(modality)]
+        post = cast(nn.Sequential, self.modality_postprocessors[self._check(modality)])
         if len(post) < 2:
             return torch.tensor(1.0)
-        return post[1].scale().detach()
+        return cast(LogitScale, post[1]).scale().detach()
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward to save memory (training only)."""
-        for trunk in self.modality_trunks.values():
+        for trunk in self._trunks():
             trunk.grad_checkpointing = enable
 
     def compile_towers(self, **options) -> ImageBindModel:
@@ -125,11 +128,14 @@ class ImageBindModel(nn.Module):
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        for trunk in self.modality_trunks.values():
+        for trunk in self._trunks():
             for block in trunk.blocks:
-                block.attn.reset_parameters()
+                cast(Block, block).attn.reset_parameters()
 
     # ----------------------------------------------------------------- internals
+
+    def _trunks(self) -> list[Transformer]:
+        return [cast(Transformer, trunk) for trunk in self.modality_trunks.values()]
 
     def _check(self, modality: str | Modality) -> Modality:
         modality = as_modality(modality)
@@ -182,7 +188,8 @@ class ImageBindModel(nn.Module):
             ok = (x.ndim == 4 and x.shape[1:] == (cfg.in_channels, *size)) or (
                 x.ndim == 5 and x.shape[1:] == (cfg.in_channels, frames, *size)
             )
-            want = f"(B, {cfg.in_channels}, {size[0]}, {size[1]}) or (B, {cfg.in_channels}, {frames}, {size[0]}, {size[1]})"
+            channels, (height, width) = cfg.in_channels, size
+            want = f"(B, {channels}, {height}, {width}) or (B, {channels}, {frames}, {height}, {width})"
         else:
             ok = tuple(x.shape[1:]) == (cfg.in_channels, *size)
             want = f"(B, {cfg.in_channels}, {', '.join(map(str, size))})"

@@ -6,6 +6,7 @@ Attribute names follow the released checkpoint (`rgbt_stem`, `depth_stem`, `imu_
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -27,11 +28,13 @@ class VideoPatchStem(nn.Module):
     def __init__(self, in_channels: int, width: int, patch_size: tuple[int, int, int]) -> None:
         super().__init__()
         self.frames = patch_size[0]
-        self.proj = nn.Sequential(OrderedDict([("1", nn.Conv3d(in_channels, width, patch_size, patch_size, bias=False))]))
+        conv = nn.Conv3d(in_channels, width, patch_size, patch_size, bias=False)
+        self.proj = nn.Sequential(OrderedDict([("1", conv)]))
 
     @property
     def conv(self) -> nn.Conv3d:
-        return self.proj[0]
+        """The Conv3d (`proj.1` in the checkpoint)."""
+        return cast(nn.Conv3d, self.proj[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Image (B, C, H, W) or clip (B, C, T, H, W) -> (B, N, D) in (t, h, w) order."""
@@ -139,10 +142,13 @@ def build_tokenizer(modality: str, cfg: TowerConfig) -> nn.Module:
     if modality == "text":
         return TextTokenizer(cfg.vocab_size, cfg.input_size[0], cfg.width)
     if modality == "imu":
-        stem = IMUStem(cfg.in_channels, cfg.width, cfg.patch_size[0])
-        return IMUTokenizer(stem, cfg.num_patches, cfg.width)
+        imu_stem = IMUStem(cfg.in_channels, cfg.width, cfg.patch_size[0])
+        return IMUTokenizer(imu_stem, cfg.num_patches, cfg.width)
     if modality == "vision":
-        return PatchTokenizer("rgbt_stem", VideoPatchStem(cfg.in_channels, cfg.width, cfg.patch_size), cfg.num_patches, cfg.width)
+        t, h, w = cfg.patch_size
+        video_stem = VideoPatchStem(cfg.in_channels, cfg.width, (t, h, w))
+        return PatchTokenizer("rgbt_stem", video_stem, cfg.num_patches, cfg.width)
     stem_name = "depth_stem" if modality == "depth" else "rgbt_stem"
-    stem = PatchStem2d(cfg.in_channels, cfg.width, cfg.patch_size, cfg.stride)
+    (ph, pw), (sh, sw) = cfg.patch_size, cfg.stride
+    stem = PatchStem2d(cfg.in_channels, cfg.width, (ph, pw), (sh, sw))
     return PatchTokenizer(stem_name, stem, cfg.num_patches, cfg.width)

@@ -261,10 +261,11 @@ def _check_finite(waveform: torch.Tensor, name: str) -> None:
 def _check_rate(rate: object, name: str) -> int:
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not math.isfinite(float(rate)):
         raise InputError(name, f"bad sample rate {rate!r}")
-    if float(rate) != int(rate) or not MIN_SAMPLE_RATE <= int(rate) <= MAX_SAMPLE_RATE:
+    value = float(rate)
+    if value != int(value) or not MIN_SAMPLE_RATE <= int(value) <= MAX_SAMPLE_RATE:
         bounds = f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]"
         raise InputError(name, f"bad sample rate {rate!r}: need an integer in {bounds} Hz")
-    return int(rate)
+    return int(value)
 
 
 def _to_float(data: np.ndarray, name: str) -> np.ndarray:

@@ -188,7 +188,7 @@ class _AvReader(AudioReader):
                     yield from self._decode_from(sample)
                     return
                 index = count
-                if self.seekable and sample > 0:
+                if self.seekable and sample > 0 and frame.pts is not None and tb is not None:
                     index = int(round(float((frame.pts - self._start) * tb) * self.sample_rate))
                 count += frame.samples
                 yield index, _frame_array(frame, self.channels)
@@ -252,7 +252,9 @@ class _AvReader(AudioReader):
     def _seek(self, sample: int) -> None:
         """Seek to the packet at or before `sample`."""
         self._fresh = False
-        target = self._start + int(sample / self.sample_rate / self._stream.time_base)
+        time_base = self._stream.time_base
+        assert time_base is not None  # seekable implies a time base (see __init__)
+        target = self._start + int(sample / self.sample_rate / time_base)
         try:
             self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
         except (av.error.FFmpegError, ValueError, OverflowError) as err:

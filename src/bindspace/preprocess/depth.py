@@ -8,7 +8,7 @@ to `size` with a mask-aware bilinear filter, centre crop, optionally normalise.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ MILLIMETRES = 0.001  # metres per unit of 16-bit depth PNGs (Kinect, NYU, SUN RG
 
 _SINGLE_CHANNEL_MODES = {"L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 
-DepthInput = Union[Source, Image.Image, np.ndarray, torch.Tensor]
+DepthInput = Source | Image.Image | np.ndarray | torch.Tensor
 
 
 def load_depth(

@@ -75,7 +75,8 @@ def mel_matrix(
     delta = (high - low) / (num_mel_bins + 1)
     edges = low + delta * torch.arange(num_mel_bins + 2, dtype=torch.float64)  # (bins + 2,)
     left, centre, right = edges[:-2], edges[1:-1], edges[2:]  # (bins,) each
-    bin_mel = mel_scale(torch.arange(nfft // 2, dtype=torch.float64) * sample_rate / nfft)[:, None]
+    bin_mel = 1127.0 * torch.log1p(torch.arange(nfft // 2, dtype=torch.float64) * sample_rate / nfft / 700.0)
+    bin_mel = bin_mel[:, None]  # (nfft/2, 1): HTK mel of each FFT bin, as mel_scale
     up = (bin_mel - left) / (centre - left)  # (nfft/2, bins)
     down = (right - bin_mel) / (right - centre)
     weights = torch.clamp(torch.minimum(up, down), min=0.0)

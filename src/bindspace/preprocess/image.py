@@ -128,7 +128,7 @@ def load_image(item: Any, name: str | None = None, *, size: int = IMAGE_SIZE,
         new_w, new_h = size, int(size * height / width)
     else:
         new_w, new_h = int(size * width / height), size
-    img = img.resize((new_w, new_h), Image.BICUBIC)
+    img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
     left = int(round((new_w - size) / 2.0))
     top = int(round((new_h - size) / 2.0))
     img = img.crop((left, top, left + size, top + size))
@@ -137,6 +137,6 @@ def load_image(item: Any, name: str | None = None, *, size: int = IMAGE_SIZE,
     return normalize(pixels)
 
 
-def image(items: Sequence[Any], **kwargs: Any) -> torch.Tensor:
+def image(items: Sequence[Any] | Any, **kwargs: Any) -> torch.Tensor:
     """A batch of images as (N, 3, size, size)."""
     return load_batch("image", items, load_image, **kwargs)

@@ -12,7 +12,7 @@ import io
 import math
 import re
 from collections.abc import Sequence
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from .sources import Source, read_bytes, source_name
 
 CHANNELS = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
-ImuInput = Union[Source, np.ndarray, torch.Tensor]
+ImuInput = Source | np.ndarray | torch.Tensor
 
 # Column names are compared after lower-casing, dropping "(...)"/"[...]" unit notes and
 # every non-alphanumeric character: "Acc_X (m/s^2)" -> "accx".
@@ -104,7 +104,7 @@ def _read(item: ImuInput, name: str) -> tuple[np.ndarray, np.ndarray | None]:
         return _channels_first(item.detach().cpu().numpy(), name), None
     if isinstance(item, np.ndarray):
         return _channels_first(item, name), None
-    data = read_bytes(item, name)  # type: ignore[arg-type]
+    data = read_bytes(item, name)
     if data.startswith(NPY_MAGIC):
         try:
             array = np.load(io.BytesIO(data), allow_pickle=False)

@@ -66,7 +66,7 @@ class _Video:
         # an uploaded file must not make FFmpeg read other local files or the network.
         self._handle = open(self._source, "rb") if isinstance(self._source, str) else io.BytesIO(self._source)
         try:
-            self.container = av.open(self._handle, metadata_errors="ignore",
+            self.container = av.open(self._handle, "r", metadata_errors="ignore",
                                      container_options={"protocol_whitelist": "none"})
         except _AV_ERRORS as err:
             self._handle.close()
@@ -153,11 +153,11 @@ def _decode(video: _Video, wanted: list[int], allow_seek: bool) -> dict[int, np.
     tb, fps = video.time_base, video.fps
     by_pts = first.pts is not None and tb is not None
     allow_seek = allow_seek and by_pts
-    origin = first.pts if by_pts else 0
+    origin = first.pts if by_pts and first.pts is not None else 0
     count = 0  # decode-order position of the newest frame, the index when there are no timestamps
 
     def index_of(frame: av.VideoFrame) -> int:
-        if by_pts and frame.pts is not None:
+        if by_pts and frame.pts is not None and tb is not None:
             return round((frame.pts - origin) * tb * fps)
         return count
 
@@ -187,6 +187,7 @@ def _decode(video: _Video, wanted: list[int], allow_seek: bool) -> dict[int, np.
 def _seek(video: _Video, target: int, origin: int) -> tuple[Any, av.VideoFrame, int]:
     """Seek to a keyframe at or before frame `target`; returns (decoder, first frame, its index)."""
     tb, fps = video.time_base, video.fps
+    assert tb is not None  # only called when frames have timestamps
     for margin in _SEEK_MARGINS:
         seconds = max(Fraction(target) / fps - Fraction(margin), Fraction(0))
         video.container.seek(origin + math.floor(seconds / tb), backward=True, any_frame=False, stream=video.stream)

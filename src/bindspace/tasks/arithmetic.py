@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from ..errors import BindspaceError
 from ..modality import as_modality
 
-Weights = Union[Mapping[str, float], Sequence[float], None]
+Weights = Mapping[str, float] | Sequence[float] | None
 
 # Below this norm a vector has no direction: normalising it would amplify rounding noise.
 MIN_NORM = 1e-6
@@ -48,7 +48,7 @@ def unit(vector: np.ndarray, what: str = "vector") -> np.ndarray:
 def combine_vectors(vectors: object, weights: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """Weighted sum of the rows made unit length, renormalised: (N, D) or N x (D,) -> (D,)."""
     if hasattr(vectors, "detach"):  # torch tensor
-        vectors = vectors.detach().float().cpu().numpy()  # type: ignore[union-attr]
+        vectors = vectors.detach().float().cpu().numpy()
     matrix = np.asarray(vectors, dtype=np.float64)
     if matrix.ndim == 1:
         matrix = matrix[None, :]  # (D,) -> (1, D)

@@ -38,13 +38,13 @@ def _read_once(item: Any) -> Any:
     if hasattr(item, "read") and not isinstance(item, (str, bytes, bytearray, os.PathLike)):
         try:
             return item.read()
-        except Exception:  # noqa: BLE001 - the vision pass reports the unreadable item by name
+        except OSError:  # the vision pass reports the unreadable item by name
             return item
     return item
 
 
 def _reindex(error: Any, row_indices: list[int]) -> Any:
-    if dataclasses.is_dataclass(error) and hasattr(error, "index"):
+    if dataclasses.is_dataclass(error) and not isinstance(error, type) and hasattr(error, "index"):
         return dataclasses.replace(error, index=row_indices[error.index])
     return error
 

@@ -7,7 +7,7 @@ merged into a running top k. The result equals a brute-force sort of the full sc
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -27,7 +27,7 @@ class SearchResult(NamedTuple):
 def as_matrix(vectors: object, what: str) -> np.ndarray:
     """A float32 (N, D) matrix from a numpy array, a torch tensor or nested lists."""
     if hasattr(vectors, "detach"):  # torch tensor, without importing torch here
-        vectors = vectors.detach().float().cpu().numpy()  # type: ignore[union-attr]
+        vectors = vectors.detach().float().cpu().numpy()
     array = np.asarray(vectors, dtype=np.float32)
     if array.ndim == 1:
         array = array[None, :]  # (D,) -> (1, D)
@@ -77,7 +77,7 @@ def search(
 
 def _ndim(value: object) -> int:
     shape = getattr(value, "shape", None)
-    return len(shape) if shape is not None else np.ndim(value)
+    return len(shape) if shape is not None else np.ndim(cast(Any, value))
 
 
 def _search_batch(queries: np.ndarray, gallery: np.ndarray, k: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:

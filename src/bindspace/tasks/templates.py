@@ -108,7 +108,8 @@ def check_templates(templates: Iterable[str]) -> tuple[str, ...]:
         if not isinstance(template, str):
             raise BindspaceError(f"prompt template {template!r} is not a string")
         if template.count(PLACEHOLDER) != 1:
-            raise BindspaceError(f"prompt template {template!r} must contain '{{}}' exactly once (where the label goes)")
+            raise BindspaceError(
+                f"prompt template {template!r} must contain '{{}}' exactly once (where the label goes)")
     return out
 
 

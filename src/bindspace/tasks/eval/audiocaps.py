@@ -87,7 +87,8 @@ def load(root: Path, options: EvalOptions) -> RetrievalSet:
         path = next((files[s] for s in candidate_stems(youtube_id, start) if s in files), None)
         if path is None:
             missing += 1
-            skipped.append(Skipped(label, f"no clip file in {audio.name}/ ({youtube_id}_{start}.wav or {youtube_id}.wav)"))
+            expected = f"{youtube_id}_{start}.wav or {youtube_id}.wav"
+            skipped.append(Skipped(label, f"no clip file in {audio.name}/ ({expected})"))
             continue
         sample = file_sample(path, path.name)
         if isinstance(sample, Skipped):

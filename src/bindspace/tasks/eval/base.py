@@ -195,7 +195,8 @@ def read_csv(path: Path, columns: Iterable[str], benchmark: str) -> list[dict[st
             missing = [c for c in columns if c not in header]
             if missing:
                 raise LayoutError(
-                    f"{benchmark}: {path.name} lacks column(s) {', '.join(missing)} (has: {', '.join(header) or 'no header'})"
+                    f"{benchmark}: {path.name} lacks column(s) {', '.join(missing)} "
+                    f"(has: {', '.join(header) or 'no header'})"
                 )
             reader.fieldnames = header
             return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]

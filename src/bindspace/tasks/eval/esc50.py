@@ -73,7 +73,10 @@ def load(root: Path, options: EvalOptions) -> ClassificationSet:
             continue
         filename, target, fold = entry
         sample = file_sample(audio / filename, filename, position[target], f"fold {fold}")
-        (skipped if isinstance(sample, Skipped) else samples).append(sample)
+        if isinstance(sample, Skipped):
+            skipped.append(sample)
+        else:
+            samples.append(sample)
     classes = [categories[t] for t in targets]
     return ClassificationSet(
         samples=samples, classes=classes, prompt_names=[prompt_name(c) for c in classes], skipped=skipped,

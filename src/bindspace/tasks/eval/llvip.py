@@ -51,7 +51,12 @@ def parse_annotation(data: bytes, name: str, size: tuple[int, int] | None = None
         tree = ET.fromstring(data)
     except ET.ParseError as exc:
         raise InputError(name, f"invalid annotation XML ({exc})") from None
-    width, height = size if size is not None else (_int(tree.findtext("size/width")), _int(tree.findtext("size/height")))
+    width: int | None
+    height: int | None
+    if size is not None:
+        width, height = size
+    else:
+        width, height = _int(tree.findtext("size/width")), _int(tree.findtext("size/height"))
     if not width or not height or width <= 0 or height <= 0:
         raise InputError(name, "annotation has no valid <size> and the image size is unknown")
     persons = []
@@ -59,9 +64,9 @@ def parse_annotation(data: bytes, name: str, size: tuple[int, int] | None = None
         if (obj.findtext("name") or "").strip().lower() != "person":
             continue
         coords = [_int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
-        if any(c is None for c in coords):
+        left, top, right, bottom = coords
+        if left is None or top is None or right is None or bottom is None:
             continue
-        left, top, right, bottom = coords  # type: ignore[misc]
         left, top = max(0, left), max(0, top)
         right, bottom = min(width, right), min(height, bottom)
         if right - left >= MIN_BOX and bottom - top >= MIN_BOX:

@@ -68,7 +68,10 @@ def load(root: Path, options: EvalOptions) -> ClassificationSet:
         label = scene_class(row["scene"])
         merged += label == OTHER and "_".join(row["scene"].lower().split()) != OTHER
         sample = file_sample(depth / row["file"], row["file"], CLASSES.index(label))
-        (skipped if isinstance(sample, Skipped) else samples).append(sample)
+        if isinstance(sample, Skipped):
+            skipped.append(sample)
+        else:
+            samples.append(sample)
     return ClassificationSet(
         samples=samples, classes=list(CLASSES),
         prompt_names=[PROMPT_OVERRIDES.get(c, prompt_name(c)) for c in CLASSES], skipped=skipped, total=len(rows),
