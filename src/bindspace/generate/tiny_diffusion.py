@@ -34,7 +34,7 @@ class TinyDiffusionConfig:
     channels: int = 1
     height: int = 8
     width: int = 8
-    hidden: int = 512
+    hidden: int = 256
     layers: int = 3
     time_dim: int = 64
     timesteps: int = 1000
@@ -156,10 +156,14 @@ def load_generator(folder: str | Path) -> tuple[TinyDiffusion, dict[str, object]
     folder = Path(folder)
     try:
         meta = json.loads((folder / CONFIG_FILE).read_text())
-        if meta.get("kind") != KIND:
-            raise BindspaceError(f"{folder / CONFIG_FILE}: not a bindspace generator (kind {meta.get('kind')!r})")
+        kind = meta.get("kind")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise BindspaceError(f"{folder / CONFIG_FILE}: unreadable generator config ({exc})") from None
+    if kind != KIND:
+        raise BindspaceError(f"{folder / CONFIG_FILE}: not a bindspace generator (kind {kind!r})")
+    try:
         config = TinyDiffusionConfig(**meta["config"])
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (TypeError, KeyError) as exc:
         raise BindspaceError(f"{folder / CONFIG_FILE}: unreadable generator config ({exc})") from None
     model = TinyDiffusion(config)
     try:
