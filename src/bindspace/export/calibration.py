@@ -61,13 +61,13 @@ def load_calibration(specs: list[str], model: Any, max_items: int = MAX_ITEMS) -
                 raise
             except Exception as exc:  # noqa: BLE001 - a decoder's failure is the file's problem
                 raise InputError(str(file), f"cannot be decoded ({type(exc).__name__}: {exc})") from None
-            rows.setdefault(tower, []).append(_plain_rows(tower, batch, cfg.patch_size[0]))
+            rows.setdefault(tower, []).append(plain_rows(tower, batch, cfg.patch_size[0]))
     return {tower: torch.cat(parts)[:max_items] for tower, parts in rows.items()}
 
 
-def _plain_rows(tower: Modality, batch: torch.Tensor, frames: int) -> torch.Tensor:
-    """(1, ...) or (1, S, ...) loader output -> (R, ...) graph rows (vision as (R, C, T, H, W) clips)."""
-    item_rank = {Modality.VISION: 4, Modality.IMU: 2}.get(tower, 3)
+def plain_rows(tower: Modality, batch: torch.Tensor, frames: int) -> torch.Tensor:
+    """(N, ...) or (N, S, ...) model input -> (R, ...) plain rows, clips as items (vision as (R, C, T, H, W) clips)."""
+    item_rank = {Modality.VISION: 4, Modality.IMU: 2, Modality.TEXT: 1}.get(tower, 3)
     x = batch.reshape(-1, *batch.shape[batch.ndim - item_rank:]) if batch.ndim > item_rank + 1 else batch
     if tower == Modality.VISION and x.ndim == 4:  # images (R, C, H, W) -> clips
         x = x.unsqueeze(2).expand(-1, -1, frames, -1, -1).contiguous()

@@ -20,6 +20,7 @@ import torch
 from ..errors import BindspaceError
 from ..modality import Modality, as_modality
 from . import manifest as mf
+from .calibration import plain_rows
 from .graphs import sample_input
 from .onnx_export import ExportError, quiet
 
@@ -65,7 +66,8 @@ def quantize_dir(
         if lacking and not synthetic:
             raise BindspaceError(f"static quantization needs calibration inputs for {', '.join(lacking)} "
                                  "(--calibrate KIND:PATH), or --synthetic for a smoke run")
-    evaluation = {t: given.get(t, _synthetic(fp32, t)) for t in towers}
+    frames = {t: fp32.tower_config(t).patch_size[0] for t in towers}
+    evaluation = {t: plain_rows(t, given[t], frames[t]) if t in given else _synthetic(fp32, t) for t in towers}
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out}: already exists and is not an empty directory")
