@@ -2,6 +2,7 @@
 
     python benchmarks/run.py                 # all cases, prints a markdown table
     python benchmarks/run.py --case text     # one case
+    python benchmarks/run.py --device cuda   # the accelerator table (device_bench.py; gpu.sh sets it up)
 
 Each case runs in its own process so peak RSS is measured cleanly. The weights are
 deterministic stand-ins for imagebind_huge (`weights.py`); speed and memory do not
@@ -19,20 +20,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 HERE = Path(__file__).resolve().parent
 MEDIA = HERE.parent / "tests" / "fixtures" / "media"
 NAME = "imagebind_huge"
+T = TypeVar("T")
 
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def timed(fn, repeats: int = 3) -> tuple[float, object]:
+def timed(fn: Callable[[], T], repeats: int = 3) -> tuple[float, T]:
     """Median seconds of `repeats` calls after a warm-up, and the last result."""
     result = fn()
     times = []
@@ -60,7 +64,8 @@ def case_load_plain(root: Path) -> dict:
     model = ImageBindModel(get_config(NAME))
     state = torch.load(root / f"{NAME}.pth", map_location="cpu", weights_only=True)
     model.load_state_dict(state)
-    return {"job": "load whole model (.pth)", "path": "plain", "seconds": time.perf_counter() - start, "rss_gb": peak_rss_gb()}
+    return {"job": "load whole model (.pth)", "path": "plain", "seconds": time.perf_counter() - start,
+            "rss_gb": peak_rss_gb()}
 
 
 def _load(root: Path, source: str, modalities, dtype=torch.float32, label="") -> dict:
@@ -116,7 +121,8 @@ def case_text(root: Path) -> list[dict]:
     t_plain, ref = timed(plain, 1)
     t_fast, out = timed(fast, 3)
     return [
-        {"job": "64 text prompts", "path": "plain fp32, 77 positions", "items_per_s": 64 / t_plain, "rss_gb": peak_rss_gb()},
+        {"job": "64 text prompts", "path": "plain fp32, 77 positions", "items_per_s": 64 / t_plain,
+         "rss_gb": peak_rss_gb()},
         {"job": "64 text prompts", "path": "bindspace fp32, cut at longest", "items_per_s": 64 / t_fast,
          "cosine": cosine(out, ref), "rss_gb": peak_rss_gb()},
     ]
@@ -186,7 +192,8 @@ def case_audio(root: Path) -> list[dict]:
         t_fast, result = timed(lambda: embedder.embed("audio", files), 1)
         out = torch.from_numpy(result.vectors)
     return [
-        {"job": f"{n} audio files end to end", "path": "plain fp32, serial", "items_per_s": n / t_serial, "rss_gb": peak_rss_gb()},
+        {"job": f"{n} audio files end to end", "path": "plain fp32, serial", "items_per_s": n / t_serial,
+         "rss_gb": peak_rss_gb()},
         {"job": f"{n} audio files end to end", "path": "bindspace bf16, batch 4, 2 workers", "items_per_s": n / t_fast,
          "cosine": cosine(out, ref), "rss_gb": peak_rss_gb()},
     ]
@@ -237,6 +244,10 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
+    if any(arg == "--device" or arg.startswith("--device=") for arg in sys.argv[1:]):
+        from device_bench import main as device_main  # per tower x path x batch, on any device
+
+        sys.exit(device_main(sys.argv[1:]))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=sorted(CASES), action="append")
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("BINDSPACE_BENCH", "/tmp/bindspace-bench")))

@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from bindspace.index.lance_store import LanceStore  # noqa: E402
 from bindspace.index.store import Item, ModelInfo, item_id, open_store  # noqa: E402
 
 CHUNK = 100_000
@@ -52,11 +53,12 @@ class Mixture:
         return x
 
 
-def build(db: Path, n: int, dim: int, clusters: int, seed: int) -> tuple[object, np.ndarray, Mixture, float]:
+def build(db: Path, n: int, dim: int, clusters: int, seed: int) -> tuple[LanceStore, np.ndarray, Mixture, float]:
     """A store with n items; returns (store, vectors, generator, seconds to write)."""
     if db.exists():
         shutil.rmtree(db)
     store = open_store(db, create=True)
+    assert isinstance(store, LanceStore)  # a local path opens LanceDB: exact search and ANN indexes
     store.bind_model(ModelInfo("synthetic", "bench", dim))
     mix = Mixture(n, dim, clusters, seed)
     vectors = np.empty((n, dim), np.float32)

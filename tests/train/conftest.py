@@ -74,7 +74,7 @@ def pair_files(tmp_path_factory) -> Path:
 
 def train_toml(base: Path, pairs: Path, out: Path, **sections: dict) -> str:
     """A config (TOML text) binding audio to the small base's frozen vision tower; sections override keys."""
-    config = {
+    config: dict[str, dict] = {
         "anchor": {"modality": "vision", "checkpoint": str(base)},
         "target": {"modality": "audio", "checkpoint": str(base), "init": "random"},
         "data": {"train": [str(pairs / "train.jsonl")], "num_workers": 0},

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import tomllib
@@ -10,7 +11,7 @@ from bindspace.errors import ConfigError
 from bindspace.train.config import TrainConfig, apply_override, load_config
 from bindspace.train.recipes import RECIPES, recipe_text
 
-MINIMAL = {
+MINIMAL: dict[str, dict[str, Any]] = {
     "anchor": {"modality": "image", "checkpoint": "base"},
     "target": {"modality": "audio", "model": "imagebind_huge"},
     "data": {"train": "pairs.jsonl"},
@@ -39,7 +40,7 @@ def test_minimal_config_defaults_and_resolution():
 
 
 def test_toml_yaml_and_json_files_read_the_same(tmp_path):
-    yaml = pytest.importorskip("yaml")
+    import yaml  # in the [train] extra
     (tmp_path / "c.json").write_text(json.dumps(MINIMAL))
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(MINIMAL))
     toml = "\n".join(f"[{s}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in vals.items())
@@ -60,14 +61,18 @@ def test_toml_yaml_and_json_files_read_the_same(tmp_path):
     ({"target": {"modality": "smell"}}, "cfg.toml: target.modality: unknown modality 'smell'"),
     ({"target": {"modality": "vision"}}, "cfg.toml: target.modality: must differ from the anchor's (vision)"),
     ({"target": {"lora": {"rank": 4}}}, "cfg.toml: target.lora: LoRA adapts existing weights: give target.checkpoint"),
-    ({"target": {"checkpoint": "c", "lora": {"targets": ["qkv"]}}}, "cfg.toml: target.lora.targets: unknown target 'qkv'"),
-    ({"target": {"overrides": {"layer": 2}}}, "cfg.toml: target.overrides.layer: unknown tower field (did you mean 'layers'?)"),
+    ({"target": {"checkpoint": "c", "lora": {"targets": ["qkv"]}}},
+     "cfg.toml: target.lora.targets: unknown target 'qkv'"),
+    ({"target": {"overrides": {"layer": 2}}},
+     "cfg.toml: target.overrides.layer: unknown tower field (did you mean 'layers'?)"),
     ({"anchor": {"checkpoint": None}}, "cfg.toml: anchor.model: a randomly initialised tower needs a preset"),
-    ({"loss": {"temperature": "hot"}}, "cfg.toml: loss.temperature: expected a number or one of 'model', got the string 'hot'"),
+    ({"loss": {"temperature": "hot"}},
+     "cfg.toml: loss.temperature: expected a number or one of 'model', got the string 'hot'"),
     ({"loss": {"learnable": True}}, "cfg.toml: loss.learnable: applies to a numeric temperature"),
     ({"augment": {"crop_scale": [0.9, 0.2]}}, "cfg.toml: augment.crop_scale: need 0 < min <= max <= 1"),
     ({"data": {"train": []}}, "cfg.toml: data.train: give at least one manifest"),
-    ({"data": {"train": ["s.tar"]}, "run": {"steps": None, "epochs": 1}}, "cfg.toml: run.steps: tar shards are streamed"),
+    ({"data": {"train": ["s.tar"]}, "run": {"steps": None, "epochs": 1}},
+     "cfg.toml: run.steps: tar shards are streamed"),
     ({"bogus": {}}, "cfg.toml: bogus: unknown setting"),
     ({"target": {"checkpoint": "c", "lora": {"rank": "x"}}}, "cfg.toml: target.lora.rank: expected an integer"),
 ])

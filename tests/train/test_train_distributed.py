@@ -31,7 +31,9 @@ def loss_and_grads(xt, xa, wt0, wa0) -> dict[str, torch.Tensor]:
     temp = Temperature(0.1, learnable=True).double()
     out = info_nce(F.normalize(xt @ wt, dim=-1), F.normalize(xa @ wa, dim=-1), temp.scale())
     out.loss.backward()
-    return {"loss": out.loss.detach(), "wt": wt.grad, "wa": wa.grad, "scale": temp.log_logit_scale.grad}
+    grads = {"wt": wt.grad, "wa": wa.grad, "scale": temp.log_logit_scale.grad}
+    assert all(g is not None for g in grads.values())  # every input took part in the loss
+    return {"loss": out.loss.detach(), **{k: g for k, g in grads.items() if g is not None}}
 
 
 class TensorPairs(torch.utils.data.Dataset):

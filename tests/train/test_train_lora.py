@@ -64,6 +64,7 @@ def test_lora_training_run_saves_only_adapters_and_exports_merged_weights(small_
                                       "lora": {"rank": 2, "alpha": 4.0}},
                               optim={"lr": 1e-2, "weight_decay": 0.0}, run={"steps": 2}))
     out = train(cfg)
+    assert out.result.checkpoint is not None and out.model_dir is not None
     state = torch.load(out.result.checkpoint, weights_only=True)["model"]
     assert state and all("lora_" in k for k in state)  # the training checkpoint holds adapters only
     assert out.adapter_dir is not None and (out.adapter_dir / ADAPTER_FILE).is_file()

@@ -11,7 +11,7 @@ from bindspace.errors import BindspaceError
 from bindspace.model.imagebind import ImageBindModel
 from bindspace.train import checkpointing as ck
 from bindspace.train.build import BindModel
-from bindspace.train.config import OptimConfig, RunConfig
+from bindspace.train.config import OptimConfig, Precision, RunConfig
 from bindspace.train.data import ManifestSource
 from bindspace.train.loop import CHECKPOINT_DIR, METRICS_FILE, Trainer
 
@@ -35,8 +35,18 @@ class NoisyPairs(torch.utils.data.Dataset):
         return self.images[i], self.audio[i] + 0.1 * torch.randn(self.audio[i].shape, generator=gen)
 
 
+def _some(path: Path | None) -> Path:
+    assert path is not None
+    return path
+
+
+def latest(folder: Path) -> Path:
+    """The newest checkpoint in `folder` (the test fails if there is none)."""
+    return _some(ck.latest_checkpoint(folder))
+
+
 def make_trainer(out: Path, *, seed: int = 0, steps: int = 7, save_every: int = 2, accum: int = 2,
-                 precision: str = "fp32") -> Trainer:
+                 precision: Precision = "fp32") -> Trainer:
     torch.manual_seed(0)  # the anchor's weights (in real runs: a checkpoint)
     model = ImageBindModel(small_config(drop_path=0.2), ["vision", "audio"])  # drop-path: RNG must resume too
     model.init_weights()
@@ -65,7 +75,7 @@ def test_resume_after_crash_matches_uninterrupted_run(tmp_path):
     crashed = make_trainer(tmp_path / "crash")
     result = crashed.fit(max_steps=5)  # "killed" after step 5; the last checkpoint is step 4
     assert result.stopped_early and result.steps == 5
-    assert ck.latest_checkpoint(tmp_path / "crash" / CHECKPOINT_DIR).name == "step_00000004.pt"
+    assert latest(tmp_path / "crash" / CHECKPOINT_DIR).name == "step_00000004.pt"
 
     resumed = make_trainer(tmp_path / "crash", seed=99)
     resumed.fit()
@@ -110,7 +120,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert (folder / "step_00000001.pt").read_bytes() == good  # the old file survived whole
     assert not (folder / "step_00000002.pt").exists()
     assert sorted(p.name for p in folder.iterdir()) == ["latest", "step_00000001.pt"]  # no temp files left
-    assert ck.latest_checkpoint(folder).name == "step_00000001.pt"
+    assert latest(folder).name == "step_00000001.pt"
     monkeypatch.undo()
     assert torch.equal(ck.load_checkpoint(folder / "step_00000001.pt")["x"], torch.ones(3))
 
@@ -138,7 +148,7 @@ def test_mixed_precision_trains(tmp_path, precision):
     first = [r["loss"] for r in result.history][0]
     assert first == pytest.approx(reference.history[0]["loss"], abs=0.02)  # same model, lower precision
     if precision == "fp16":  # the scaler's state is part of the checkpoint
-        assert ck.load_checkpoint(result.checkpoint)["scaler"]["scale"] < 65536.0
+        assert ck.load_checkpoint(_some(result.checkpoint))["scaler"]["scale"] < 65536.0
 
 
 def test_grad_checkpointing_gives_the_same_steps(tmp_path):
@@ -174,7 +184,7 @@ def test_ctrl_c_saves_the_last_finished_step_and_resumes_exactly(tmp_path):
     interrupted.source = InterruptAfter(interrupted.source, after=7)  # mid-way through step 4 (2 per step)
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
-    assert ck.latest_checkpoint(tmp_path / "int" / CHECKPOINT_DIR).name == "step_00000003.pt"
+    assert latest(tmp_path / "int" / CHECKPOINT_DIR).name == "step_00000003.pt"
     resumed = make_trainer(tmp_path / "int", seed=5, save_every=0)
     resumed.fit()
     assert losses(tmp_path / "int") == losses(tmp_path / "full")

@@ -12,11 +12,10 @@ Values are fractions in [0, 1] (ranks are 1-based counts).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Union
 
 import numpy as np
 
-Relevant = Union[np.ndarray, Sequence[int], Sequence[Iterable[int]]]
+Relevant = np.ndarray | Sequence[int] | Sequence[Iterable[int]]
 
 # Rows sorted at once by the sort-based metrics: bounds memory to ROW_CHUNK x G x 8 bytes.
 ROW_CHUNK = 1024
@@ -37,7 +36,7 @@ def _scores(scores: object) -> np.ndarray:
 
 def _to_numpy(value: object) -> np.ndarray:
     if hasattr(value, "detach"):  # torch tensors, without importing torch here
-        value = value.detach().cpu().numpy()  # type: ignore[union-attr]
+        value = value.detach().cpu().numpy()
     return np.asarray(value)
 
 
@@ -86,8 +85,8 @@ def single_targets(relevant: Relevant, shape: tuple[int, int]) -> np.ndarray | N
         return None
     if isinstance(relevant, np.ndarray) or hasattr(relevant, "detach"):
         array = _to_numpy(relevant)
-    elif all(isinstance(row, (int, np.integer)) for row in relevant):  # type: ignore[union-attr]
-        array = np.asarray(list(relevant), dtype=np.int64)  # type: ignore[arg-type]
+    elif all(isinstance(row, (int, np.integer)) for row in relevant):
+        array = np.asarray(list(relevant), dtype=np.int64)
     else:
         return None
     if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):

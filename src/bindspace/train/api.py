@@ -41,7 +41,8 @@ class TrainOutput:
             lines = [f"already complete: all {r.steps} steps were trained by an earlier run "
                      f"({r.checkpoint}); nothing to train"]
             if self.model_dir:
-                lines.append(f"exported the final checkpoint again: {self.model_dir}  (use --checkpoint {self.model_dir})")
+                lines.append(f"exported the final checkpoint again: {self.model_dir}  "
+                             f"(use --checkpoint {self.model_dir})")
             return lines
         head = f"trained {r.steps_run} steps in {r.seconds:.1f} s"
         if r.start_step:

@@ -74,7 +74,8 @@ def random_hflip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch
     return x.flip(-1) if uniform(gen) < p else x
 
 
-def spec_mask(x: torch.Tensor, gen: torch.Generator, *, freq: int, time: int, frames: int | None = None) -> torch.Tensor:
+def spec_mask(x: torch.Tensor, gen: torch.Generator, *, freq: int, time: int,
+              frames: int | None = None) -> torch.Tensor:
     """Zero one random band of mel bins (<= freq wide) and one run of frames (<= time long) in (..., F, T).
 
     Zero is the normalised spectrogram's mean, so masks read as "average energy". Only the

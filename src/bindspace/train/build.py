@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from ..config import ModelConfig, TowerConfig
 from ..errors import ConfigError
+from ..layers.heads import LogitScale
 from ..modality import Modality, as_modality
 from ..model import checkpoint as ckpt
 from ..model.imagebind import ImageBindModel
@@ -51,7 +53,7 @@ class BindModel(nn.Module):
 
     def _tower_scale(self) -> nn.Module | None:
         for modality in (self.target, self.anchor):
-            post = self.model.modality_postprocessors[modality]
+            post = cast(nn.Sequential, self.model.modality_postprocessors[modality])  # normalize[, scale]
             if len(post) > 1:
                 return post[1]
         return None
@@ -60,7 +62,9 @@ class BindModel(nn.Module):
         """The InfoNCE multiplier 1/τ (differentiable when learnable)."""
         if self.temperature is not None:
             return self.temperature.scale()
-        return self._tower_scale().scale()  # type: ignore[union-attr]
+        scale = self._tower_scale()
+        assert scale is not None  # __init__ refuses a model with neither scale nor temperature
+        return cast(LogitScale, scale).scale()
 
     def forward(self, anchor: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(target embeddings (B, D), anchor embeddings (B, D), logit scale), embeddings unit-norm."""
@@ -121,7 +125,7 @@ def tower_source(spec: TowerSpec, side: str) -> tuple[ModelConfig, TowerConfig]:
     except ConfigError as exc:
         raise ConfigError(f"{side}: {exc}") from None
     if spec.overrides:
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.overrides.items()}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.overrides.items()}
         try:
             tower = dataclasses.replace(tower, **values)
         except (TypeError, ValueError) as exc:

@@ -410,7 +410,7 @@ def _build(cls: type, data: Any, source: str, where: str) -> Any:
 def _coerce(tp: Any, value: Any, source: str, path: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, source, path)
     if origin in (Union, types.UnionType):
         if value is None:

@@ -23,10 +23,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..config import ModelConfig, TowerConfig
 from ..errors import BindspaceError
@@ -105,7 +107,8 @@ class DemoResult:
         if self.model_dir is not None:
             lines.append(f"model directory: {self.model_dir}")
             if self.saved_check is not None:
-                lines.append(f"saved model, example WAVs through the standard audio loader: {self.saved_check:.0%} correct")
+                lines.append("saved model, example WAVs through the standard audio loader: "
+                             f"{self.saved_check:.0%} correct")
         return "\n".join(lines)
 
 
@@ -119,7 +122,8 @@ def digit_images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     from ..preprocess.image import load_image
 
     images, labels = _load_digits()
-    pixels = [load_image(Image.fromarray(render_digit(image)), f"digit {i}", size=size) for i, image in enumerate(images)]
+    pixels = [load_image(Image.fromarray(render_digit(image)), f"digit {i}", size=size)
+              for i, image in enumerate(images)]
     return torch.stack(pixels), torch.from_numpy(labels).long()
 
 
@@ -127,7 +131,8 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise BindspaceError("the demo needs scikit-learn for its bundled digits: pip install 'bindspace[train]'") from None
+        raise BindspaceError("the demo needs scikit-learn for its bundled digits: "
+                             "pip install 'bindspace[train]'") from None
     digits = load_digits()
     return digits.images, digits.target
 
@@ -276,7 +281,8 @@ def _run(out: str | Path | None, s: DemoSettings, log: Callable[[str], None]) ->
     bind1 = BindModel(model, Modality.TEXT, Modality.VISION, train_anchor=True)
     # The token table (49408 x 64: 3 M numbers for the ~40 distinct tokens of the prompts) keeps
     # its random init: AdamW over it would take most of stage 1's time and gain nothing.
-    model.modality_preprocessors[Modality.TEXT].token_embedding.weight.requires_grad_(False)
+    token_table = cast(nn.Embedding, model.modality_preprocessors[Modality.TEXT].token_embedding)
+    token_table.weight.requires_grad_(False)
     log("stage 1: training image and text towers together on image <-> text pairs")
     tick = time.perf_counter()
     _fit(bind1, BatchMaker(stage1_batch, 10**9, s.seed), s.stage1_steps, s, workdir / "stage1")

@@ -26,7 +26,8 @@ def embed_pairs(bind: BindModel, batches: Iterable[PairBatch]) -> tuple[torch.Te
     return torch.cat(targets), torch.cat(anchors)
 
 
-def retrieval_metrics(target: torch.Tensor, anchor: torch.Tensor, scale: float, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+def retrieval_metrics(target: torch.Tensor, anchor: torch.Tensor, scale: float,
+                      ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
     """val_loss (InfoNCE with every pair as a negative) and recall@k target->anchor and anchor->target.
 
     Recall is `bindspace.tasks.metrics.recall_at_k`: ties with the true match count against it.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 
@@ -23,7 +22,7 @@ SAMPLE_RATE = 16000
 # Crops are taken from a slightly larger view so a full-scale crop is not just the eval view.
 CROP_HEADROOM = 8 / 7
 
-Value = Union[str, bytes]
+Value = str | bytes
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,8 @@ class ItemLoader:
 
         return self._spatial(load_image(value, name, size=self._load_side(gen)), gen)
 
-    def _video(self, value: Value, name: str, window: Window, phase: float, gen: torch.Generator | None) -> torch.Tensor:
+    def _video(self, value: Value, name: str, window: Window, phase: float,
+               gen: torch.Generator | None) -> torch.Tensor:
         from ..preprocess.video import load_video_window, video_info
 
         _, _, duration = video_info(value, name)
@@ -124,7 +124,8 @@ class ItemLoader:
                                   frames_per_clip=frames, size=self._load_side(gen), crops=1)  # (1, 3, T, S, S)
         return self._spatial(views[0], gen)  # (3, T, H, W)
 
-    def _audio(self, value: Value, name: str, window: Window, phase: float, gen: torch.Generator | None) -> torch.Tensor:
+    def _audio(self, value: Value, name: str, window: Window, phase: float,
+               gen: torch.Generator | None) -> torch.Tensor:
         from ..preprocess.audio import load_audio
         from ..preprocess.audio_io import decode_audio
         from ..preprocess.fbank import num_frames

@@ -209,7 +209,8 @@ class Trainer:
                 step_stats = self._train_step(model, batches, autocast, scaler, optimizer, trainable)
                 with warnings.catch_warnings():
                     # fp16: the scaler skips steps whose gradients overflowed; the schedule moves on anyway.
-                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step",
+                                            category=UserWarning)
                     scheduler.step()
                 pos.step += 1
                 saved_position = Position(pos.step, pos.epoch, pos.batch_in_epoch)

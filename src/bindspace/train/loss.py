@@ -34,7 +34,8 @@ def info_nce(target: torch.Tensor, anchor: torch.Tensor, logit_scale: torch.Tens
     of the combined batch, exactly.
     """
     if target.shape != anchor.shape or target.ndim != 2:
-        raise ValueError(f"expected two (B, D) tensors of equal shape, got {tuple(target.shape)} and {tuple(anchor.shape)}")
+        raise ValueError(f"expected two (B, D) tensors of equal shape, got {tuple(target.shape)} "
+                         f"and {tuple(anchor.shape)}")
     all_target = all_gather_with_grad(target)  # (N, D)
     all_anchor = all_gather_with_grad(anchor)  # (N, D)
     batch = target.shape[0]

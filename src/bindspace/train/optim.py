@@ -50,7 +50,8 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str = "cosine", min_
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig,
+                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """LambdaLR applying `lr_factor`; its state (the step count) is saved with checkpoints."""
     min_ratio = config.min_lr / config.lr
     return torch.optim.lr_scheduler.LambdaLR(

@@ -207,8 +207,10 @@ class _ShardStream(IterableDataset):
             window = Window(meta.get("start"), meta.get("end"))
         gen = sample_generator(self.seed, slot, passes, position) if self.augment else None
         phase = uniform(gen) if gen is not None else 0.5
-        a = self.anchor(_read(sample, a_ext, files), name=f"{name}.{a_ext}", ext=a_ext, window=window, phase=phase, gen=gen)
-        t = self.target(_read(sample, t_ext, files), name=f"{name}.{t_ext}", ext=t_ext, window=window, phase=phase, gen=gen)
+        a = self.anchor(_read(sample, a_ext, files), name=f"{name}.{a_ext}", ext=a_ext, window=window, phase=phase,
+                        gen=gen)
+        t = self.target(_read(sample, t_ext, files), name=f"{name}.{t_ext}", ext=t_ext, window=window, phase=phase,
+                        gen=gen)
         return a, t
 
 

@@ -17,7 +17,6 @@ from ...kinds import VIDEO_EXTENSIONS
 from .manifest import check_root, write_split
 
 
-
 def read_segments(path: Path) -> dict[str, tuple[float, float]]:
     """YouTube id -> (start, end) seconds from an AudioSet segments CSV (`# ...` lines are comments)."""
     windows = {}
@@ -25,7 +24,7 @@ def read_segments(path: Path) -> dict[str, tuple[float, float]]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise InputError(str(path), f"cannot read segments CSV ({exc.strerror or exc})") from None
-    for number, row in enumerate(csv.reader((l for l in lines if l.strip() and not l.startswith("#")),
+    for number, row in enumerate(csv.reader((line for line in lines if line.strip() and not line.startswith("#")),
                                             skipinitialspace=True), start=1):
         try:
             windows[row[0]] = (float(row[1]), float(row[2]))

@@ -35,7 +35,7 @@ def prepare(root: Path, manifest: Path, *, refined: bool = True, depth_dir: str 
     check_root(root)
     out = Path(depth_dir) if depth_dir else manifest.with_name(f"{manifest.stem}_depth")
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[dict[str, str]] = []
     for image_dir in sorted(root.rglob("image")):
         scene = image_dir.parent
         choices = ("depth_bfx", "depth") if refined else ("depth", "depth_bfx")
