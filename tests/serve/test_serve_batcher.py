@@ -155,7 +155,8 @@ def test_sixteen_concurrent_requests_take_fewer_model_calls(tiny_model):
     from bindspace.serve import Limits, create_app
 
     counting = CountingModel(tiny_model)
-    app = create_app(counting, limits=Limits(max_batch=32, max_wait_ms=0))
+    # Free batches: this counts the items sharing a call (fixed-size padded calls: test_serve_weaviate.py).
+    app = create_app(counting, limits=Limits(max_batch=32, max_wait_ms=0, fixed_batches=False))
     texts = [f"request number {i}" for i in range(16)]
     # The first call holds the model; everything queued behind it must then go in one call.
     responses = asyncio.run(_post_concurrently(app, [{"modality": "text", "texts": [t]} for t in texts], counting))

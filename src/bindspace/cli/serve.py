@@ -53,11 +53,19 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="IMU CSV channel layout of /vectorize: 'reshape' reproduces the Weaviate container "
                              "(channels interleaved; existing collections were built so), 'transpose' is correct "
                              "(default: %(default)s)")
+    parser.add_argument("--weaviate-paths", metavar="DIR", action="append", default=[],
+                        help="a folder whose files /vectorize may read when an item is a file path instead of "
+                             "base64, as the Weaviate container does (repeatable; relative paths resolve against "
+                             "the working directory; default: none, paths are refused)")
     group = parser.add_argument_group("batching and limits")
     group.add_argument("--max-batch", type=positive_int, default=32,
                        help="most items per model call (default: %(default)s; 1 disables micro-batching)")
     group.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
                        help="how long a lone request waits for others to batch with (default: %(default)s)")
+    group.add_argument("--free-batches", action="store_true",
+                       help="let model calls take any number of items: a lone request runs faster, but an item's "
+                            "vector may then differ in its last bits with what it was batched with (default: every "
+                            "call of a shape runs --max-batch items, padded, so vectors are bit-stable)")
     group.add_argument("--max-items", type=positive_int, default=64, help="items per request (default: %(default)s)")
     group.add_argument("--max-body-mb", type=positive_float, default=64.0,
                        help="request body limit in MiB (default: %(default)s)")
@@ -94,17 +102,21 @@ def run(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_item_bytes=int(args.max_item_mb * 1024 * 1024),
         max_inflight_bytes=int(max(args.max_inflight_mb, args.max_body_mb) * 1024 * 1024),
         max_items=args.max_items, request_timeout_s=args.timeout, max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms, decode_threads=args.decode_threads)
+        max_wait_ms=args.max_wait_ms, fixed_batches=not args.free_batches, decode_threads=args.decode_threads)
     api_key = args.api_key or os.environ.get("BINDSPACE_API_KEY") or None
     read_key = args.read_key or os.environ.get("BINDSPACE_READ_KEY") or None
     roots = [os.path.abspath(root) for root in args.index_root]
     for root in roots:
         if not os.path.isdir(root):
             raise BindspaceError(f"--index-root {root}: not a folder")
+    weaviate_paths = [os.path.realpath(folder) for folder in args.weaviate_paths]
+    for folder in weaviate_paths:
+        if not os.path.isdir(folder):
+            raise BindspaceError(f"--weaviate-paths {folder}: not a folder")
     checkpoint = os.path.abspath(args.checkpoint) if args.checkpoint and "://" not in args.checkpoint else None
     app = create_app(model, store, api_key=api_key, read_key=read_key, index_roots=roots,
                      imu_layout=args.weaviate_imu, limits=limits, model_name=name, model_checksum=checksum,
-                     model_checkpoint=checkpoint)
+                     model_checkpoint=checkpoint, extras={"weaviate_paths": weaviate_paths})
     _announce(args, name, store, api_key, read_key, roots)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5,
                 server_header=False)
@@ -171,6 +183,9 @@ def _announce(args: argparse.Namespace, name: str, store, api_key: str | None, r
     index = f"index {args.db} ({store.count()} items)" if store is not None else "no index (embed only)"
     print(f"bindspace serve: {name}, {index}, at {where}", file=sys.stderr)
     print(f"bindspace serve: {protection_summary(api_key, read_key, roots, store is not None)}", file=sys.stderr)
+    if args.weaviate_paths:
+        print(f"bindspace serve: /vectorize may read files under {', '.join(args.weaviate_paths)} by path",
+              file=sys.stderr)
     if args.weaviate_imu == "transpose":
         print("bindspace serve: /vectorize reads IMU CSV columns as channels (not the Weaviate container's layout)",
               file=sys.stderr)

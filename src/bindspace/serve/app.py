@@ -9,6 +9,7 @@ included. Options a router needs go into `ServeState.extras` (`create_app(..., e
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -34,7 +35,7 @@ from .jobs import JobTable
 from .limits import Limits
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .middleware import BodyLimitMiddleware, DefaultJsonMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
-from .pipeline import Pipeline
+from .pipeline import Forward, Pipeline, fixed_size_calls
 from .schemas import Health
 from .weaviate_inputs import IMU_LAYOUTS
 
@@ -91,7 +92,10 @@ def create_app(model: Any, store: Any = None, *, api_key: str | None = None, rea
     _check_store_model(store, model, name, model_checksum)
     model.eval()  # a served model never trains: dropout and stochastic depth would randomise vectors
     metrics = ServerMetrics(pending=lambda: float(batcher.stats.pending))
-    batcher = MicroBatcher(lambda m, x: forward_one(model, m, x), max_batch=limits.max_batch,
+    forward: Forward = functools.partial(forward_one, model)
+    if limits.fixed_batches:  # an item's vector must not depend on what it was batched with
+        forward = fixed_size_calls(forward, limits.max_batch)
+    batcher = MicroBatcher(forward, max_batch=limits.max_batch,
                            max_wait_s=limits.max_wait_ms / 1000.0, max_pending=limits.max_pending,
                            on_batch=metrics.on_batch)
     state = ServeState(model=model, store=store, api_key=api_key or None, limits=limits, model_name=name,

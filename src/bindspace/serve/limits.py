@@ -19,6 +19,7 @@ class Limits:
     request_timeout_s: float = 60.0
     max_batch: int = 32
     max_wait_ms: float = 5.0
+    fixed_batches: bool = True  # every model call of a shape runs the same item count: bit-stable vectors
     max_pending: int = 4096  # items queued for the model before new requests get 429
     decode_threads: int = 2
     max_jobs: int = 64  # indexing job records kept (the oldest finished ones are dropped first)

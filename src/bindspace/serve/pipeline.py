@@ -3,6 +3,11 @@
 The batcher returns the model's forward outputs (the original contract: text times its
 logit scale, audio x20, ...); `scaled=False` callers get them L2-normalised, which is
 exactly `model.encode`.
+
+`fixed_size_calls` keeps an item's vector bit-identical whatever it is batched with: matrix
+kernels pick different code paths by batch size (on CPU a batch of 1 or 2 differs from 3+ in
+the last bits; on GPUs the kernel choice follows every shape), so every model call for one
+(tower, item shape) runs the same number of items, padded with copies of the first one.
 """
 from __future__ import annotations
 
@@ -27,6 +32,38 @@ INLINE_TEXT_CHARS = 2000
 
 # One decoding job: (function, *args) -> (tower, resolved kind, model input without batch axis).
 DecodeJob = tuple[Any, ...]
+# A batch forward: (tower, stacked inputs (B, ...)) -> (B, D).
+Forward = Callable[[Modality, torch.Tensor], torch.Tensor]
+
+
+def call_size(item_shape: Sequence[int], max_batch: int) -> int:
+    """Items per model call for one item shape: videos one by one, others `max_batch` over their clips.
+
+    A video (clips, C, T, H, W) is a batch of 15 clips by itself, so pairing videos gains little
+    and would double a lone video's cost; an audio item (clips, 1, mel, frames) holds 3 clips, so
+    10 of them fill a call of the default 32 rows.
+    """
+    if len(item_shape) >= 5:
+        return 1
+    clips = int(item_shape[0]) if len(item_shape) == 4 else 1
+    return max(1, max_batch // clips)
+
+
+def fixed_size_calls(forward: Forward, max_batch: int) -> Forward:
+    """`forward` run in calls of exactly `call_size` items (the last one padded): results independent of batching."""
+
+    def run(modality: Modality, batch: torch.Tensor) -> torch.Tensor:
+        size = call_size(tuple(batch.shape[1:]), max_batch)
+        outputs = []
+        for start in range(0, batch.shape[0], size):
+            chunk = batch[start:start + size]  # (n, ...)
+            count = chunk.shape[0]
+            if count < size:  # copies of a real item: padding never feeds the model inputs it was not made for
+                chunk = torch.cat([chunk, chunk[:1].expand(size - count, *chunk.shape[1:])])  # (size, ...)
+            outputs.append(forward(modality, chunk)[:count])
+        return torch.cat(outputs)  # (B, D)
+
+    return run
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Drop-in for Weaviate's `multi2vec-bind` inference container: POST /vectorize, GET /meta, liveness, readiness.
 
-Point Weaviate at this server with `BIND_INFERENCE_API=http://HOST:PORT`. Every media list
-is base64; each answer list holds one vector per input, in order. The vectors are the
+Point Weaviate at this server with `BIND_INFERENCE_API=http://HOST:PORT`. Media items are
+base64, or file paths under the folders allowed by `--weaviate-paths` (as the container reads
+paths from its working directory); each answer list holds one vector per input, in order. The vectors are the
 model's forward outputs as the container returns them (text times its logit scale, audio
 x20, depth x5, thermal x10, IMU x5, vision unit-norm), not unit vectors: Weaviate combines
 an object's modality vectors with weights, so the scale is part of every stored vector.
@@ -10,6 +11,7 @@ Errors are JSON with an `error` field, which Weaviate reports as the vectorizer'
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import torch
@@ -21,9 +23,12 @@ from .auth import require_read
 from .media import decode_base64, load_media
 from .routes import model_info, with_timeout
 from .schemas import ErrorResponse, ModelInfoResponse, VectorizeRequest, VectorizeResponse
-from .weaviate_inputs import load_gray, load_imu_csv
+from .weaviate_inputs import is_path_like, load_gray, load_imu_csv, read_allowed_file
 
 router = APIRouter(tags=["weaviate"])
+# create_app(..., extras={PATHS_OPTION: [DIR, ...]}): the folders whose files /vectorize may read by path.
+PATHS_OPTION = "weaviate_paths"
+_WHITESPACE = re.compile(r"\s+")
 
 # request field -> (our modality kind, response field)
 FIELDS = (
@@ -37,10 +42,20 @@ FIELDS = (
 )
 
 
+def item_bytes(state: Any, item: str, name: str) -> bytes:
+    """A media item's bytes: base64 (line breaks allowed), or a file path inside the --weaviate-paths folders."""
+    max_bytes = state.limits.max_item_bytes
+    if isinstance(item, str) and is_path_like(item):
+        return read_allowed_file(item, name, state.extras.get(PATHS_OPTION, ()), max_bytes)
+    if isinstance(item, str) and not item.startswith("data:"):
+        item = _WHITESPACE.sub("", item)  # base64 wrapped at 76 columns (MIME style) is still base64
+    return decode_base64(item, name, max_bytes)
+
+
 def decode_item(state: Any, kind: str, item: str, name: str) -> tuple[Modality, str, torch.Tensor]:
-    """One base64 item -> (tower, kind, model input) read as the container reads it, at the model's sizes."""
+    """One media item -> (tower, kind, model input) read as the container reads it, at the model's sizes."""
     pipeline = state.pipeline
-    data = decode_base64(item, name, state.limits.max_item_bytes)
+    data = item_bytes(state, item, name)
     options = pipeline.options_for(kind)
     if kind in ("depth", "thermal"):
         return Modality(kind), kind, load_gray(data, name, size=int(options["size"]))

@@ -10,22 +10,72 @@ quirks included (our own `/v1/embed` keeps the conventions of docs/inputs.md):
   container *reshapes* that buffer to (6, T) (it does not transpose it: channels end up
   interleaved); `layout="transpose"` gives the correct (6, T) instead. Then zero-padded at
   the end, or truncated, to the tower's length.
+
+The container also reads a media item that is a file path (its smoke tests send IMU CSVs as
+paths relative to its working directory). A path is never valid base64 ('.', '_', '-' are
+outside the alphabet), so the two cannot be confused; `read_allowed_file` reads one only inside
+the folders the server was started with (`--weaviate-paths`), since reading any path a request
+names would disclose every file the server can read.
 """
 from __future__ import annotations
 
 import io
+import os
+import re
+import stat
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import InputError
+from .errors import TooLarge
 
 GRAY_MEAN = 0.48145466
 GRAY_STD = 0.26862954
 IMU_LAYOUTS = ("reshape", "transpose")
 MAX_PIXELS = 100_000_000
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]*", re.ASCII)  # what decode_base64 accepts (after a data: prefix)
+
+
+def is_path_like(item: str) -> bool:
+    """True for an item that cannot be base64 (nor a base64 data URL): the container reads it as a file path."""
+    return not item.startswith("data:") and _BASE64_TEXT.fullmatch(item) is None
+
+
+def read_allowed_file(item: str, name: str, roots: Sequence[str], max_bytes: int) -> bytes:
+    """The bytes of file path `item` (relative to the working directory) if it lies inside one of `roots`."""
+    if not roots:
+        raise InputError(name, "not valid base64; it looks like a file path, and this server reads files only "
+                         "from folders allowed with --weaviate-paths DIR")
+    try:
+        # realpath resolves `..` and symlinks first: a link inside a root pointing outside it is refused.
+        path = os.path.realpath(os.path.join(os.getcwd(), item))
+    except (ValueError, OSError):  # NUL bytes, over-long names
+        raise InputError(name, "not valid base64, nor a usable file path") from None
+    real_roots = [os.path.realpath(root) for root in roots]
+    if not any(os.path.commonpath([path, root]) == root for root in real_roots):
+        # Said the same way whether or not the file exists: nothing outside the roots is disclosed.
+        raise InputError(name, f"file path {item[:200]!r} is outside the folders allowed by --weaviate-paths")
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a folder, or a FIFO/device whose open() would block or never end
+            raise InputError(name, f"{item[:200]!r} is not a regular file")
+        if info.st_size > max_bytes:
+            raise TooLarge(f"{name}: file is larger than the limit of {max_bytes} bytes")
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise InputError(name, f"no such file: {item[:200]!r}") from None
+    except OSError as err:
+        raise InputError(name, f"cannot read {item[:200]!r} ({err.strerror or err})") from None
+    if len(data) > max_bytes:
+        raise TooLarge(f"{name}: file is larger than the limit of {max_bytes} bytes")
+    if not data:
+        raise InputError(name, f"{item[:200]!r} is empty (0 bytes)")
+    return data
 
 
 def load_gray(data: bytes, name: str, *, size: int) -> torch.Tensor:
