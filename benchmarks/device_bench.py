@@ -67,7 +67,8 @@ class Profile:
     compile: bool
 
 
-GPU_PROFILE = Profile((1, 8, 64, 256), 1024, 256, 10.0, 480.0, (640, 360), 256, 0.5, 20, True)
+# 4096 images: several seconds of decoding at the target rate, so worker start-up does not dominate.
+GPU_PROFILE = Profile((1, 8, 64, 256), 4096, 256, 10.0, 480.0, (640, 360), 256, 0.5, 20, True)
 CPU_PROFILE = Profile((1, 8), 16, 8, 4.0, 12.0, (320, 240), 8, 0.0, 1, False)
 
 
@@ -499,6 +500,10 @@ def machine_lines(device: torch.device) -> list[str]:
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma", "sse4_2", "asimd", "sve")
     flags = [f for f in wanted if f in cpu_flags()]
     lines.append(f"CPU: {cpu_name()}, {os.cpu_count()} cores; flags: {' '.join(flags) or 'unknown'}")
+    peak = {p: peak_flops(device, p) for p in ("bf16", "tf32", "fp32")}
+    if all(peak.values()):
+        lines.append("MFU: vision FLOPs counted from the config, over the datasheet dense peak "
+                     + ", ".join(f"{p} {v / 1e12:.0f} TFLOP/s" for p, v in peak.items() if v))
     lines.append(f"torch {torch.__version__}, Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}")
     return lines
 

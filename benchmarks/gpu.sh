@@ -54,7 +54,9 @@ if ((${#missing[@]})); then
         "$python" -m pip install --quiet --no-index --no-deps --no-compile --target "$site" "$wheels"/*.whl \
             && export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
     else
-        timeout 90 "$python" -m pip install --quiet --no-deps --target "$site" "${missing[@]}" \
+        # Fail fast where no registry answers: a hanging pip would eat the run's minutes.
+        timeout 90 "$python" -m pip install --quiet --timeout 5 --retries 0 --no-deps --target "$site" \
+            "${missing[@]}" \
             && export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
     fi
     for module in "${missing[@]}"; do

@@ -254,3 +254,13 @@ def test_shards_take_every_extension_the_kinds_table_names(pair_files, tmp_path)
     assert batch.anchor.shape == (2, 3, 16, 16) and batch.target.shape == (2, 1, 128, 204)
     plain = PairDataset(read_manifest(pair_files / "train.jsonl", V, A), anchor, target, augment=False).load(0)
     assert torch.allclose(batch.anchor[0], plain[0], atol=1e-6)  # the same pixels, whatever the container
+
+
+def test_evaluation_order_keeps_the_short_last_batch():
+    sampler = EpochBatchSampler(10, 4, shuffle=False, drop_last=False)
+    assert [[i for _, i in b] for b in sampler] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    sampler.set_position(0, 2)
+    assert [[i for _, i in b] for b in sampler] == [[8, 9]]
+    assert len(EpochBatchSampler(10, 4)) == 2  # training drops the tail: every step has full negatives
+    with pytest.raises(ValueError, match="single process"):
+        EpochBatchSampler(10, 4, world=2, drop_last=False)
