@@ -102,14 +102,21 @@ class Bridge(nn.Module):
 
     def stream(self, prompt: str, media: Iterable[MediaArg] | Mapping[str, Any] | None = None, *,
                embeddings: torch.Tensor | None = None, max_new_tokens: int = 64, temperature: float = 0.0,
-               top_p: float = 1.0, seed: int | None = None) -> Iterator[str]:
-        """Yield the answer's text piece by piece (greedy when temperature is 0)."""
+               top_p: float = 1.0, seed: int | None = None, info: dict[str, Any] | None = None) -> Iterator[str]:
+        """Yield the answer's text piece by piece (greedy when temperature is 0).
+
+        `info`, when given, receives prompt_tokens, completion_tokens and finish_reason ("stop": the
+        model ended its answer; "length": max_new_tokens was reached).
+        """
         items = as_media(media)
         if embeddings is None:
             embeddings = self.embed(items)
         with torch.no_grad():
             embeds = self.prompt_embeds(prompt, embeddings)
-        yield from self._decode_text(self._token_ids(embeds, max_new_tokens, temperature, top_p, seed))
+        record = info if info is not None else {}
+        record.update(prompt_tokens=int(embeds.shape[1]), completion_tokens=0, finish_reason="length")
+        tokens = self._token_ids(embeds, max_new_tokens, temperature, top_p, seed, record)
+        yield from self._decode_text(tokens)
 
     def generate(self, prompt: str, media: Iterable[MediaArg] | Mapping[str, Any] | None = None,
                  **options: Any) -> str:
@@ -117,7 +124,7 @@ class Bridge(nn.Module):
         return "".join(self.stream(prompt, media, **options)).strip()
 
     def _token_ids(self, embeds: torch.Tensor, max_new_tokens: int, temperature: float, top_p: float,
-                   seed: int | None) -> Iterator[int]:
+                   seed: int | None, record: dict[str, Any]) -> Iterator[int]:
         """Token by token with the KV cache: one full pass over the prompt, then one position per step."""
         model = self.lm_model
         stop = _stop_ids(self.tokenizer, model)
@@ -131,7 +138,9 @@ class Bridge(nn.Module):
                 logits = out.logits[0, -1].float()  # (V,)
                 token = _pick(logits, temperature, top_p, gen)
                 if token in stop:
+                    record["finish_reason"] = "stop"
                     return
+                record["completion_tokens"] += 1
                 yield token
                 ids = torch.tensor([[token]], device=embeds.device)
                 cache = getattr(out, cache_arg, None)

@@ -139,8 +139,12 @@ def _find(given: str | os.PathLike[str] | None, entry: dict[str, Any] | None, fo
 
 def load_bridge(bridge_dir: str | os.PathLike[str], *, checkpoint: str | os.PathLike[str] | None = None,
                 llm: str | os.PathLike[str] | None = None, modalities: Iterable[str] | None = None,
-                device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Bridge:
-    """Rebuild a Bridge: check the encoder's space and the LM's shape before loading anything big."""
+                device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                encoder: Any = None, encoder_fingerprint: str | None = None) -> Bridge:
+    """Rebuild a Bridge: check the encoder's space and the LM's shape before loading anything big.
+
+    `encoder` (with its weights fingerprint) reuses a model already loaded, e.g. the server's.
+    """
     from safetensors.torch import load_file
 
     from ..model import create_model
@@ -150,13 +154,20 @@ def load_bridge(bridge_dir: str | os.PathLike[str], *, checkpoint: str | os.Path
     folder = Path(bridge_dir)
     manifest = read_manifest(folder)
     space = SpaceInfo.from_dict(manifest["space"]) if manifest.get("space") else None
-    encoder_path = _find(checkpoint, manifest.get("encoder"), folder)
-    if encoder_path is None:
-        raise CheckpointError(f"{folder}: the bridge names no encoder; give --checkpoint")
-    if not Path(encoder_path).exists():
-        raise CheckpointError(f"{encoder_path}: encoder checkpoint not found (give --checkpoint)")
-    if space is not None:
-        check_space(space, encoder_path, str(folder))
+    encoder_path = None
+    if encoder is not None:
+        if space is not None and encoder_fingerprint != space.fingerprint:
+            raise CheckpointError(
+                f"{folder}: this bridge was trained in another embedding space ({space.name}, fingerprint "
+                f"{space.fingerprint}); the loaded model has fingerprint {encoder_fingerprint}")
+    else:
+        encoder_path = _find(checkpoint, manifest.get("encoder"), folder)
+        if encoder_path is None:
+            raise CheckpointError(f"{folder}: the bridge names no encoder; give --checkpoint")
+        if not Path(encoder_path).exists():
+            raise CheckpointError(f"{encoder_path}: encoder checkpoint not found (give --checkpoint)")
+        if space is not None:
+            check_space(space, encoder_path, str(folder))
     llm_path = _find(llm, manifest.get("llm"), folder)
     if llm_path is None:
         raise CheckpointError(f"{folder}: the bridge names no language model; give --llm DIR")
@@ -169,9 +180,11 @@ def load_bridge(bridge_dir: str | os.PathLike[str], *, checkpoint: str | os.Path
         if key in recorded and recorded[key] != lm.info[key]:
             raise CheckpointError(f"{llm_path}: {key} {lm.info[key]} differs from the language model the bridge "
                                   f"was trained with ({recorded[key]}); give --llm with that model")
-    name = None if is_model_dir(encoder_path) else (space.name if space else None)
-    _check_towers(encoder_path, name, modalities)
-    encoder = create_model(name, checkpoint=encoder_path, modalities=modalities, device=device, dtype=dtype)
+    if encoder is None:
+        assert encoder_path is not None
+        name = None if is_model_dir(encoder_path) else (space.name if space else None)
+        _check_towers(encoder_path, name, modalities)
+        encoder = create_model(name, checkpoint=encoder_path, modalities=modalities, device=device, dtype=dtype)
     projector = Projector(ProjectorConfig.from_dict(manifest["projector"]))
     try:
         projector.load_state_dict(load_file(str(projector_file)))

@@ -67,3 +67,19 @@ class Projector(nn.Module):
         """(N, D) -> (N, k, H)."""
         out = self.net(embeddings)  # (N, k*H)
         return out.view(embeddings.shape[0], self.config.tokens, self.config.out_dim)
+
+    @torch.no_grad()
+    def start_among(self, token_embeddings: torch.Tensor) -> None:
+        """Start the soft tokens where the LM's token embeddings live: centred on their mean, at their spread.
+
+        A soft token far from every token embedding (in place or scale) gets little of the LM's
+        attention, so early gradients are weak; starting among the tokens makes training converge.
+        """
+        last = self.net if isinstance(self.net, nn.Linear) else list(self.net.children())[-1]
+        assert isinstance(last, nn.Linear)
+        table = token_embeddings.detach().float()
+        mean, spread = table.mean(dim=0), table.std(dim=0).mean()
+        probe = torch.nn.functional.normalize(torch.randn(256, self.config.in_dim), dim=-1)
+        current = self(probe.to(last.weight)).float().std(dim=0).mean()  # (256, k, H) -> per-unit spread
+        last.weight.mul_((spread / current.clamp_min(1e-8)).to(last.weight.dtype))
+        last.bias.copy_(mean.repeat(self.config.tokens).to(last.bias.dtype))

@@ -108,6 +108,7 @@ def build_bridge(recipe: LlmRecipe, lm: LanguageModel, space: SpaceInfo) -> Brid
     projector_config = ProjectorConfig(recipe.projector.kind, recipe.projector.tokens, recipe.projector.hidden,
                                        in_dim=space.embed_dim, out_dim=lm.hidden_size)
     projector = Projector(projector_config).to(next(lm.model.parameters()).device)
+    projector.start_among(lm.model.get_input_embeddings().weight)
     if recipe.lora is not None:
         add_lora(lm.model, recipe.lora)
     return Bridge(None, projector, lm, template_of(recipe), space, recipe.lora)

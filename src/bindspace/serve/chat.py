@@ -1,0 +1,180 @@
+"""OpenAI-compatible chat completions through an LLM bridge: POST /v1/chat/completions.
+
+`bindspace serve --bridge DIR` includes this router. The last user message is the question;
+its content parts carry media as base64 (never URLs to fetch):
+
+- `{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}`: image or video
+- `{"type": "input_audio", "input_audio": {"data": "...", "format": "wav"}}`: audio
+- `{"type": "input_media", "input_media": {"modality": "depth", "data": "..."}}`: any modality
+- `{"type": "text", "text": "..."}`: the question (`<media>` marks where each item goes)
+
+Media are embedded by the served model (whose fingerprint must be the bridge's space) through
+the shared batcher; the language model then generates in a worker thread, one answer at a
+time. `stream: true` answers with server-sent events as OpenAI does.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import InputError
+from .auth import require_read
+from .errors import ApiError
+from .media import parse_kind
+from .openai_api import OpenAIRoute, _json
+from .routes import with_timeout
+
+router = APIRouter(route_class=OpenAIRoute, tags=["openai"], dependencies=[Depends(require_read)])
+BRIDGE = "bridge"  # ServeState.extras key of the loaded Bridge
+_DATA_URL = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
+MAX_NEW_TOKENS = 1024
+
+
+class ChatRequest(BaseModel):
+    """OpenAI's chat completion request (the fields a bridge can honour; others are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field("bridge", description="any name: the server answers with the bridge it serves")
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+
+
+def parse_messages(messages: list[dict[str, Any]]) -> tuple[str, list[tuple[str, str, str]]]:
+    """The last user message as (question text, [(kind, base64 data, name)]); ApiError 400 when malformed."""
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        raise ApiError("messages: no user message", status=400, kind="validation")
+    index = len(messages) - 1 - messages[::-1].index(users[-1])
+    content = users[-1].get("content")
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise ApiError(f"messages[{index}].content: expected a string or a list of parts", status=400,
+                       kind="validation")
+    texts: list[str] = []
+    media: list[tuple[str, str, str]] = []
+    for i, part in enumerate(content):
+        where = f"messages[{index}].content[{i}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url":
+            url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
+            if not isinstance(url, str) or not _DATA_URL.match(url):
+                raise ApiError(f"{where}: image_url must be a data: URL with base64 content (remote URLs are not "
+                               "fetched)", status=400, kind="validation")
+            media.append(("vision", url, where))
+        elif kind == "input_audio":
+            audio = part.get("input_audio")
+            if not isinstance(audio, dict) or not isinstance(audio.get("data"), str):
+                raise ApiError(f"{where}: input_audio needs base64 'data'", status=400, kind="validation")
+            media.append(("audio", audio["data"], where))
+        elif kind == "input_media":
+            item = part.get("input_media")
+            if not isinstance(item, dict) or not isinstance(item.get("data"), str) or "modality" not in item:
+                raise ApiError(f"{where}: input_media needs 'modality' and base64 'data'", status=400,
+                               kind="validation")
+            modality = parse_kind(str(item["modality"]))
+            if modality == "text":
+                raise ApiError(f"{where}: text goes in a text part", status=400, kind="validation")
+            media.append((modality, item["data"], where))
+        else:
+            raise ApiError(f"{where}: unsupported part type {kind!r} (text, image_url, input_audio, input_media)",
+                           status=400, kind="validation")
+    return "\n".join(texts), media
+
+
+async def _embed(state: Any, media: list[tuple[str, str, str]]) -> torch.Tensor:
+    """(M, D) unit embeddings through the served model, in order."""
+    state.pipeline.check_count(len(media))
+    rows = [await state.pipeline.embed_base64(kind, [data], [name]) for kind, data, name in media]
+    if not rows:
+        return torch.zeros(0, int(state.model.embed_dim))
+    return torch.from_numpy(np.concatenate(rows).astype(np.float32))
+
+
+@router.post("/v1/chat/completions", summary="OpenAI-compatible chat: questions about media of any modality.",
+             response_model=None)
+async def chat_completions(request: Request) -> Any:
+    """A `chat.completion` object, or `chat.completion.chunk` server-sent events with `stream: true`."""
+    state = request.app.state.bindspace
+    bridge = state.extras.get(BRIDGE)
+    if bridge is None:
+        raise ApiError("this server has no bridge: start it with --bridge DIR", status=404, kind="no_bridge")
+    body = ChatRequest.model_validate(await _json(request))
+    question, media = parse_messages(body.messages)
+    if not question.strip():
+        raise ApiError("the user message has no text", status=400, kind="validation")
+    embeddings = await with_timeout(request, _embed(state, media))
+    try:
+        bridge.encode(question, len(media))  # marker mismatches are the request's fault: 400 before any work
+    except InputError as err:
+        raise ApiError(str(err), status=400, kind="validation") from None
+    limit = min(body.max_completion_tokens or body.max_tokens or MAX_NEW_TOKENS, MAX_NEW_TOKENS)
+    options = {"embeddings": embeddings, "max_new_tokens": limit, "temperature": body.temperature,
+               "top_p": body.top_p, "seed": body.seed}
+    lock: threading.Lock = state.extras.setdefault("bridge_lock", threading.Lock())
+    name = state.extras.get("bridge_name", "bridge")
+    ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if body.stream:
+        return StreamingResponse(_events(bridge, lock, question, options, ident, created, name),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    info: dict[str, Any] = {}
+
+    def answer() -> str:
+        with lock:
+            return "".join(bridge.stream(question, info=info, **options)).strip()
+
+    text = await with_timeout(request, run_in_threadpool(answer))
+    return {
+        "id": ident, "object": "chat.completion", "created": created, "model": name,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": info.get("finish_reason", "stop"), "logprobs": None}],
+        "usage": _usage(info),
+    }
+
+
+def _usage(info: dict[str, Any]) -> dict[str, int]:
+    prompt, completion = int(info.get("prompt_tokens", 0)), int(info.get("completion_tokens", 0))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _events(bridge: Any, lock: threading.Lock, question: str, options: dict[str, Any], ident: str, created: int,
+            name: str) -> Iterator[str]:
+    """SSE lines: a role chunk, content chunks, a finish chunk with usage, then [DONE] (run in a worker thread)."""
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        data = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": name,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+        return f"data: {json.dumps(data)}\n\n"
+
+    info: dict[str, Any] = {}
+    with lock:
+        yield chunk({"role": "assistant", "content": ""})
+        started = False
+        for piece in bridge.stream(question, info=info, **options):
+            if not started:  # the answer's first token usually carries the separating space
+                piece = piece.lstrip()
+                started = bool(piece)
+                if not piece:
+                    continue
+            yield chunk({"content": piece})
+    yield chunk({}, info.get("finish_reason", "stop"), usage=_usage(info))
+    yield "data: [DONE]\n\n"
