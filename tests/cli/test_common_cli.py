@@ -84,3 +84,12 @@ def test_train_without_config_is_a_usage_error(capsys):
     assert main(["train"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bindspace train: error: give a CONFIG file") and err.count("\n") == 1
+
+
+def test_demo_checks_its_output_before_training(readonly_dir, tmp_path, capsys):
+    assert main(["demo", "--out", str(readonly_dir / "model")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"bindspace demo: error: {readonly_dir}: cannot write the model directory there (")
+    (tmp_path / "file").write_text("x")
+    assert main(["demo", "--out", str(tmp_path / "file")]) == 1
+    assert "not a directory" in capsys.readouterr().err

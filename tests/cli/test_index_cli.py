@@ -174,11 +174,13 @@ def test_default_modalities_index_what_the_model_can(folder, tmp_path, make_mode
     assert reasons["depth_1.png"] == "the loaded model has no depth tower"
     assert reasons["imu_1.npy"] == "the loaded model has no imu tower"
     # asking for a kind the model cannot embed is a usage error, before anything is loaded
-    assert main(["index", str(folder), "--db", str(db), "--checkpoint", str(vision_only), "--modalities",
-                 "depth", "image"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == ("bindspace index: error: --modalities: the model vision_text_model has no depth tower "
-                   "(it has text, vision)")
+    for target in (db, tmp_path / "new_db"):
+        assert main(["index", str(folder), "--db", str(target), "--checkpoint", str(vision_only), "--modalities",
+                     "depth", "image"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == ("bindspace index: error: --modalities: the model vision_text_model has no depth tower "
+                       "(it has text, vision)")
+    assert not (tmp_path / "new_db").exists()
 
 
 def test_summary_counts_agree_with_verbose_and_json(folder, tmp_path, tiny_pth, capsys):

@@ -199,7 +199,7 @@ def test_search_ranks_the_exact_duplicate_first(media, media_dir, store, embedde
 
 
 def test_multi_part_query_scores(media, media_dir, store, embedder, tiny_model):
-    from bindspace.cli.search import _combine
+    from bindspace.tasks.arithmetic import combine_vectors
 
     root = build_folder(media, media_dir)
     index_paths([root], store, embedder)
@@ -207,7 +207,7 @@ def test_multi_part_query_scores(media, media_dir, store, embedder, tiny_model):
     image = e.embed("image", [root / "a.png"]).vectors[0]
     audio = e.embed("audio", [root / "sounds" / "c.wav"]).vectors[0]
     for weights in ([1.0, 1.0], [2.0, 0.5], [1.0, -0.5]):
-        query = _combine(np.stack([image, audio]), weights)
+        query = combine_vectors(np.stack([image, audio]), weights)
         total = weights[0] * image + weights[1] * audio
         expected_q = total / np.linalg.norm(total)
         np.testing.assert_allclose(query, expected_q, atol=1e-5)
@@ -269,7 +269,7 @@ def test_a_batch_that_cannot_be_decoded_is_retried_file_by_file(media, store, em
     summary = index_paths([media.root], store, failing)
     assert failing.embedded[0] == "failed:3"  # the batch, then file by file
     assert summary.added == 2 and [(os.path.basename(p), r) for p, r in summary.skipped] == [
-        ("img_1.png", "img_1.png: cannot decode image")]
+        ("img_1.png", "cannot decode image")]
 
 
 @pytest.mark.parametrize("error", [

@@ -214,6 +214,14 @@ def check_writable_file(path: str | os.PathLike[str], what: str = "output") -> N
     check_writable_dir(_nearest_existing(target.parent), what)
 
 
+def check_output_dir(path: str | os.PathLike[str], what: str = "output") -> None:
+    """Fail before any work unless `path` is (or can be created as) a directory bindspace can write in."""
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        raise BindspaceError(f"{target}: not a directory (the {what} is a directory)")
+    check_writable_dir(_nearest_existing(target), what)
+
+
 def check_writable_dir(folder: str | os.PathLike[str], what: str = "output") -> None:
     """Fail unless a file can be created in `folder` (tried for real: permissions, read-only mounts, quotas)."""
     where = Path(folder)

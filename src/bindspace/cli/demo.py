@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..train.demo import DemoSettings, run_demo
-    from .common import UsageError
+    from .common import UsageError, check_output_dir
 
     settings = DemoSettings(seed=args.seed, batch_size=args.batch_size, threads=args.threads,
                             progress=not args.quiet and not args.json)
@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         settings.stage1_steps, settings.stage2_steps = parts[0], parts[-1]
     if args.batch_size < 2:
         raise UsageError("--batch-size must be at least 2 (a contrastive batch needs negatives)")
+    if args.out:
+        check_output_dir(args.out, "model directory")  # before minutes of training
 
     def log(message: str) -> None:
         if not (args.quiet or args.json):

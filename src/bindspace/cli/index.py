@@ -6,7 +6,6 @@ import json
 import os
 import sys
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..kinds import MEDIA_KINDS, tower_of
@@ -14,8 +13,7 @@ from .common import (
     UsageError,
     add_model_args,
     add_workers_arg,
-    check_writable_dir,
-    check_writable_file,
+    check_output_dir,
     model_label,
     positive_float,
     positive_int,
@@ -102,13 +100,18 @@ def run(args: argparse.Namespace) -> int:
 
     walk_paths(args.paths)  # a missing PATH fails before anything is loaded or written
     if "://" not in args.db:
-        check_db_writable(args.db)  # before the model load and the embedding work
-    store = open_store(args.db, create=True)
-    recorded = store.model_info()
+        check_output_dir(args.db, "index")  # before the model load and the embedding work
+    # An existing index is opened now (its model decides what to load); a new one only once the
+    # arguments have been checked, so a usage error leaves nothing behind.
+    exists = "://" in args.db or os.path.exists(os.path.expanduser(args.db))
+    store = open_store(args.db, create=True) if exists else None
+    recorded = store.model_info() if store is not None else None
     name, checkpoint = resolve_model(args, recorded, db=args.db)
     label = model_label(name, checkpoint)
     towers = _towers_to_load(args, label, tower_names(name, checkpoint))
     fingerprint = model_fingerprint(None, checkpoint)
+    if store is None:
+        store = open_store(args.db, create=True)
     if recorded is not None:  # refuse a different model before the (slow) model load
         store.bind_model(ModelInfo(label, fingerprint, recorded.embed_dim, os.path.abspath(checkpoint)))
     model = create_model(name, checkpoint=checkpoint, modalities=towers, device=args.device,
@@ -133,15 +136,6 @@ def run(args: argparse.Namespace) -> int:
     )
     _report(args, summary, store)
     return 0
-
-
-def check_db_writable(db: str) -> None:
-    """Fail before any work when the index directory cannot be created or written."""
-    path = Path(db).expanduser()
-    if path.is_dir():
-        check_writable_dir(path, "index")
-    elif not path.exists():
-        check_writable_file(path, "index")
 
 
 def _towers_to_load(args: argparse.Namespace, label: str, have: set[str]) -> list[str]:

@@ -74,27 +74,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
-def _combine(vectors, weights):
-    try:
-        from ..tasks.arithmetic import combine_vectors
-    except ImportError:
-        return _combine_local(vectors, weights)
-    return combine_vectors(vectors, weights)
-
-
-def _combine_local(vectors, weights):
-    """Weighted sum of unit vectors, renormalised (used when tasks.arithmetic is not installed)."""
-    import numpy as np
-
-    matrix = np.asarray(vectors, dtype=np.float64)
-    matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
-    total = (np.asarray(weights, dtype=np.float64)[:, None] * matrix).sum(axis=0)  # (N, D) -> (D,)
-    norm = np.linalg.norm(total)
-    if norm < 1e-6:
-        raise BindspaceError("the weighted query parts cancel out (their sum is a zero vector)")
-    return (total / norm).astype(np.float32)
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -102,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from ..embedding import Embedder
     from ..index.store import model_fingerprint, open_store
     from ..model import create_model
+    from ..tasks.arithmetic import combine_vectors
 
     parts: list[tuple[str, str]] = args.parts or []
     if not parts:
@@ -130,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                          dtype=getattr(torch, args.dtype))
     embedder = Embedder(model, batch_size=1, progress=False)
     vectors = [embedder.embed(kind, [value], on_error="raise").vectors.mean(axis=0) for kind, value in parts]
-    query = _combine(np.stack(vectors), weights)
+    query = combine_vectors(np.stack(vectors), weights)
     hits = store.search(query, args.k, modality=args.modality, where=args.where,
                         **({"exact": True} if args.exact else {}))
     _print(args, hits, parts, weights)

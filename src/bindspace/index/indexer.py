@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ..embedding import loading as _loading
-from ..errors import BindspaceError, InputError
+from ..embedding.loading import DECODE_ERRORS, as_failure
+from ..errors import BindspaceError
 from ..kinds import SEGMENTABLE, tower_of
 from .detect import detect_modality
 from .store import MEDIA_MODALITIES, Item, ModelInfo, Store, item_id, modality_values, model_fingerprint
@@ -48,7 +48,7 @@ NOT_MEDIA = "not a recognised media file"
 # What a whole batch may fail with and still be retried file by file: an input that cannot be
 # decoded. Anything else (a bug, out of memory, a model error) stops the run with its cause;
 # recording it as "skipped files" would hide it and drop those files from the index.
-RETRYABLE: tuple[type[BaseException], ...] = (InputError, *getattr(_loading, "DECODE_ERRORS", ()))
+RETRYABLE: tuple[type[BaseException], ...] = DECODE_ERRORS
 # LanceDB warns in every forked child that its runtime was reset there. The decoding workers
 # are forked only while no store call is running (every store call returns before the next
 # batch is embedded) and never touch LanceDB, so the reset is never used and cannot deadlock:
@@ -149,7 +149,7 @@ def embed_isolating(embedder: Any, modality: str, tasks: Sequence[FileTask],
             with quiet_fork_warning():
                 out.extend(embed_tasks(embedder, modality, [task], seconds))
         except RETRYABLE as exc:
-            out.append(FileOutcome(task, error=str(exc)))
+            out.append(FileOutcome(task, error=as_failure(exc, task.uri).problem))
     return out
 
 
