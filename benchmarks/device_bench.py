@@ -549,6 +549,39 @@ def ratio_rows(rows: list[Row], e2e_batch: int) -> list[Row]:
     return out
 
 
+def target_rows(rows: list[Row]) -> list[Row]:
+    """Issue 15's targets for imagebind_huge on an H200, each marked met or missed from the measured rows."""
+    def best(section: str, batch: int | None = None, bf16: bool = False) -> float:
+        return max((r.rate or 0.0 for r in rows if r.section == section and r.rate
+                    and (batch is None or r.batch == batch) and (not bf16 or r.path.startswith("bf16"))), default=0.0)
+
+    def row(goal: str, value: str, met: bool | None) -> Row:
+        verdict = "not measured" if met is None else ("met" if met else "MISSED")
+        return Row("target", goal, note=f"{verdict}: {value}")
+
+    out = []
+    vision = best("vision", 256, bf16=True)
+    plain = next((r.rate for r in rows if r.section == "vision" and r.batch == 256 and r.path == PATHS[0]
+                  and r.rate), None)
+    out.append(row("ViT-H bf16 >= 1,500 images/s at batch 256", f"{vision:,.0f} images/s",
+                   vision >= 1500 if vision else None))
+    out.append(row(">= 3x plain fp32 eager at batch 256", f"{vision / plain:.1f}x" if plain and vision else "-",
+                   vision >= 3 * plain if plain and vision else None))
+    text = best("text")
+    out.append(row("text >= 10,000 prompts/s", f"{text:,.0f} prompts/s", text >= 10_000 if text else None))
+    e2e = best("end to end: JPEG files")
+    share = e2e / vision if vision else 0.0
+    out.append(row("end-to-end images >= 80 % of model-only (bf16, batch 256)", f"{100 * share:.0f} %",
+                   share >= 0.8 if e2e and vision else None))
+    video = next((r.seconds for r in rows if r.section.endswith("MP4") and r.seconds), None)
+    out.append(row("8-minute video (vision + audio, all segments) < 60 s", f"{video:.1f} s" if video else "-",
+                   video < 60 if video else None))
+    cosines = [r.cosine for r in rows if r.cosine is not None]
+    out.append(row("cosine >= 0.999 to fp32 on every reduced-precision path",
+                   f"lowest {min(cosines):.6f}" if cosines else "-", min(cosines) >= 0.999 if cosines else None))
+    return out
+
+
 def ordered(rows: list[Row]) -> list[Row]:
     """Setup and load rows, then tower rows by path and batch (measured largest batch first), then the rest."""
     def key(item: tuple[int, Row]) -> tuple[int, int, int, int]:
@@ -666,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
         isolate = args.isolate if args.isolate is not None else device.type == "cuda"
         rows += run_step(args, step, limit) if isolate else run_step_here(args, step, limit)
     rows = ordered(rows) + ratio_rows(rows, profile_for(args).e2e_batch)
+    if args.model == "imagebind_huge":
+        rows += target_rows(rows)
     header = machine_lines(device)
     print("\n".join(header))
     print(f"Model: {args.model}; whole run {time.monotonic() - started:.0f} s (budget {args.budget:.0f} s)\n")

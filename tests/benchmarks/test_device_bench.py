@@ -23,6 +23,22 @@ def test_vision_flops_match_the_published_vit_h_count():
     assert flops == pytest.approx(2 * 167.4e9, rel=0.01)
 
 
+def test_targets_are_marked_met_or_missed_from_the_rows():
+    Row = device_bench.Row
+    rows = [Row("vision", "plain fp32 eager", 256, rate=400.0), Row("vision", "bf16 SDPA flash", 256, rate=1400.0,
+                                                                    cosine=0.9995),
+            Row("vision", "bf16 torch.compile", 256, rate=1800.0, cosine=0.9991),
+            Row("text", "bf16 SDPA flash", 256, rate=12_000.0, cosine=0.9999),
+            Row("end to end: JPEG files", "bf16", 256, rate=1500.0, cosine=0.9989)]
+    notes = {r.path: r.note for r in device_bench.target_rows(rows)}
+    assert notes["ViT-H bf16 >= 1,500 images/s at batch 256"] == "met: 1,800 images/s"  # the best bf16 path
+    assert notes[">= 3x plain fp32 eager at batch 256"] == "met: 4.5x"
+    assert notes["text >= 10,000 prompts/s"] == "met: 12,000 prompts/s"
+    assert notes["end-to-end images >= 80 % of model-only (bf16, batch 256)"] == "met: 83 %"
+    assert notes["8-minute video (vision + audio, all segments) < 60 s"] == "not measured: -"
+    assert notes["cosine >= 0.999 to fp32 on every reduced-precision path"] == "MISSED: lowest 0.998900"
+
+
 @pytest.mark.slow
 def test_cpu_mode_prints_one_table_with_every_row(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "BINDSPACE_GPU_SECONDS": "400"}
