@@ -160,3 +160,13 @@ def test_usage_errors(tiny_pth, tmp_path):
     assert info.value.code == 2
     code, _ = run_eval(tiny_pth, tmp_path, "esc50", "--root", str(tmp_path), "--template", "no placeholder")
     assert code == 2
+
+
+def test_unwritable_report_fails_before_the_model_loads(tiny_pth, tmp_path, readonly_dir, no_model_load, capsys):
+    root = make_esc50(tmp_path / "esc")
+    code = main(["eval", "esc50", "--root", str(root), "--report", str(readonly_dir / "r.json"),
+                 "--model", "imagebind_tiny_test", "--checkpoint", str(tiny_pth)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"bindspace eval: error: {readonly_dir}: cannot write the report there (")
+    assert err.count("\n") == 1 and no_model_load == []

@@ -24,7 +24,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,19 +48,30 @@ NOT_MEDIA = "not a recognised media file"
 # decoded. Anything else (a bug, out of memory, a model error) stops the run with its cause;
 # recording it as "skipped files" would hide it and drop those files from the index.
 RETRYABLE: tuple[type[BaseException], ...] = DECODE_ERRORS
-# LanceDB warns in every forked child that its runtime was reset there. The decoding workers
-# are forked only while no store call is running (every store call returns before the next
-# batch is embedded) and never touch LanceDB, so the reset is never used and cannot deadlock:
-# the warning is silenced for those forks only (`quiet_fork_warning`).
-LANCEDB_FORK_WARNING = r"lancedb fork support is experimental"
+# LanceDB warns in every forked child that its runtime was reset there ("fork support is
+# experimental ... deadlock"). Our decoding workers are forked only while no store call is
+# running (every store call returns before the next batch is embedded) and never touch LanceDB,
+# so the reset runtime is never used and cannot deadlock. The warning is silenced for the forks
+# made inside `quiet_fork_warning` only, by marking it as already given (LanceDB's own once-per-
+# process flag) for that span: unlike `warnings.catch_warnings`, this leaves the process-wide
+# warning filters alone, which other threads (the server's) may be changing at the same time.
+# Spawned workers would need no silencing but would re-import torch for every batch.
+_FORK_FLAG = ("lancedb.background_loop", "_FORK_WARNED")
 
 
 @contextlib.contextmanager
 def quiet_fork_warning() -> Iterator[None]:
-    """Silence LanceDB's fork warning in decoding workers forked inside this block (see above)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=LANCEDB_FORK_WARNING, category=RuntimeWarning)
+    """No LanceDB fork warning from decoding workers forked inside this block (see above)."""
+    module = sys.modules.get(_FORK_FLAG[0])
+    if module is None or not hasattr(module, _FORK_FLAG[1]):
+        yield  # LanceDB not loaded (nothing to warn about) or changed: nothing to silence
+        return
+    before = getattr(module, _FORK_FLAG[1])
+    setattr(module, _FORK_FLAG[1], True)
+    try:
         yield
+    finally:
+        setattr(module, _FORK_FLAG[1], before)
 
 
 @dataclass
