@@ -125,3 +125,10 @@ def test_options_reach_the_pipeline(unclip_dir, tiny_model):
                         options=GenerateOptions(steps=STEPS, prompt="cat"))
     assert not np.array_equal(pixels(plain), pixels(noisy))
     assert not np.array_equal(pixels(plain), pixels(prompted))
+
+
+def test_unknown_kind_and_empty_query_are_clear_errors(tiny_generator_dir, tiny_model):
+    with pytest.raises(BindspaceError, match="unknown modality 'smell'"):
+        generate(tiny_generator_dir, [("smell", "rose.txt")], embedder=tiny_model)
+    with pytest.raises(BindspaceError, match="nothing to generate from"):
+        generate(tiny_generator_dir, [], embedder=tiny_model)

@@ -180,7 +180,8 @@ def run_demo_generate(args: argparse.Namespace) -> int:
     """Run the generation demo and print its report (exit 1 below --min-accuracy)."""
     from ..generate.digits_demo import GenerateDemoSettings, run_generate_demo
 
-    settings = GenerateDemoSettings(seed=args.seed, threads=args.threads, progress=not args.quiet and not args.json)
+    settings = GenerateDemoSettings(seed=args.seed, threads=args.threads,
+                                    progress=not args.quiet and not args.json and sys.stderr.isatty())
     if args.steps:
         settings.steps = args.steps
     out = Path(args.out)

@@ -37,7 +37,7 @@ class GenerateDemoSettings:
     views: int = 4  # jittered views embedded per training image
     cond_noise: float = 0.5  # the largest embedding noise of the augmentation (norm of the added noise)
     sample_steps: int = 25
-    guidance: float = 3.0
+    guidance: float = 5.0
     test_tones: int = 200
     seed: int = 0
     threads: int = 1
@@ -140,7 +140,8 @@ def _run(out: Path, s: GenerateDemoSettings, log: Callable[[str], None]) -> Gene
                                         generator=_gen(s.seed, 4))
         drawn_tones = generator.sample(tones, steps=s.sample_steps, guidance=s.guidance, generator=_gen(s.seed, 5))
         image_accuracy = _accuracy(classifier(drawn_images.flatten(1)), labels[test_ids])
-        tone_accuracy = _accuracy(classifier(drawn_tones.flatten(1)), tone_labels)
+        tone_reads = classifier(drawn_tones.flatten(1)).argmax(dim=1)
+        tone_accuracy = float((tone_reads == tone_labels).float().mean())
     stages["evaluation"] = time.perf_counter() - tick
     log(f"generated digits recognised: from image embeddings {image_accuracy:.1%}, "
         f"from tone embeddings {tone_accuracy:.1%}")
@@ -151,7 +152,7 @@ def _run(out: Path, s: GenerateDemoSettings, log: Callable[[str], None]) -> Gene
         "demo": {"seed": s.seed, "steps": s.steps, "tone_accuracy": tone_accuracy, "image_accuracy": image_accuracy},
     })
     _save_classifier(classifier, out / CLASSIFIER_FILE)
-    sheet = _contact_sheet(drawn_tones, tone_labels, config.ink, out / CONTACT_SHEET)
+    sheet = _contact_sheet(drawn_tones, tone_labels, tone_reads, config.ink, out / CONTACT_SHEET)
     return GenerateDemoResult(tone_accuracy, image_accuracy, classifier_accuracy,
                               time.perf_counter() - wall, time.process_time() - cpu,
                               folder, sheet, stages)
@@ -233,25 +234,33 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(dim=1) == labels).float().mean())
 
 
-def _contact_sheet(images: torch.Tensor, labels: torch.Tensor, ink: str, path: Path, per_digit: int = 8,
-                   cell: int = 48) -> Path:
-    """A grid: one row per keypad tone 0-9, its label, then digits generated from different tones of it."""
+def _contact_sheet(images: torch.Tensor, labels: torch.Tensor, reads: torch.Tensor, ink: str, path: Path,
+                   per_digit: int = 8, cell: int = 48) -> Path:
+    """A grid: one row per keypad tone 0-9, then digits drawn from different tones of that key.
+
+    Under each drawing: what the separate digit classifier read (red when it is not the key's digit).
+    """
     from PIL import Image, ImageDraw
 
     from ..fsio import atomic_path
     from ..train.demo import DTMF_HIGH, DTMF_LOW
 
     pixels = to_uint8(images, ink)[..., 0].numpy()  # (B, 8, 8)
-    label_width, pad = 150, 4
-    sheet = Image.new("L", (label_width + per_digit * (cell + pad), 10 * (cell + pad) + 20), 255)
+    label_width, pad, caption, top_margin = 150, 6, 12, 24
+    row = cell + caption + pad
+    sheet = Image.new("RGB", (label_width + per_digit * (cell + pad), top_margin + 10 * row), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((4, 4), "keypad tone -> digits drawn from its embedding", fill=0)
+    draw.text((4, 4), "keypad tone -> digits drawn from its embedding (generator trained on images only); "
+              "below: what a digit classifier reads", fill="black")
     for d in range(10):
-        top = 20 + d * (cell + pad)
-        draw.text((4, top + cell // 2 - 6), f"tone {d} ({DTMF_LOW[d]}+{DTMF_HIGH[d]} Hz)", fill=0)
+        top = top_margin + d * row
+        draw.text((4, top + cell // 2 - 6), f"tone {d} ({DTMF_LOW[d]}+{DTMF_HIGH[d]} Hz)", fill="black")
         for j, index in enumerate(np.flatnonzero(labels.numpy() == d)[:per_digit]):
             tile = Image.fromarray(pixels[index]).resize((cell, cell), Image.Resampling.NEAREST)
-            sheet.paste(tile, (label_width + j * (cell + pad), top))
+            left = label_width + j * (cell + pad)
+            sheet.paste(tile.convert("RGB"), (left, top))
+            read = int(reads[index])
+            draw.text((left + cell // 2 - 3, top + cell), str(read), fill="black" if read == d else "red")
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
     return path

@@ -14,7 +14,14 @@ Part = tuple[str, Any]  # (kind, value): ("text", "a dog"), ("audio", "bark.wav"
 
 def query_towers(parts: Sequence[Part]) -> list[str]:
     """The model towers a query needs (e.g. ["audio", "text"])."""
-    return sorted({tower_of(parse_kind(kind)).value for kind, _ in parts})
+    return sorted({tower_of(_kind(kind)).value for kind, _ in parts})
+
+
+def _kind(name: str) -> str:
+    try:
+        return parse_kind(name)
+    except ValueError as exc:
+        raise BindspaceError(str(exc)) from None
 
 
 def embed_query(embedder: Any, parts: Sequence[Part], weights: Sequence[float] | None = None) -> np.ndarray:
@@ -30,5 +37,5 @@ def embed_query(embedder: Any, parts: Sequence[Part], weights: Sequence[float] |
     if weights is not None and len(weights) != len(parts):
         raise BindspaceError(f"got {len(weights)} weights for {len(parts)} query parts")
     embedder = as_embedder(embedder, batch_size=1)
-    vectors = np.stack([embed_part(embedder, parse_kind(kind), value) for kind, value in parts])  # (P, D)
+    vectors = np.stack([embed_part(embedder, _kind(kind), value) for kind, value in parts])  # (P, D)
     return combine_vectors(vectors, weights)
