@@ -12,6 +12,7 @@ MODALITIES = MEDIA_KINDS
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `classify` sub-command to the parser."""
     parser = sub.add_parser(
         "classify",
         help="label files by text labels they were never trained on (zero-shot)",
@@ -74,6 +75,7 @@ def user_templates(templates: list[str] | None) -> tuple[str, ...] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `bindspace classify`; returns the exit status."""
     from ..modality import as_modality
     from ..tasks import ZeroShotClassifier
     from .common import load_model

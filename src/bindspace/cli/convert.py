@@ -5,6 +5,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `convert` sub-command to the parser."""
     parser = sub.add_parser(
         "convert",
         help="split a checkpoint into per-modality safetensors files",
@@ -18,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `bindspace convert`; returns the exit status."""
     import torch
 
     from ..model import checkpoint as ckpt

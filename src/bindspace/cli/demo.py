@@ -6,6 +6,7 @@ import importlib
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `demo` sub-command to the parser."""
     parser = sub.add_parser(
         "demo",
         help="watch emergent zero-shot happen in minutes on a CPU (no downloads)",
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `bindspace demo`; returns the exit status."""
     import json
     import sys
 

@@ -44,6 +44,7 @@ exit status:
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `embed` sub-command to the parser."""
     parser = sub.add_parser(
         "embed",
         help="embed files or texts of one modality into .npy/.parquet/.jsonl",
@@ -67,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `bindspace embed`; returns the exit status."""
     from ..embedding.output import OutputFormatError, check_output, table_from_result, write_embeddings
 
     try:

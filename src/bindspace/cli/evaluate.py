@@ -10,6 +10,7 @@ BENCHMARK_NAMES = ("esc50", "clotho", "audiocaps", "nyud", "sund", "llvip", "ima
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `eval` sub-command to the parser."""
     parser = sub.add_parser(
         "eval",
         help="run a zero-shot benchmark (ESC-50, Clotho, AudioCaps, NYU-D, SUN-D, LLVIP, ImageNet)",
@@ -55,6 +56,7 @@ def _layouts() -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `bindspace eval`; returns the exit status."""
     from pathlib import Path
 
     from ..errors import BindspaceError

@@ -61,6 +61,7 @@ exit status: 0 done (also when files were skipped), 1 error (nothing half-writte
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `index` sub-command to the parser."""
     parser = sub.add_parser(
         "index", help="index media folders for search (incremental, crash-safe)",
         description="Embed new and changed media files under PATH into a LanceDB index; drop vanished ones.",
@@ -90,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `bindspace index`; returns the exit status."""
     import torch
 
     from ..embedding import Embedder

@@ -50,6 +50,7 @@ class _Part(argparse.Action):
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `search` sub-command to the parser."""
     parser = sub.add_parser(
         "search", help="search an index with text, media, or a combination",
         description="Find the items of an index closest to a query made of texts and/or media files.",
@@ -75,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `bindspace search`; returns the exit status."""
     import numpy as np
     import torch
 

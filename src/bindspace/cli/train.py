@@ -6,6 +6,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `train` sub-command to the parser."""
     parser = sub.add_parser(
         "train",
         help="bind a new modality to the frozen space with InfoNCE (config file; torchrun for many GPUs)",
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `bindspace train`; returns the exit status."""
     import logging
 
     from .common import UsageError
