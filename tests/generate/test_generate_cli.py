@@ -119,3 +119,27 @@ def test_demo_keeps_its_plain_form_and_gains_generate():
     assert plain.handler is demo.run and plain.out == "d"
     sub = parser.parse_args(["demo", "generate", "--out", "d", "--steps", "10"])
     assert sub.handler is generate.run_demo_generate and sub.out == "d" and sub.steps == 10
+
+
+def test_broken_or_pickled_pipeline_weights(capsys, tmp_path, unclip_dir, tiny_model_dir):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    broken = shutil.copytree(unclip_dir, tmp_path / "broken")
+    (broken / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage")
+    code, _, err = run(capsys, "--pipeline", str(broken), "--checkpoint", str(tiny_model_dir), "a dog",
+                       "-o", str(tmp_path / "x.png"))
+    assert code == 1
+    assert "broken: cannot load the unCLIP pipeline" in one_error_line(err)
+
+    # A pickled .bin instead of safetensors is never loaded (unpickling can run code).
+    pickled = shutil.copytree(unclip_dir, tmp_path / "pickled")
+    weights = pickled / "unet" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(str(weights)), pickled / "unet" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    code, _, err = run(capsys, "--pipeline", str(pickled), "--checkpoint", str(tiny_model_dir), "a dog",
+                       "-o", str(tmp_path / "x.png"))
+    assert code == 1
+    assert "no file named diffusion_pytorch_model.safetensors" in one_error_line(err)

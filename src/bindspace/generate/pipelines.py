@@ -130,8 +130,9 @@ class UnCLIPPipeline:
                                  "pip install 'bindspace[generate]'") from None
         try:
             with quiet_loading():
+                # safetensors only: a pickled .bin could run code on load.
                 pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(str(self.path), torch_dtype=self.dtype,
-                                                                   local_files_only=True)
+                                                                   local_files_only=True, use_safetensors=True)
         except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
             raise BindspaceError(f"{self.path}: cannot load the unCLIP pipeline ({_first_line(exc)})") from None
         return pipe.to(self.device)
@@ -226,8 +227,10 @@ def quiet_loading() -> Iterator[None]:
     from transformers.utils import logging as transformers_logging
 
     bars = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()  # e.g. "CLIPImageProcessor requires torchvision": it falls back to PIL
+    verbosity = transformers_logging.get_verbosity(), diffusers_logging.get_verbosity()
+    # e.g. "CLIPImageProcessor requires torchvision" (it falls back to PIL); load failures become our one line.
+    transformers_logging.set_verbosity_error()
+    diffusers_logging.set_verbosity(diffusers_logging.CRITICAL)  # its load errors are logged, then raised
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     try:
@@ -235,7 +238,8 @@ def quiet_loading() -> Iterator[None]:
             warnings.simplefilter("ignore", FutureWarning)  # torch_dtype -> dtype rename in newer diffusers
             yield
     finally:
-        transformers_logging.set_verbosity(verbosity)
+        transformers_logging.set_verbosity(verbosity[0])
+        diffusers_logging.set_verbosity(verbosity[1])
         if bars[0]:
             diffusers_logging.enable_progress_bar()
         if bars[1]:

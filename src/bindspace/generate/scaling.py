@@ -122,7 +122,8 @@ def calibrate(pipeline_dir: str | Path, images: list[Any] | None = None, *, writ
         with quiet_loading():
             from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-            encoder = CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder").eval()
+            encoder = CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder",
+                                                                    use_safetensors=True).eval()
             extractor = CLIPImageProcessor.from_pretrained(folder / "feature_extractor")
     except (OSError, ValueError) as exc:
         raise BindspaceError(f"{folder}: cannot load the pipeline's image encoder ({_first_line(exc)})") from None
