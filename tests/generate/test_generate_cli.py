@@ -143,3 +143,13 @@ def test_broken_or_pickled_pipeline_weights(capsys, tmp_path, unclip_dir, tiny_m
                        "-o", str(tmp_path / "x.png"))
     assert code == 1
     assert "no file named diffusion_pytorch_model.safetensors" in one_error_line(err)
+
+
+def test_pipeline_argument_checks_are_one_line(capsys, tmp_path, unclip_dir, tiny_model_dir):
+    code, _, err = run(capsys, "--pipeline", str(unclip_dir), "--checkpoint", str(tiny_model_dir), "a dog",
+                       "--height", "20", "--steps", "1", "-o", str(tmp_path / "x.png"))
+    assert code == 1
+    assert "divisible by 8" in one_error_line(err)
+    code, _, err = run(capsys, "--pipeline", str(unclip_dir), "a dog", "--noise-level", "1000",
+                       "-o", str(tmp_path / "x.png"))
+    assert code == 2

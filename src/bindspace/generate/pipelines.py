@@ -149,10 +149,13 @@ class UnCLIPPipeline:
             kwargs["num_inference_steps"] = int(options.steps)
         if options.guidance is not None:
             kwargs["guidance_scale"] = float(options.guidance)
-        out = pipe(prompt=options.prompt or "", negative_prompt=options.negative_prompt,
-                   image_embeds=embeds.to(self.device, self.dtype), noise_level=int(options.noise_level),
-                   num_images_per_prompt=int(options.num_images), generator=generator,
-                   height=options.height, width=options.width, output_type="pil", **kwargs)
+        try:
+            out = pipe(prompt=options.prompt or "", negative_prompt=options.negative_prompt,
+                       image_embeds=embeds.to(self.device, self.dtype), noise_level=int(options.noise_level),
+                       num_images_per_prompt=int(options.num_images), generator=generator,
+                       height=options.height, width=options.width, output_type="pil", **kwargs)
+        except ValueError as exc:  # the pipeline's own argument checks (sizes not multiples of 8, ...)
+            raise BindspaceError(f"{self.path}: {_first_line(exc)}") from None
         return list(out.images)
 
     def describe(self) -> dict[str, Any]:
