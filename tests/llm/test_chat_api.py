@@ -109,3 +109,18 @@ def test_the_read_key_is_required(served, media):
     _, http = served
     with pytest.raises(openai.AuthenticationError):
         client(http, key="wrong").chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_serving_a_bridge_needs_the_served_model_to_be_its_space(served, tmp_path, other_encoder_dir):
+    from bindspace.errors import CheckpointError
+    from bindspace.index.fingerprint import model_fingerprint
+    from bindspace.serve.chat import bridge_encoder, bridge_extras
+
+    bridge, _ = served
+    folder = bridge.save(tmp_path / "bridge")
+    assert bridge_encoder(str(folder)) == bridge.space.checkpoint
+    extras = bridge_extras(str(folder), bridge.encoder, bridge.space.fingerprint)
+    assert extras["bridge"].encoder is bridge.encoder and extras["bridge_name"] == "llama"
+    other = create_model(checkpoint=other_encoder_dir)
+    with pytest.raises(CheckpointError, match="another embedding space"):
+        bridge_extras(str(folder), other, model_fingerprint(None, other_encoder_dir))

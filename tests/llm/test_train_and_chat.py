@@ -131,3 +131,24 @@ def test_recipe_errors_name_the_setting(tmp_path, rows_file, llama_dir, encoder_
     assert main(["train", str(recipe), "--check"]) == 1
     err = capsys.readouterr().err
     assert "llm.projector.kind" in err and "'linear', 'mlp'" in err
+
+
+def test_an_interrupted_run_resumes_to_the_same_bridge(tmp_path, rows_file, llama_dir, encoder_dir):
+    from safetensors.torch import load_file
+
+    from bindspace.train import load_config, train
+
+    def config(folder: Path):
+        folder.mkdir(exist_ok=True)
+        recipe = write_recipe(folder, rows_file, llama_dir, encoder_dir, steps=4)
+        return load_config(recipe, ["llm.noise=0.3", "run.save_every=1"])
+
+    whole = train(config(tmp_path / "a"))
+    stopped = train(config(tmp_path / "b"), max_steps=2)
+    assert stopped.result.stopped_early and stopped.model_dir is None
+    assert not (tmp_path / "b" / "run" / "bridge").exists()  # nothing exported from a stopped run
+    resumed = train(config(tmp_path / "b"))
+    assert resumed.result.steps == 4 and resumed.model_dir is not None
+    a = load_file(str(whole.model_dir / "projector.safetensors"))
+    b = load_file(str(resumed.model_dir / "projector.safetensors"))
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)

@@ -137,6 +137,12 @@ def _find(given: str | os.PathLike[str] | None, entry: dict[str, Any] | None, fo
     return entry.get("path")
 
 
+def named_encoder(bridge_dir: str | os.PathLike[str]) -> str | None:
+    """The encoder checkpoint a bridge names (relative to the bridge first, then its absolute path)."""
+    folder = Path(bridge_dir)
+    return _find(None, read_manifest(folder).get("encoder"), folder)
+
+
 def load_bridge(bridge_dir: str | os.PathLike[str], *, checkpoint: str | os.PathLike[str] | None = None,
                 llm: str | os.PathLike[str] | None = None, modalities: Iterable[str] | None = None,
                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,

@@ -43,13 +43,13 @@ class LlmDemoSettings:
 
     base: DemoSettings = field(default_factory=DemoSettings)
     lm_steps: int = 400
-    bridge_steps: int = 300
+    bridge_steps: int = 500
     batch_size: int = 64
     lm_lr: float = 6e-3
     bridge_lr: float = 3e-3
     noise: float = 0.5  # embedding noise while training the projector (see BridgeObjective)
     lora_rank: int = 8
-    test_images: int = 200
+    test_images: int = 100
     test_tones: int = 200
     seed: int = 0
     progress: bool = True

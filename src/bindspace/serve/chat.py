@@ -178,3 +178,31 @@ def _events(bridge: Any, lock: threading.Lock, question: str, options: dict[str,
             yield chunk({"content": piece})
     yield chunk({}, info.get("finish_reason", "stop"), usage=_usage(info))
     yield "data: [DONE]\n\n"
+
+
+def bridge_encoder(bridge_dir: str) -> str | None:
+    """The encoder checkpoint a bridge names (what `serve --bridge` loads when no --checkpoint is given)."""
+    from ..llm.bridge_dir import named_encoder
+
+    return named_encoder(bridge_dir)
+
+
+def bridge_extras(bridge_dir: str, model: Any, fingerprint: str | None, *, llm: str | None = None,
+                  device: str = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """The `create_app(extras=...)` entries that serve a bridge, the served model as its encoder.
+
+    The served model's weights fingerprint must be the bridge's space (CheckpointError otherwise).
+    """
+    from pathlib import Path
+
+    from ..llm.bridge_dir import load_bridge
+    from ..llm.lm import quiet_libraries
+
+    quiet_libraries()
+    if fingerprint is None:
+        from ..index.fingerprint import model_fingerprint
+
+        fingerprint = model_fingerprint(model)
+    bridge = load_bridge(bridge_dir, llm=llm, encoder=model, encoder_fingerprint=fingerprint, device=device,
+                         dtype=dtype)
+    return {BRIDGE: bridge, "bridge_name": Path(bridge.lm.path).name or "bridge"}
