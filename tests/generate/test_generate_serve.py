@@ -81,3 +81,15 @@ def test_no_generator_and_bad_requests(client, tiny_model):
 def test_width_is_checked_when_the_server_starts(tiny_model, unclip_wide_dir):
     with pytest.raises(BindspaceError, match="32-d image embeddings"):
         generator_extras(open_pipeline(unclip_wide_dir), tiny_model)
+
+
+def test_unclip_pipeline_behind_the_endpoint(tiny_model, unclip_dir):
+    pipeline = open_pipeline(unclip_dir)
+    extras = generator_extras(pipeline, tiny_model)
+    assert pipeline.describe()["embedding"]["source"] == "measured"  # loaded at start-up, not on first request
+    with TestClient(create_app(tiny_model, api_key="secret", routers=[router], extras=extras)) as client:
+        body = {"parts": [{"modality": "text", "text": "a dog"}], "steps": 1, "prompt": "cat"}
+        image = png(client.post("/v1/generate", json=body, headers=KEY))
+        assert image.shape == (16, 16, 3)
+        response = client.post("/v1/generate", json={**body, "height": 20}, headers=KEY)
+        assert response.status_code == 400 and "divisible by 8" in response.json()["error"]

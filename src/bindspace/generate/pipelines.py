@@ -53,6 +53,10 @@ class ImagePipeline(Protocol):
         """PIL images drawn from one unit query vector (D,)."""
         ...
 
+    def load(self) -> None:
+        """Load the weights now rather than on the first `generate` (a server does this at start-up)."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """JSON-ready facts: kind, width, defaults, the embedding transform."""
         ...
@@ -112,6 +116,10 @@ class UnCLIPPipeline:
             return int(json.loads(config.read_text())["embedding_dim"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BindspaceError(f"{config}: cannot read the pipeline's embedding width ({exc})") from None
+
+    def load(self) -> None:
+        """Load the diffusers pipeline and settle the embedding norm."""
+        _ = self.pipe
 
     @property
     def pipe(self) -> Any:
@@ -183,6 +191,9 @@ class TinyPipeline:
         self.checkpoint = str((path / str(checkpoint)).resolve()) if checkpoint else None
         defaults = self.meta.get("defaults")
         self.defaults: dict[str, Any] = dict(defaults) if isinstance(defaults, dict) else {}
+
+    def load(self) -> None:
+        """Nothing to do: the weights are loaded when the directory is opened."""
 
     def generate(self, query: np.ndarray, options: GenerateOptions) -> list[Any]:
         """PIL images (grey, nearest-neighbour enlarged to `height` x `width`, default 8x)."""

@@ -102,4 +102,5 @@ def generator_extras(pipeline: Any, model: Any) -> dict[str, Any]:
     from ..generate import check_width
 
     check_width(pipeline, int(model.embed_dim), getattr(getattr(model, "config", None), "name", "the served model"))
+    pipeline.load()  # before serving: the first request must not pay for loading (or find the weights broken)
     return {GENERATOR: GeneratorService(pipeline)}
