@@ -244,3 +244,141 @@ def test_v1_embed_uses_the_models_own_image_size(make_client, small_model, serve
         want = small_model.encode("vision", loader(str(served_media / name), **options)[None])[0].numpy()
     np.testing.assert_allclose(response.json()["vectors"][0], want, atol=1e-5)
     assert response.json()["dim"] == 16
+
+
+# ---------------------------------------------------------------- bit-stable vectors, whatever the batching
+
+
+def test_fixed_size_calls_make_every_row_independent_of_its_batch(tiny_model):
+    """Kernels differ by batch size (on this CPU a batch of 1 or 2 differs from 3+ in the last bits)."""
+    from bindspace.modality import Modality
+    from bindspace.serve.app import forward_one
+    from bindspace.serve.pipeline import call_size, fixed_size_calls
+
+    sizes: list[int] = []
+
+    def forward(modality, x):
+        sizes.append(int(x.shape[0]))
+        return forward_one(tiny_model, modality, x)
+
+    stable = fixed_size_calls(forward, max_batch=4)
+    tokens = tokenize([f"text number {i}" for i in range(11)])  # (11, 77)
+    with torch.inference_mode():
+        alone = stable(Modality.TEXT, tokens[:1])
+        others = stable(Modality.TEXT, torch.cat([tokens[5:7], tokens[:1]]))  # at another place, other company
+        many = stable(Modality.TEXT, tokens)  # 11 items: calls of 4, 4 and 3 padded to 4
+    assert torch.equal(alone[0], others[2]) and torch.equal(alone[0], many[0])
+    assert torch.equal(others[0], many[5]) and many.shape == (11, 24)
+    assert set(sizes) == {4}
+    assert call_size((77,), 32) == 32 and call_size((3, 224, 224), 32) == 32
+    assert call_size((3, 1, 128, 204), 32) == 10  # audio: 3 clips per item
+    assert call_size((15, 3, 2, 224, 224), 32) == 1  # video: a batch of 15 clips by itself
+
+
+def test_vectors_are_bit_identical_across_requests_and_concurrent_batching(tiny_model, served_media):
+    """Weaviate re-vectorizes objects: an item's vector must not change with what else is asked at the same time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bindspace.serve import create_app
+
+    image = b64((served_media / "image_1.jpg").read_bytes())
+    others = [b64((served_media / name).read_bytes()) for name in ("image_2.png", "image_3.png")]
+    with live_server(create_app(tiny_model)) as base:
+        alone = vectorize(base, {"texts": ["A dog."], "images": [image]})
+        mixed = vectorize(base, {"texts": ["A car", "A dog.", "A bird"], "images": [*others, image]})
+        assert mixed["imageVectors"][2] == alone["imageVectors"][0]
+        assert mixed["textVectors"][1] == alone["textVectors"][0]
+        bodies = [{"texts": ["A dog."] + [f"filler {i} {j}" for j in range(i % 4)], "images": [image] + others[:i % 3]}
+                  for i in range(12)]
+        with ThreadPoolExecutor(12) as pool:  # whatever the micro-batcher makes of these, the bits stay
+            answers = list(pool.map(lambda body: vectorize(base, body), bodies))
+    for answer in answers:
+        assert answer["imageVectors"][0] == alone["imageVectors"][0]
+        assert answer["textVectors"][0] == alone["textVectors"][0]
+
+
+# ---------------------------------------------------------------- items given as file paths
+
+
+@pytest.fixture
+def path_client(tiny_model, tmp_path, monkeypatch, served_media):
+    """A client of a server started in tmp_path that allows reading files under tmp_path/allowed."""
+    from fastapi.testclient import TestClient
+
+    from bindspace.serve import create_app
+    from bindspace.serve.weaviate import PATHS_OPTION
+
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "imu.csv").write_bytes(imu_csv(np.random.default_rng(3).normal(size=(300, 6))))
+    (allowed / "image.jpg").write_bytes((served_media / "image_1.jpg").read_bytes())
+    (tmp_path / "secret.csv").write_bytes(imu_csv(np.zeros((10, 6))))
+    (allowed / "link.csv").symlink_to(tmp_path / "secret.csv")
+    (allowed / "folder.csv").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with TestClient(create_app(tiny_model, extras={PATHS_OPTION: ["allowed"]})) as client:
+        yield client
+
+
+def test_path_items_are_refused_unless_the_server_allows_their_folder(tiny_model):
+    from fastapi.testclient import TestClient
+
+    from bindspace.serve import create_app
+
+    with TestClient(create_app(tiny_model)) as client:
+        response = client.post("/vectorize", json={"imu": ["test/IMUSamples/imu_1.csv"]})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error.startswith("imu[0]: ") and "--weaviate-paths" in error
+
+
+def test_path_items_inside_allowed_folders_read_like_base64(path_client, tmp_path):
+    by_path = path_client.post("/vectorize", json={"imu": ["allowed/imu.csv", str(tmp_path / "allowed" / "imu.csv")],
+                                                   "images": ["allowed/image.jpg"]})
+    assert by_path.status_code == 200, by_path.text
+    data = (tmp_path / "allowed" / "imu.csv").read_bytes()
+    image = (tmp_path / "allowed" / "image.jpg").read_bytes()
+    wrapped = base64.encodebytes(image).decode()  # MIME style: a line break every 76 characters
+    by_value = path_client.post("/vectorize", json={"imu": [b64(data)], "images": [wrapped]}).json()
+    assert by_path.json()["imuVectors"] == by_value["imuVectors"] * 2
+    assert by_path.json()["imageVectors"] == by_value["imageVectors"]
+
+
+@pytest.mark.parametrize("item,problem", [
+    ("allowed/../secret.csv", "outside the folders allowed by --weaviate-paths"),
+    ("allowed/link.csv", "outside the folders allowed by --weaviate-paths"),  # a symlink out of the folder
+    ("/etc/passwd", "outside the folders allowed by --weaviate-paths"),
+    ("/no/such/file.csv", "outside the folders allowed by --weaviate-paths"),  # existence is not disclosed
+    ("allowed/missing.csv", "no such file"),
+    ("allowed/folder.csv", "not a regular file"),
+    ("allowed/im\x00u.csv", "not valid base64, nor a usable file path"),
+])
+def test_path_items_outside_or_unreadable_are_one_line_400s(path_client, item, problem):
+    response = path_client.post("/vectorize", json={"texts": ["a"], "imu": [item]})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error.startswith("imu[0]: ") and problem in error and "\n" not in error
+
+
+def test_cli_wires_weaviate_paths_and_free_batches(monkeypatch, tmp_path, tiny_pth, capsys):
+    import uvicorn
+
+    from bindspace.cli import main
+    from bindspace.serve.weaviate import PATHS_OPTION
+
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "samples").mkdir()
+    model = ["--model", "imagebind_tiny_test", "--checkpoint", str(tiny_pth)]
+    assert main(["serve", *model, "--weaviate-paths", "samples"]) == 0
+    state = apps[0].state.bindspace
+    assert state.extras[PATHS_OPTION] == [str(tmp_path.resolve() / "samples")]
+    assert state.limits.fixed_batches and state.limits.max_batch == 8
+    assert "/vectorize may read files under samples" in capsys.readouterr().err
+    assert main(["serve", *model, "--free-batches"]) == 0
+    assert not apps[1].state.bindspace.limits.fixed_batches and apps[1].state.bindspace.extras[PATHS_OPTION] == []
+    capsys.readouterr()
+    assert main(["serve", *model, "--weaviate-paths", "missing"]) == 1
+    err = capsys.readouterr().err
+    assert "--weaviate-paths" in err and "not a folder" in err and err.count("\n") == 1

@@ -58,8 +58,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                              "base64, as the Weaviate container does (repeatable; relative paths resolve against "
                              "the working directory; default: none, paths are refused)")
     group = parser.add_argument_group("batching and limits")
-    group.add_argument("--max-batch", type=positive_int, default=32,
-                       help="most items per model call (default: %(default)s; 1 disables micro-batching)")
+    group.add_argument("--max-batch", type=positive_int, default=8,
+                       help="items per model call: every call of a tower runs exactly this many, padded, unless "
+                            "--free-batches (default: %(default)s; 1 disables micro-batching)")
     group.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
                        help="how long a lone request waits for others to batch with (default: %(default)s)")
     group.add_argument("--free-batches", action="store_true",

@@ -40,8 +40,8 @@ def call_size(item_shape: Sequence[int], max_batch: int) -> int:
     """Items per model call for one item shape: videos one by one, others `max_batch` over their clips.
 
     A video (clips, C, T, H, W) is a batch of 15 clips by itself, so pairing videos gains little
-    and would double a lone video's cost; an audio item (clips, 1, mel, frames) holds 3 clips, so
-    10 of them fill a call of the default 32 rows.
+    and would double a lone video's cost; an audio item (clips, 1, mel, frames) holds 3 clips,
+    so a call of `max_batch` rows takes a third as many audio items.
     """
     if len(item_shape) >= 5:
         return 1

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from fastapi import APIRouter, Depends, Request, Response
 
+from ..errors import InputError
 from ..modality import Modality
 from ..preprocess.batching import NPY_MAGIC
 from .auth import require_read
@@ -29,6 +30,7 @@ router = APIRouter(tags=["weaviate"])
 # create_app(..., extras={PATHS_OPTION: [DIR, ...]}): the folders whose files /vectorize may read by path.
 PATHS_OPTION = "weaviate_paths"
 _WHITESPACE = re.compile(r"\s+")
+MAX_PATH_CHARS = 4096  # Linux's PATH_MAX: longer invalid base64 is reported as base64, never as a path
 
 # request field -> (our modality kind, response field)
 FIELDS = (
@@ -45,11 +47,18 @@ FIELDS = (
 def item_bytes(state: Any, item: str, name: str) -> bytes:
     """A media item's bytes: base64 (line breaks allowed), or a file path inside the --weaviate-paths folders."""
     max_bytes = state.limits.max_item_bytes
+    roots = state.extras.get(PATHS_OPTION, ())
     if isinstance(item, str) and is_path_like(item):
-        return read_allowed_file(item, name, state.extras.get(PATHS_OPTION, ()), max_bytes)
+        return read_allowed_file(item, name, roots, max_bytes)
     if isinstance(item, str) and not item.startswith("data:"):
         item = _WHITESPACE.sub("", item)  # base64 wrapped at 76 columns (MIME style) is still base64
-    return decode_base64(item, name, max_bytes)
+    try:
+        return decode_base64(item, name, max_bytes)
+    except InputError:
+        # "/srv/media/clip" uses only base64 characters: invalid base64 of path length with a slash is a path.
+        if isinstance(item, str) and "/" in item and len(item) <= MAX_PATH_CHARS:
+            return read_allowed_file(item, name, roots, max_bytes)
+        raise
 
 
 def decode_item(state: Any, kind: str, item: str, name: str) -> tuple[Modality, str, torch.Tensor]:
