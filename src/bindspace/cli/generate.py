@@ -57,18 +57,21 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--weight", type=float, action="append", default=None, metavar="W",
                         help="weight of the i-th query part, in command-line order (repeatable; default 1)")
     group = parser.add_argument_group("sampling")
-    group.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    group.add_argument("--steps", type=positive_int, help="denoising steps (default: the generator's)")
-    group.add_argument("--guidance", type=positive_float,
+    group.add_argument("--seed", type=int, metavar="N", default=0, help="random seed (default: %(default)s)")
+    group.add_argument("--steps", type=positive_int, metavar="N", help="denoising steps (default: the generator's)")
+    group.add_argument("--guidance", type=positive_float, metavar="G",
                        help="classifier-free guidance scale (default: the generator's)")
-    group.add_argument("--noise-level", type=non_negative_int, default=0,
+    group.add_argument("--noise-level", type=non_negative_int, metavar="0-999", default=0,
                        help="noise added to the embedding, 0-999: more gives freer variations (default: 0)")
-    group.add_argument("--prompt", help="a text prompt for the generator's own text encoder (unCLIP only)")
-    group.add_argument("--negative-prompt", help="what to steer away from (unCLIP only)")
-    group.add_argument("--num-images", type=positive_int, default=1, help="images to draw (default: 1)")
-    group.add_argument("--height", type=positive_int, help="image height in pixels (default: the generator's)")
-    group.add_argument("--width", type=positive_int, help="image width in pixels (default: the generator's)")
-    group.add_argument("--embed-norm", type=positive_float,
+    group.add_argument("--prompt", metavar="TEXT",
+                       help="a text prompt for the generator's own text encoder (unCLIP only)")
+    group.add_argument("--negative-prompt", metavar="TEXT", help="what to steer away from (unCLIP only)")
+    group.add_argument("--num-images", type=positive_int, metavar="N", default=1, help="images to draw (default: 1)")
+    group.add_argument("--height", type=positive_int, metavar="PX",
+                       help="image height in pixels (default: the generator's)")
+    group.add_argument("--width", type=positive_int, metavar="PX",
+                       help="image width in pixels (default: the generator's)")
+    group.add_argument("--embed-norm", type=positive_float, metavar="X",
                        help="length to scale the unit query to for unCLIP (default: measured; see docs/generate.md)")
     group.add_argument("--pipeline-dtype", choices=DTYPES,
                        help="dtype of the generator (default: float16 on CUDA, else float32)")
