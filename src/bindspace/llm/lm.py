@@ -113,20 +113,22 @@ def _peft() -> Any:
     return peft
 
 
-def peft_lora_config(config: LmLoraConfig) -> Any:
-    """The peft LoraConfig for a causal LM."""
+def peft_lora_config(config: LmLoraConfig, model: nn.Module | None = None) -> Any:
+    """The peft LoraConfig for a causal LM (`model` tells whether its layers store weights transposed)."""
     if config.rank < 1:
         raise ConfigError(f"llm.lora.rank: must be >= 1, got {config.rank}")
     targets: str | list[str] = "all-linear" if tuple(config.targets) == ("all-linear",) else list(config.targets)
+    # GPT-2-style models keep (in, out) weights in Conv1D layers: peft must know to transpose.
+    transposed = model is not None and any(type(m).__name__ == "Conv1D" for m in model.modules())
     return _peft().LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                              target_modules=targets, task_type="CAUSAL_LM")
+                              target_modules=targets, task_type="CAUSAL_LM", fan_in_fan_out=transposed)
 
 
 def add_lora(model: nn.Module, config: LmLoraConfig) -> nn.Module:
     """Inject adapters in place; only they train."""
     peft = _peft()
     freeze(model)
-    model = peft.inject_adapter_in_model(peft_lora_config(config), model)
+    model = peft.inject_adapter_in_model(peft_lora_config(config, model), model)
     for name, param in model.named_parameters():
         param.requires_grad_("lora_" in name)
     return model
