@@ -382,3 +382,26 @@ def test_cli_wires_weaviate_paths_and_free_batches(monkeypatch, tmp_path, tiny_p
     assert main(["serve", *model, "--weaviate-paths", "missing"]) == 1
     err = capsys.readouterr().err
     assert "--weaviate-paths" in err and "not a folder" in err and err.count("\n") == 1
+
+
+def test_video_and_audio_vectors_are_bit_identical_whatever_they_are_batched_with(small_model, served_media):
+    """The smoke test compares a video's vector across two requests with `==`.
+
+    Their clips make these items batches of 15 and 3 rows already, so on the development CPU
+    free batching passes this too; it guards the per-item video calls on other kernels.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bindspace.serve import create_app
+
+    video = b64((served_media / "video_1.mp4").read_bytes())
+    sounds = [b64((served_media / name).read_bytes()) for name in ("audio_3.wav", "audio_1.wav")]
+    with live_server(create_app(small_model)) as base:
+        alone = vectorize(base, {"video": [video], "audio": sounds[:1]})
+        bodies = [{"texts": ["A dog."] * (i % 3), "video": [video] * (1 + i % 2), "audio": sounds[:1] + sounds[1:] * i}
+                  for i in range(6)]
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda body: vectorize(base, body), bodies))
+    for answer in answers:
+        assert all(vector == alone["videoVectors"][0] for vector in answer["videoVectors"])
+        assert answer["audioVectors"][0] == alone["audioVectors"][0]
