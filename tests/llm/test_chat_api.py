@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import openai
 import pytest
@@ -35,6 +36,11 @@ def served(llama_dir, encoder_dir):
         yield bridge, http
 
 
+def user(content: Any) -> Any:
+    """A user message (typed loosely: the bindspace-only `input_media` part is not in openai's types)."""
+    return {"role": "user", "content": content}
+
+
 def client(http, key: str = "reader") -> openai.OpenAI:
     return openai.OpenAI(base_url="http://testserver/v1", api_key=key, http_client=http, max_retries=0)
 
@@ -43,7 +49,7 @@ def b64(path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def parts(media, question: str = PROMPT) -> list[dict]:
+def parts(media, question: str = PROMPT) -> Any:
     return [
         {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64(media["image"])}},
         {"type": "input_audio", "input_audio": {"data": b64(media["audio"]), "format": "wav"}},
@@ -55,8 +61,7 @@ def test_answer_equals_the_bridge_answer(served, media):
     bridge, http = served
     expected = bridge.generate(PROMPT, [("image", media["image"]), ("audio", media["audio"])], max_new_tokens=6)
     reply = client(http).chat.completions.create(
-        model="anything", max_tokens=6, messages=[{"role": "system", "content": "be brief"},
-                                                  {"role": "user", "content": parts(media)}])
+        model="anything", max_tokens=6, messages=[{"role": "system", "content": "be brief"}, user(parts(media))])
     choice = reply.choices[0]
     assert expected  # a random LM still says something: the comparison below is not between empty strings
     assert choice.message.role == "assistant" and choice.message.content == expected
@@ -69,7 +74,7 @@ def test_streaming_sends_the_same_answer_in_chunks(served, media):
     bridge, http = served
     expected = bridge.generate(PROMPT, [("image", media["image"]), ("audio", media["audio"])], max_new_tokens=6)
     stream = client(http).chat.completions.create(model="x", max_tokens=6, stream=True,
-                                                  messages=[{"role": "user", "content": parts(media)}])
+                                                  messages=[user(parts(media))])
     chunks = list(stream)
     assert all(c.object == "chat.completion.chunk" for c in chunks)
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -83,7 +88,7 @@ def test_any_modality_part_and_a_missing_tower(served, media):
     depth = {"type": "input_media", "input_media": {"modality": "depth", "data": b64(media["depth"])}}
     with pytest.raises(openai.BadRequestError, match="no depth tower"):
         client(http).chat.completions.create(model="x", messages=[
-            {"role": "user", "content": [depth, {"type": "text", "text": "what is this?"}]}])
+            user([depth, {"type": "text", "text": "what is this?"}])])
 
 
 def test_undecodable_media_names_the_part(served, media):
@@ -91,7 +96,7 @@ def test_undecodable_media_names_the_part(served, media):
     broken = {"type": "input_audio", "input_audio": {"data": b64(media["broken"]), "format": "wav"}}
     with pytest.raises(openai.BadRequestError, match=r"messages\[0\]\.content\[0\]"):
         client(http).chat.completions.create(model="x", messages=[
-            {"role": "user", "content": [broken, {"type": "text", "text": "what is this?"}]}])
+            user([broken, {"type": "text", "text": "what is this?"}])])
 
 
 def test_remote_urls_are_not_fetched_and_markers_must_match(served, media):
@@ -99,16 +104,16 @@ def test_remote_urls_are_not_fetched_and_markers_must_match(served, media):
     remote = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
     with pytest.raises(openai.BadRequestError, match="not fetched"):
         client(http).chat.completions.create(model="x", messages=[
-            {"role": "user", "content": [remote, {"type": "text", "text": "what?"}]}])
+            user([remote, {"type": "text", "text": "what?"}])])
     with pytest.raises(openai.BadRequestError, match="3 <media> markers but 2"):
         client(http).chat.completions.create(model="x", messages=[
-            {"role": "user", "content": parts(media, "<media> <media> <media> ?")}])
+            user(parts(media, "<media> <media> <media> ?"))])
 
 
 def test_the_read_key_is_required(served, media):
     _, http = served
     with pytest.raises(openai.AuthenticationError):
-        client(http, key="wrong").chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}])
+        client(http, key="wrong").chat.completions.create(model="x", messages=[user("hi")])
 
 
 def test_serving_a_bridge_needs_the_served_model_to_be_its_space(served, tmp_path, other_encoder_dir):
