@@ -152,3 +152,21 @@ def test_an_interrupted_run_resumes_to_the_same_bridge(tmp_path, rows_file, llam
     a = load_file(str(whole.model_dir / "projector.safetensors"))
     b = load_file(str(resumed.model_dir / "projector.safetensors"))
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_validation_rows_and_export_only(tmp_path, rows_file, llama_dir, encoder_dir, capsys):
+    from safetensors.torch import load_file
+
+    recipe = write_recipe(tmp_path, rows_file, llama_dir, encoder_dir, steps=2)
+    val = f"num_workers = 0\nval = [{json.dumps(str(rows_file))}]"
+    recipe.write_text(recipe.read_text().replace("num_workers = 0", val))
+    capsys.readouterr()
+    assert main(["train", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "eval: val_loss" in out and "response-token accuracy" in out and "bindspace chat --bridge" in out
+    bridge = tmp_path / "run" / "bridge"
+    trained = load_file(str(bridge / "projector.safetensors"))
+    elsewhere = f"llm.bridge_dir={json.dumps(str(tmp_path / 'again'))}"
+    assert main(["train", str(recipe), "--export-only", "--set", elsewhere]) == 0
+    again = load_file(str(tmp_path / "again" / "projector.safetensors"))
+    assert all(bool((trained[k] == again[k]).all()) for k in trained)
