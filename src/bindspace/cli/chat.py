@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", help="the encoder checkpoint (default: the one the bridge names)")
     for kind in MEDIA_OPTIONS:
         parser.add_argument(f"--{kind}", action=_AddMedia, metavar=kind.upper(), dest="media", default=[],
-                            help=f"a {kind} file (repeatable)")
+                            help=f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} file (repeatable)")
     parser.add_argument("--max-new-tokens", type=positive_int, default=128, help="answer length limit (default: 128)")
     parser.add_argument("--temperature", type=non_negative_float, default=0.0,
                         help="0 = greedy, the same answer every time (default); > 0 samples")
