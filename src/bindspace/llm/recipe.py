@@ -34,7 +34,7 @@ from .lm import LanguageModel, LmLoraConfig, add_lora, load_language_model, quie
 from .objective import BridgeObjective
 from .projector import Projector, ProjectorConfig
 from .space import SpaceInfo, space_of
-from .template import PromptTemplate, _filler
+from .template import PromptTemplate, filler_id
 
 log = logging.getLogger("bindspace.llm")
 BRIDGE_SUBDIR = "bridge"
@@ -49,7 +49,7 @@ class LlmRecipe:
     encoder_model: str | None = None  # preset of a .pth encoder (model directories name their own)
     template: str = PromptTemplate.text
     response_prefix: str = PromptTemplate.response_prefix
-    noise: float = 0.0  # std of Gaussian noise on training embeddings (robustness to other modalities)
+    noise: float = 0.0  # expected norm of Gaussian noise on training embeddings (robustness to other modalities)
     max_length: int = 1024  # longer rows are skipped
     embed_batch_size: int = 32
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
@@ -195,7 +195,7 @@ def train_bridge(config: TrainConfig, *, evaluate: Callable[[Any], dict[str, flo
         examples = examples_for(bridge, rows, index, recipe.max_length)
         if not examples:
             raise InputError(str(config.data.train[0]), "no usable training rows")
-        pad = _filler(lm.tokenizer)
+        pad = filler_id(lm.tokenizer)
         source = ExampleSource(examples, table, pad, batch_size=config.run.batch_size, rank=dist.rank,
                                world=dist.world_size, seed=config.run.seed)
         objective = BridgeObjective(bridge, recipe.noise)

@@ -71,7 +71,7 @@ def encode_turn(tokenizer: Any, template: PromptTemplate, prompt: str, media_cou
             ids += _ids(tokenizer, piece)
         if i < len(pieces) - 1:
             slots.append(len(ids))
-            ids += [_filler(tokenizer)] * tokens_per_item
+            ids += [filler_id(tokenizer)] * tokens_per_item
     labels: list[int] = []
     if response is not None:
         answer = _ids(tokenizer, template.response_prefix + response)
@@ -87,7 +87,7 @@ def _ids(tokenizer: Any, text: str) -> list[int]:
     return [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
 
 
-def _filler(tokenizer: Any) -> int:
+def filler_id(tokenizer: Any) -> int:
     """Any valid id for the placeholder positions (their embeddings are replaced)."""
     for name in ("pad_token_id", "unk_token_id", "eos_token_id"):
         value = getattr(tokenizer, name, None)
