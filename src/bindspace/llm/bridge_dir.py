@@ -180,8 +180,9 @@ def load_bridge(bridge_dir: str | os.PathLike[str], *, checkpoint: str | os.Path
     projector_file = folder / PROJECTOR_FILE
     if not projector_file.is_file():
         raise CheckpointError(f"{projector_file}: missing")
-    lm = load_language_model(llm_path, device=device, dtype=dtype)
     recorded = manifest.get("llm") or {}
+    _check_llm_config(llm_path, recorded)
+    lm = load_language_model(llm_path, device=device, dtype=dtype)
     for key in ("hidden_size", "vocab_size"):
         if key in recorded and recorded[key] != lm.info[key]:
             raise CheckpointError(f"{llm_path}: {key} {lm.info[key]} differs from the language model the bridge "
@@ -229,3 +230,17 @@ def _check_towers(encoder_path: str, name: str | None, modalities: Iterable[str]
             have = ", ".join(str(m) for m in config.towers)
             raise CheckpointError(f"{encoder_path}: the encoder has no {as_modality(wanted)} tower (it has: {have}), "
                                   f"so it cannot read {as_modality(wanted)} input")
+
+
+def _check_llm_config(llm_path: str, recorded: dict[str, Any]) -> None:
+    """Refuse an LM of another width or vocabulary from its config.json, before its weights are read."""
+    config_file = Path(llm_path) / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # load_language_model reports a missing or broken directory
+    found = {"hidden_size": config.get("hidden_size", config.get("n_embd")), "vocab_size": config.get("vocab_size")}
+    for key, value in found.items():
+        if key in recorded and isinstance(value, int) and value != recorded[key]:
+            raise CheckpointError(f"{llm_path}: {key} {value} differs from the language model the bridge was "
+                                  f"trained with ({recorded[key]}); give --llm with that model")
