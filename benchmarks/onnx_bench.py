@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -216,7 +217,8 @@ def main() -> None:
         if kind == "case":
             measured, vectors = CASES[tower](args.root, rest[0])
             np.save(args.root / "onnx" / f"out-{tower}-{rest[0]}.npy", vectors)
-            measured.update(path=PATHS[rest[0]], rss_gb=base.peak_rss_gb())
+            usage = resource.getrusage(resource.RUSAGE_SELF)  # CPU seconds: less load-dependent than wall time
+            measured.update(path=PATHS[rest[0]], rss_gb=base.peak_rss_gb(), cpu_s=usage.ru_utime + usage.ru_stime)
             print(json.dumps(measured))
         else:
             fn = {"export": prepare_export, "int8": prepare_int8, "profile": profile}[kind]
