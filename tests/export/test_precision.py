@@ -49,6 +49,7 @@ def test_bf16_on_a_cpu_without_it_warns_in_one_line():
 def test_resolve_dtype_warns_through_the_given_channel(monkeypatch):
     import bindspace.precision as precision
 
+    monkeypatch.delenv("BINDSPACE_DTYPE", raising=False)
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(EPYC_ZEN2))
     said: list[str] = []
     assert resolve_dtype("bfloat16", "cpu", warn=said.append) == torch.bfloat16
