@@ -94,3 +94,11 @@ def test_cli_resolves_auto_and_warns_once(monkeypatch, capsys):
     resolve_dtype_arg(args)
     err = capsys.readouterr().err
     assert args.dtype == "bfloat16" and err.count("\n") == 1 and "warning" in err and "emulated" in err
+
+
+def test_create_model_accepts_auto(monkeypatch):
+    import bindspace
+
+    monkeypatch.setenv("BINDSPACE_DTYPE", "bfloat16")  # what auto resolves to, whatever this CPU is
+    model = bindspace.create_model("imagebind_tiny_test", modalities=["imu"], dtype="auto")
+    assert next(model.parameters()).dtype == torch.bfloat16

@@ -93,3 +93,16 @@ def test_quantize_refuses_an_int8_source_and_bad_specs(int8_dir, onnx_dir, tmp_p
     assert "expected KIND:PATH" in err and err.count("\n") == 1
     assert main(["quantize", str(onnx_dir), "-o", str(tmp_path / "z"), "--calibrate", f"audio:{tmp_path}/none"]) == 1
     assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_calibration_media_for_vision_mixes_images_and_video_clips(onnx_dir, media_dir):
+    from bindspace.export.calibration import load_calibration
+    from bindspace.model.onnx_backend import OnnxModel
+
+    model = OnnxModel(onnx_dir, ["vision", "imu"])
+    inputs = load_calibration([f"image:{media_dir}", f"video:{media_dir / 'video_1.mp4'}", f"imu:{media_dir}"], model)
+    vision = inputs[model.modalities[0]]
+    images = [p for p in media_dir.iterdir() if p.suffix in (".jpg", ".png")]  # depth/thermal PNGs read as images too
+    assert tuple(vision.shape) == (len(images) + 15, 3, 2, 224, 224)  # images as 2-frame clips + 15 video clips
+    assert torch.equal(vision[0, :, 0], vision[0, :, 1])  # an image is its own frame twice
+    assert tuple(inputs[model.modalities[1]].shape) == (1, 6, 2000)
