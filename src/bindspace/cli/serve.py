@@ -17,6 +17,8 @@ endpoints (OpenAPI at /docs and /openapi.json):
   GET  /v1/items/ID[/media|/thumbnail], DELETE /v1/items/ID (write key)
   POST /v1/index             index server-side paths in the background (write key, --index-root)
   POST /v1/embeddings, GET /v1/models                   OpenAI-compatible embeddings
+  POST /v1/chat/completions (with --bridge DIR)         OpenAI-compatible chat about media (docs/llm.md)
+  POST /v1/generate (with --pipeline DIR, write key)    query parts -> a PNG (docs/generate.md)
   POST /vectorize, GET /meta, /.well-known/live|ready   Weaviate multi2vec-bind drop-in
   GET  /healthz /readyz /metrics
 
@@ -80,6 +82,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        help="threads decoding request media (default: %(default)s)")
     group.add_argument("--threads", type=positive_int, default=None, help="torch threads for the model")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    parser.add_argument("--bridge", metavar="DIR", help="also answer POST /v1/chat/completions with this LLM bridge "
+                        "(docs/llm.md); the served model must be its encoder (default --checkpoint: the one it names)")
+    parser.add_argument("--llm", metavar="DIR", help="with --bridge: the language model (default: the one it names)")
+    parser.add_argument("--pipeline", metavar="DIR", help="also answer POST /v1/generate (write key) with this "
+                        "generator: a Stable unCLIP directory or `bindspace demo generate`'s (docs/generate.md)")
     add_model_args(parser)
     return parser
 
@@ -98,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     store = open_index(args.db) if args.db else None
+    if args.bridge and not (args.checkpoint or args.model or store is not None):
+        from ..serve.chat import bridge_encoder
+
+        args.checkpoint = bridge_encoder(args.bridge)  # serve the encoder the bridge was trained with
     model, name, checksum = load_served_model(args, store)
     limits = Limits(
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_item_bytes=int(args.max_item_mb * 1024 * 1024),
@@ -114,10 +125,29 @@ def run(args: argparse.Namespace) -> int:
     for folder in weaviate_paths:
         if not os.path.isdir(folder):
             raise BindspaceError(f"--weaviate-paths {folder}: not a folder")
+    routers: list = []
+    extras: dict = {"weaviate_paths": weaviate_paths}
+    if args.bridge:
+        from ..serve.chat import bridge_extras
+        from ..serve.chat import router as chat_router
+
+        extras.update(bridge_extras(args.bridge, model, checksum, llm=args.llm, device=args.device,
+                                    dtype=getattr(torch, args.dtype)))
+        routers.append(chat_router)
+        print(f"bindspace serve: POST /v1/chat/completions answers with the bridge {args.bridge} "
+              f"({extras['bridge_name']})", file=sys.stderr)
+    if args.pipeline:
+        from ..generate import open_pipeline
+        from ..serve.generation import generator_extras
+        from ..serve.generation import router as generation_router
+
+        extras.update(generator_extras(open_pipeline(args.pipeline, device=args.device), model))
+        routers.append(generation_router)
+        print(f"bindspace serve: POST /v1/generate draws with {args.pipeline}", file=sys.stderr)
     checkpoint = os.path.abspath(args.checkpoint) if args.checkpoint and "://" not in args.checkpoint else None
     app = create_app(model, store, api_key=api_key, read_key=read_key, index_roots=roots,
                      imu_layout=args.weaviate_imu, limits=limits, model_name=name, model_checksum=checksum,
-                     model_checkpoint=checkpoint, extras={"weaviate_paths": weaviate_paths})
+                     model_checkpoint=checkpoint, routers=routers, extras=extras)
     _announce(args, name, store, api_key, read_key, roots)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5,
                 server_header=False)
