@@ -93,3 +93,35 @@ def test_unclip_pipeline_behind_the_endpoint(tiny_model, unclip_dir):
         assert image.shape == (16, 16, 3)
         response = client.post("/v1/generate", json={**body, "height": 20}, headers=KEY)
         assert response.status_code == 400 and "divisible by 8" in response.json()["error"]
+
+
+@pytest.fixture
+def served(monkeypatch) -> dict:
+    """Replaces uvicorn.run: `bindspace serve` builds its app and returns instead of serving."""
+    import uvicorn
+
+    calls: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.update(app=app, **kwargs))
+    monkeypatch.delenv("BINDSPACE_API_KEY", raising=False)
+    monkeypatch.delenv("BINDSPACE_READ_KEY", raising=False)
+    return calls
+
+
+def test_serve_pipeline_option(served, tiny_model_dir, tiny_generator_dir, capsys):
+    from bindspace.cli import main
+
+    assert main(["serve", "--checkpoint", str(tiny_model_dir), "--pipeline", str(tiny_generator_dir),
+                 "--api-key", "secret"]) == 0
+    assert "POST /v1/generate" in capsys.readouterr().err
+    with TestClient(served["app"]) as client:
+        png(client.post("/v1/generate", json={"parts": [{"modality": "text", "text": "a dog"}]}, headers=KEY))
+
+
+def test_serve_refuses_a_pipeline_of_another_width(served, tiny_model_dir, unclip_wide_dir, capsys):
+    from bindspace.cli import main
+
+    capsys.readouterr()
+    code = main(["serve", "--checkpoint", str(tiny_model_dir), "--pipeline", str(unclip_wide_dir)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "app" not in served
+    assert len(err.splitlines()) == 1 and "32-d image embeddings" in err
