@@ -1,6 +1,7 @@
 """Shared fixtures: the tiny preset with deterministic weights, as a model and as checkpoints."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,9 @@ MEDIA = FIXTURES / "media"
 TINY = "imagebind_tiny_test"
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# Commands default to --dtype auto (bfloat16 on CPUs that have it); the CLI tests compare against float32
+# references, so auto resolves to float32 here unless a test sets the variable itself.
+os.environ.setdefault("BINDSPACE_DTYPE", "float32")
 
 
 def tiny_shapes(modalities=None) -> dict[str, tuple[int, ...]]:

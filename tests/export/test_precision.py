@@ -102,3 +102,21 @@ def test_create_model_accepts_auto(monkeypatch):
     monkeypatch.setenv("BINDSPACE_DTYPE", "bfloat16")  # what auto resolves to, whatever this CPU is
     model = bindspace.create_model("imagebind_tiny_test", modalities=["imu"], dtype="auto")
     assert next(model.parameters()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("command", ["embed", "classify", "index", "search", "serve"])
+def test_commands_default_to_auto(command, monkeypatch):
+    import bindspace.precision as precision
+    from bindspace.cli import build_parser
+    from bindspace.cli.common import resolve_dtype_arg
+
+    argv = {"embed": ["embed", "--modality", "text", "x", "-o", "out.npy"],
+            "classify": ["classify", "--modality", "audio", "x.wav", "--labels", "a,b"],
+            "index": ["index", "lib", "--db", "db"], "search": ["search", "--db", "db", "x"],
+            "serve": ["serve"]}[command]
+    args = build_parser().parse_args(argv)
+    assert args.dtype == "auto"
+    monkeypatch.delenv("BINDSPACE_DTYPE", raising=False)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(SAPPHIRE_RAPIDS))
+    resolve_dtype_arg(args)
+    assert args.dtype == "bfloat16"  # a native-bf16 CPU runs bfloat16 unless told otherwise

@@ -53,8 +53,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint", help="a .pth file or a model directory; default: $BINDSPACE_CHECKPOINT, "
                        "the cache (~/.cache/bindspace), then a download")
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: %(default)s)")
-    group.add_argument("--dtype", default="float32", choices=("auto", *DTYPES),
-                       help="auto: bfloat16 where the hardware computes it natively (AVX-512 BF16/AMX "
+    group.add_argument("--dtype", default="auto", choices=("auto", *DTYPES),
+                       help="default auto: bfloat16 where the hardware computes it natively (AVX-512 BF16/AMX "
                        "CPUs, Ampere+ GPUs), float16 on older GPUs and MPS, else float32; $BINDSPACE_DTYPE "
                        "overrides auto. An exported ONNX directory runs at its own precision")
 
