@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from .common import (
     positive_int,
     write_failed,
 )
-from .search import KINDS, _Part
+from .query import add_query_options, add_text_parts, query_parts
 
 EPILOG = """\
 query parts:
@@ -45,17 +44,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Embed a query (one or several weighted parts) and condition an image generator on it.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("texts", nargs="*", metavar="TEXT", action=_Part, kind="text", default=None,
-                        help="a text query part")
+    add_text_parts(parser)
     parser.add_argument("--pipeline", required=True, metavar="DIR", help="the generator directory")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.png",
                         help="output PNG (with --num-images N > 1: OUT-1.png ... OUT-N.png)")
-    for kind in KINDS:
-        parser.add_argument(f"--{kind}", action=_Part, kind=kind, dest="parts", metavar="TEXT" if kind == "text"
-                            else "FILE", help=f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} query part"
-                            + ("" if kind == "text" else " (a file)"))
-    parser.add_argument("--weight", type=float, action="append", default=None, metavar="W",
-                        help="weight of the i-th query part, in command-line order (repeatable; default 1)")
+    add_query_options(parser)
     group = parser.add_argument_group("sampling")
     group.add_argument("--seed", type=int, metavar="N", default=0, help="random seed (default: %(default)s)")
     group.add_argument("--steps", type=positive_int, metavar="N", help="denoising steps (default: the generator's)")
@@ -78,7 +71,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print what was written as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_args(parser)
-    parser.set_defaults(parts=None)
     return parser
 
 
@@ -94,18 +86,9 @@ def run(args: argparse.Namespace) -> int:
     from ..fsio import atomic_path
     from ..generate import GenerateOptions, check_width, embed_query, open_pipeline
 
-    parts: list[tuple[str, str]] = args.parts or []
-    if not parts:
-        raise UsageError("give a query: TEXT and/or --image/--audio/--video/--depth/--thermal/--imu FILE")
-    weights = list(args.weight or [])
-    if len(weights) > len(parts):
-        raise UsageError(f"{len(weights)} --weight values for {len(parts)} query parts")
-    weights += [1.0] * (len(parts) - len(weights))
     if args.noise_level > 999:
         raise UsageError(f"--noise-level must be 0-999, got {args.noise_level}")
-    for kind, value in parts:
-        if kind != "text" and not os.path.isfile(value):
-            raise BindspaceError(f"{value}: no such file (--{kind})")
+    parts, weights = query_parts(args)
     paths = output_paths(args.output, args.num_images)
     for path in paths:
         check_writable_file(path)

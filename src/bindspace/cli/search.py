@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from typing import Any
 
 from ..errors import BindspaceError
-from ..kinds import KINDS, MEDIA_KINDS, tower_of
-from .common import UsageError, add_model_args, model_label, positive_int, resolve_model
+from ..kinds import MEDIA_KINDS, tower_of
+from .common import add_model_args, model_label, positive_int, resolve_model
+from .query import add_query_options, add_text_parts, query_parts
 
 FILTERS = (*MEDIA_KINDS, "vision")
 
@@ -33,22 +32,6 @@ filters:
 """
 
 
-class _Part(argparse.Action):
-    """Appends (kind, value) to `parts`, keeping the command-line order across options."""
-
-    def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
-        self.kind = kind
-        super().__init__(*args, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        parts = list(getattr(namespace, "parts", None) or [])
-        for value in values if isinstance(values, list) else [values]:
-            if value is not None:
-                parts.append((self.kind, value))
-        namespace.parts = parts
-
-
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `search` sub-command to the parser."""
     parser = sub.add_parser(
@@ -56,22 +39,15 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Find the items of an index closest to a query made of texts and/or media files.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("texts", nargs="*", metavar="TEXT", action=_Part, kind="text", default=None,
-                        help="a text query part")
+    add_text_parts(parser)
     parser.add_argument("--db", required=True, metavar="DIR", help="the index (directory or LanceDB URI)")
     parser.add_argument("-k", type=positive_int, default=10, help="number of results (default: %(default)s)")
     parser.add_argument("--modality", choices=FILTERS, help="only return items of this kind")
     parser.add_argument("--where", metavar="SQL", help="SQL filter on item columns")
-    for kind in KINDS:
-        parser.add_argument(f"--{kind}", action=_Part, kind=kind, dest="parts", metavar="TEXT" if kind == "text"
-                            else "FILE", help=f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} query part"
-                            + ("" if kind == "text" else " (a file)"))
-    parser.add_argument("--weight", type=float, action="append", default=None, metavar="W",
-                        help="weight of the i-th query part, in command-line order (repeatable; default 1)")
+    add_query_options(parser)
     parser.add_argument("--exact", action="store_true", help="exact search even when an ANN index exists")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     add_model_args(parser)
-    parser.set_defaults(parts=None)
     return parser
 
 
@@ -85,16 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from ..model import create_model
     from ..tasks.arithmetic import combine_vectors
 
-    parts: list[tuple[str, str]] = args.parts or []
-    if not parts:
-        raise UsageError("give a query: TEXT and/or --image/--audio/--video/--depth/--thermal/--imu FILE")
-    weights = list(args.weight or [])
-    if len(weights) > len(parts):
-        raise UsageError(f"{len(weights)} --weight values for {len(parts)} query parts")
-    weights += [1.0] * (len(parts) - len(weights))
-    for kind, value in parts:
-        if kind != "text" and not os.path.isfile(value):
-            raise BindspaceError(f"{value}: no such file (--{kind})")
+    parts, weights = query_parts(args)
 
     store = open_store(args.db, create=False)
     info = store.model_info()

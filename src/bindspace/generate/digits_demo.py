@@ -78,12 +78,10 @@ def run_generate_demo(out: str | Path, settings: GenerateDemoSettings | None = N
                       log: Callable[[str], None] = print) -> GenerateDemoResult:
     """Train the demo space if `out` has none, then the generator and the classifier; evaluate; save."""
     s = settings or GenerateDemoSettings()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(s.threads, 1))
-    try:
+    from ..train.demo import torch_threads
+
+    with torch_threads(s.threads):
         return _run(Path(out), s, log)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(out: Path, s: GenerateDemoSettings, log: Callable[[str], None]) -> GenerateDemoResult:

@@ -176,12 +176,10 @@ def run_llm_demo(out: str | Path, settings: LlmDemoSettings | None = None,
                  log: Callable[[str], None] = print) -> LlmDemoResult:
     """Encoder demo, world LM, image-only bridge, then questions about tones; everything saved under `out`."""
     s = settings or LlmDemoSettings()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(s.threads, 1))
-    try:
+    from ..train.demo import torch_threads
+
+    with torch_threads(s.threads):
         return _run(Path(out), s, log)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoResult:

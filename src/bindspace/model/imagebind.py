@@ -1,31 +1,23 @@
 """ImageBindModel: one tower per modality, all mapping into one shared space."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import cast
 
 import torch
 from torch import nn
 
-from ..config import ModelConfig, TowerConfig
+from ..config import ModelConfig
 from ..errors import BindspaceError
 from ..layers import TextHead, Transformer, cls_head, postprocessor
 from ..layers.block import Block
 from ..layers.heads import LogitScale
 from ..modality import Modality, as_modality
+from .contract import EmbeddingModel
 from .stems import build_tokenizer
 
-_STACK_ITEM_RANK = {  # dimensions of one item, without batch or clip axes
-    Modality.VISION: 3,  # (C, H, W); a 2-frame clip (C, T, H, W) has 4
-    Modality.TEXT: 1,
-    Modality.AUDIO: 3,
-    Modality.DEPTH: 3,
-    Modality.THERMAL: 3,
-    Modality.IMU: 2,
-}
 
-
-class ImageBindModel(nn.Module):
+class ImageBindModel(EmbeddingModel):
     """The ImageBind architecture with the released checkpoint's module names.
 
     `forward` keeps the original's contract (a dict in, a dict of scaled embeddings out);
@@ -60,36 +52,6 @@ class ImageBindModel(nn.Module):
             )
 
     # ----------------------------------------------------------------- public API
-
-    @property
-    def embed_dim(self) -> int:
-        """Width of the shared space (1024 for imagebind_huge)."""
-        return self.config.embed_dim
-
-    def tower_config(self, modality: str | Modality) -> TowerConfig:
-        """Config of a tower this model holds."""
-        return self.config.towers[self._check(modality)]
-
-    def encode(self, modality: str | Modality, x: torch.Tensor, *, clip_axis: bool | None = None) -> torch.Tensor:
-        """Unit-norm float32 embeddings (B, embed_dim); clips along a clip axis are averaged.
-
-        Accepted shapes: text (B, L) ids; audio (B, 1, 128, 204) or (B, S, 1, 128, 204);
-        vision (B, 3, H, W) images, (B, 3, 2, H, W) clips or (B, S, 3, 2, H, W) videos;
-        depth/thermal (B, 1, H, W) or (B, S, 1, H, W); imu (B, 6, T) or (B, S, 6, T).
-        `clip_axis` forces (True) or forbids (False) reading axis 1 as clips.
-        """
-        modality = self._check(modality)
-        scaled = self._embed(modality, x, clip_axis)
-        return nn.functional.normalize(scaled.float(), dim=-1)
-
-    def forward(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The original model's contract: postprocessor scales included, clip axes averaged."""
-        outputs = {}
-        for name, x in inputs.items():
-            if x is None:
-                continue
-            outputs[name] = self._embed(self._check(name), x, None).float()
-        return outputs
 
     def logit_scale(self, modality: str | Modality) -> torch.Tensor:
         """The multiplier the postprocessor applies (1.0 for vision), as a 0-d tensor."""
@@ -137,25 +99,6 @@ class ImageBindModel(nn.Module):
     def _trunks(self) -> list[Transformer]:
         return [cast(Transformer, trunk) for trunk in self.modality_trunks.values()]
 
-    def _check(self, modality: str | Modality) -> Modality:
-        modality = as_modality(modality)
-        if modality not in self.modalities:
-            have = ", ".join(self.modalities) or "none"
-            raise BindspaceError(f"this model was built without the {modality} tower (it has: {have})")
-        return modality
-
-    def _embed(self, modality: Modality, x: torch.Tensor, clip_axis: bool | None) -> torch.Tensor:
-        """Postprocessed embeddings (B, E); items with a clip axis are averaged over it."""
-        item_rank = _STACK_ITEM_RANK[modality]
-        if clip_axis is None:
-            extra = 1 if modality == Modality.VISION else 0  # vision items may be 2-frame clips
-            clip_axis = x.ndim >= item_rank + 2 + extra
-        if clip_axis:
-            B, S = x.shape[:2]
-            out = self._embed_items(modality, x.flatten(0, 1))  # (B*S, E)
-            return out.view(B, S, -1).mean(dim=1)  # (B, E)
-        return self._embed_items(modality, x)
-
     def _embed_items(self, modality: Modality, x: torch.Tensor) -> torch.Tensor:
         """One embedding per item of a plain batch (no clip axis), postprocessor applied."""
         self._check_shape(modality, x)
@@ -176,22 +119,3 @@ class ImageBindModel(nn.Module):
             tokens = self.modality_trunks[modality](tokens)
             pooled = self.modality_heads[modality](tokens)
         return self.modality_postprocessors[modality](pooled)
-
-    def _check_shape(self, modality: Modality, x: torch.Tensor) -> None:
-        cfg = self.config.towers[modality]
-        size = tuple(cfg.input_size)
-        if modality == Modality.TEXT:
-            ok = x.ndim == 2 and x.shape[1] <= size[0] and not x.is_floating_point()
-            want = f"(B, L<={size[0]}) integer token ids"
-        elif modality == Modality.VISION:
-            frames = cfg.patch_size[0]
-            ok = (x.ndim == 4 and x.shape[1:] == (cfg.in_channels, *size)) or (
-                x.ndim == 5 and x.shape[1:] == (cfg.in_channels, frames, *size)
-            )
-            channels, (height, width) = cfg.in_channels, size
-            want = f"(B, {channels}, {height}, {width}) or (B, {channels}, {frames}, {height}, {width})"
-        else:
-            ok = tuple(x.shape[1:]) == (cfg.in_channels, *size)
-            want = f"(B, {cfg.in_channels}, {', '.join(map(str, size))})"
-        if not ok:
-            raise BindspaceError(f"{modality} input has shape {tuple(x.shape)}, expected {want}")

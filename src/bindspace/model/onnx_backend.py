@@ -8,7 +8,7 @@ model code runs: torch only carries the input and output tensors.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +16,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ModelConfig, TowerConfig
+from ..config import ModelConfig
 from ..errors import BindspaceError, CheckpointError
 from ..export import manifest as mf
 from ..modality import Modality, as_modality
+from .contract import EmbeddingModel
 
-_ITEM_RANK = {Modality.VISION: 3, Modality.TEXT: 1, Modality.AUDIO: 3, Modality.DEPTH: 3, Modality.THERMAL: 3,
-              Modality.IMU: 2}  # dimensions of one item without batch or clip axes (vision clips have 4)
 _NUMPY = {"float32": np.float32, "float16": np.float16, "int64": np.int64}
 
 
-class OnnxModel(nn.Module):
+class OnnxModel(EmbeddingModel):
     """The towers of an exported directory as ONNX Runtime sessions."""
 
     def __init__(self, path: str | os.PathLike[str], modalities: Iterable[str | Modality] | None = None, *,
@@ -51,31 +50,13 @@ class OnnxModel(nn.Module):
     # ----------------------------------------------------------------- the torch model's API
 
     @property
-    def embed_dim(self) -> int:
-        """Width of the shared space."""
-        return self.config.embed_dim
-
-    @property
     def fingerprint(self) -> str:
         """Which weights this directory holds (see `manifest.onnx_fingerprint`)."""
         return mf.onnx_fingerprint(self.path)
 
-    def tower_config(self, modality: str | Modality) -> TowerConfig:
-        """Config of a tower this model holds."""
-        return self.config.towers[self._check(modality)]
-
     def logit_scale(self, modality: str | Modality) -> torch.Tensor:
         """The multiplier the tower's postprocessor applies, as a 0-d tensor."""
         return torch.tensor(float(self._entries[self._check(modality)]["logit_scale"]))
-
-    def encode(self, modality: str | Modality, x: torch.Tensor, *, clip_axis: bool | None = None) -> torch.Tensor:
-        """Unit-norm float32 embeddings (B, embed_dim); shapes as `ImageBindModel.encode`."""
-        modality = self._check(modality)
-        return nn.functional.normalize(self._embed(modality, x, clip_axis), dim=-1)
-
-    def forward(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The original model's contract: postprocessor scales included, clip axes averaged."""
-        return {name: self._embed(self._check(name), x, None) for name, x in inputs.items() if x is not None}
 
     # ----------------------------------------------------------------- internals
 
@@ -107,26 +88,6 @@ class OnnxModel(nn.Module):
     def _device(self) -> torch.device:
         return next(self.parameters()).device  # the anchor parameter: where `.to()` moved the model
 
-    def _check(self, modality: str | Modality) -> Modality:
-        modality = as_modality(modality)
-        if modality not in self.modalities:
-            have = ", ".join(self.modalities) or "none"
-            raise BindspaceError(f"this model was built without the {modality} tower (it has: {have})")
-        return modality
-
-    def _embed(self, modality: Modality, x: torch.Tensor, clip_axis: bool | None) -> torch.Tensor:
-        """Postprocessed embeddings (B, E) float32 on the model's device; clip axes averaged."""
-        rank = _ITEM_RANK[modality]
-        if clip_axis is None:
-            clip_axis = x.ndim >= rank + 2 + (1 if modality == Modality.VISION else 0)
-        if clip_axis:
-            B, S = x.shape[:2]
-            out = self._run(modality, x.flatten(0, 1))  # (B*S, E)
-            out = out.view(B, S, -1).mean(dim=1)  # (B, E)
-        else:
-            out = self._run(modality, x)
-        return out.to(self._device())
-
     def graph_input(self, modality: str | Modality, x: torch.Tensor) -> dict[str, np.ndarray]:
         """The feed of a tower's graph for a plain batch: text cut at its longest text, images as clips."""
         modality = self._check(modality)
@@ -142,31 +103,13 @@ class OnnxModel(nn.Module):
         array = x.float().numpy() if x.is_floating_point() else x.numpy()
         return {spec["name"]: np.ascontiguousarray(array, dtype=_NUMPY[spec["dtype"]])}
 
-    def _run(self, modality: Modality, x: torch.Tensor) -> torch.Tensor:
-        """One embedding per item of a plain batch."""
+    def _embed_items(self, modality: Modality, x: torch.Tensor) -> torch.Tensor:
+        """One embedding per item of a plain batch, float32 on the model's device."""
         if x.shape[0] == 0:
             self._check_shape(modality, x)
-            return torch.empty(0, self.embed_dim)
+            return torch.empty(0, self.embed_dim, device=self._device())
         out = self._sessions[modality].run(None, self.graph_input(modality, x))[0]
-        return torch.from_numpy(np.asarray(out, dtype=np.float32))
-
-    def _check_shape(self, modality: Modality, x: torch.Tensor) -> None:
-        cfg = self.config.towers[modality]
-        size = tuple(cfg.input_size)
-        if modality == Modality.TEXT:
-            ok = x.ndim == 2 and x.shape[1] <= size[0] and not x.is_floating_point()
-            want = f"(B, L<={size[0]}) integer token ids"
-        elif modality == Modality.VISION:
-            frames = cfg.patch_size[0]
-            ok = (x.ndim == 4 and x.shape[1:] == (cfg.in_channels, *size)) or (
-                x.ndim == 5 and x.shape[1:] == (cfg.in_channels, frames, *size))
-            want = (f"(B, {cfg.in_channels}, {size[0]}, {size[1]}) or "
-                    f"(B, {cfg.in_channels}, {frames}, {size[0]}, {size[1]})")
-        else:
-            ok = tuple(x.shape[1:]) == (cfg.in_channels, *size)
-            want = f"(B, {cfg.in_channels}, {', '.join(map(str, size))})"
-        if not ok:
-            raise BindspaceError(f"{modality} input has shape {tuple(x.shape)}, expected {want}")
+        return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(self._device())
 
 
 def load_onnx_model(path: str | os.PathLike[str], config: ModelConfig | None = None,

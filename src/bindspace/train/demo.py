@@ -16,6 +16,7 @@ classifies your own PNG and WAV files with `bindspace classify --checkpoint DIR`
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import tempfile
@@ -231,16 +232,23 @@ class BatchMaker:
 # ----------------------------------------------------------------------------- the run
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with `count` (at least 1) torch threads, restoring the previous number after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(count, 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def run_demo(out: str | Path | None = None, settings: DemoSettings | None = None,
              log: Callable[[str], None] = print) -> DemoResult:
     """Build the world, run both stages, evaluate, and save a model directory to `out` if given."""
     s = settings or DemoSettings()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(s.threads, 1))
-    try:
+    with torch_threads(s.threads):
         return _run(out, s, log)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(out: str | Path | None, s: DemoSettings, log: Callable[[str], None]) -> DemoResult:
