@@ -91,11 +91,8 @@ def _model(root: Path, tower: str, path: str):
 def case_text(root: Path, path: str) -> tuple[dict, np.ndarray]:
     model, ids = _model(root, "text", path), _texts()
 
-    def plain():  # all 77 positions, as the original
-        with torch.no_grad():
-            tokens = model.modality_preprocessors["text"](ids)
-            tokens = model.modality_trunks["text"](tokens, causal=True)
-            return model.modality_heads["text"](tokens, ids.argmax(-1))
+    def plain():
+        return base.plain_text(model, ids)
 
     def fast():
         with torch.no_grad():

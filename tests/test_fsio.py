@@ -104,3 +104,20 @@ def test_embedding_writers_follow_umask_and_keep_old_file(tmp_path: Path, umask_
         output.write_embeddings(tmp_path / "e.npy", output.EmbeddingTable(np.zeros((3, 2), np.float32)))
     assert (tmp_path / "e.npy").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.jsonl", "e.npy"]
+
+
+def test_publish_dir_replaces_only_an_empty_placeholder(tmp_path):
+    from bindspace.fsio import publish_dir
+
+    work = tmp_path / ".out.partial"
+    work.mkdir()
+    (work / "a.onnx").write_bytes(b"graph")
+    (tmp_path / "out").mkdir()  # an empty placeholder, e.g. made by the output check
+    assert publish_dir(work, tmp_path / "out") == tmp_path / "out"
+    assert (tmp_path / "out" / "a.onnx").read_bytes() == b"graph" and not work.exists()
+
+    again = tmp_path / ".again.partial"
+    again.mkdir()
+    with pytest.raises(OSError):  # a folder that holds files is never replaced
+        publish_dir(again, tmp_path / "out")
+    assert (tmp_path / "out" / "a.onnx").exists()

@@ -92,3 +92,13 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[Pat
         else:
             data(tmp)
     return target
+
+
+def publish_dir(work: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Rename a finished folder `work` onto `target` (absent or an empty folder), then flush the parent."""
+    out = Path(target)
+    if out.exists():
+        out.rmdir()  # only an empty placeholder may be replaced: never a folder with someone's files
+    os.replace(work, out)
+    fsync_dir(out.parent)
+    return out

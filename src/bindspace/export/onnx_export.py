@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import BindspaceError
+from ..fsio import publish_dir
 from ..modality import Modality, as_modality
 from . import manifest as mf
 from .graphs import INPUT_NAMES, MIN_TEXT_LENGTH, TowerGraph, input_shape, sample_input
@@ -77,9 +78,7 @@ def export_onnx(
             "towers": entries, "software": _versions(),
         }
         mf.write_manifest(work, manifest)
-        if out.exists():
-            out.rmdir()
-        os.replace(work, out)
+        publish_dir(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out

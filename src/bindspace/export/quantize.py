@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import BindspaceError
+from ..fsio import publish_dir
 from ..modality import Modality, as_modality
 from . import manifest as mf
 from .calibration import plain_rows
@@ -101,9 +102,7 @@ def quantize_dir(
         new["report"] = report
         mf.write_manifest(work, new)
         del int8
-        if out.exists():
-            out.rmdir()
-        os.replace(work, out)
+        publish_dir(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
