@@ -54,7 +54,7 @@ def vision_kind_of(item: Any) -> str:
     return "image"  # arrays, tensors, PIL images: the video loader reads files and bytes only
 
 
-def _loader(kind: str, segmented: bool = False) -> Callable[..., Any]:
+def item_loader(kind: str, segmented: bool = False) -> Callable[..., Any]:
     """The preprocess function for one item (or for a window/segments of it)."""
     from .. import preprocess
 
@@ -94,7 +94,7 @@ def check_options(options: Mapping[str, Mapping[str, Any]] | None) -> dict[str, 
         if kind == "text":
             allowed = {"context_length"}
         else:
-            params = inspect.signature(_loader(kind)).parameters
+            params = inspect.signature(item_loader(kind)).parameters
             allowed = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
         unknown = sorted(set(kwargs) - allowed)
         if unknown:
@@ -185,7 +185,7 @@ def load_video_window(kwargs: dict[str, Any], item: Any, unit: Unit) -> tuple[to
 def make_loader(kind: str, kwargs: dict[str, Any], segment_seconds: float | None) -> Callable[[Any, Unit], Any]:
     """A picklable function (item, unit) -> (rows, segments) for the worker processes."""
     if segment_seconds is None:
-        return functools.partial(load_plain, _loader(kind), kwargs)
+        return functools.partial(load_plain, item_loader(kind), kwargs)
     if kind == "audio":
         return functools.partial(load_audio_segments, kwargs, segment_seconds)
     return functools.partial(load_video_window, kwargs)

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
+from ..embedding.loading import DECODE_ERRORS, as_failure, geometry, make_loader, vision_kind_of
 from ..embedding.loading import Unit as _Unit
-from ..embedding.loading import as_failure, geometry, make_loader
 from ..errors import BindspaceError, InputError
-from ..kinds import MEDIA_KINDS, parse_kind, resolve_kind, tower_of
+from ..kinds import MEDIA_KINDS, parse_kind, tower_of
 from ..modality import Modality
 
 
@@ -48,7 +48,7 @@ def load_input(model: Any, item: Media) -> tuple[Modality, torch.Tensor]:
     source: Any = item.source
     kind = item.kind
     if kind == "vision":
-        kind = resolve_kind(kind, source) if not isinstance(source, bytes) else _vision_bytes_kind(source)
+        kind = vision_kind_of(source)
     tower = tower_of(kind)
     if tower not in model.modalities:
         have = ", ".join(str(m) for m in model.modalities) or "none"
@@ -62,16 +62,10 @@ def load_input(model: Any, item: Media) -> tuple[Modality, torch.Tensor]:
     load = make_loader(kind, geometry(kind, model.tower_config(tower)), None)
     try:
         rows, _ = load(source, _Unit(0, item.label))
-    except Exception as exc:  # noqa: BLE001 - decoders raise assorted types for bad files; all are input errors
+    except DECODE_ERRORS as exc:  # bad input; a bug in a loader keeps its traceback
         failure = as_failure(exc, item.label)
         raise InputError(failure.source, failure.problem) from None
     return tower, rows
-
-
-def _vision_bytes_kind(data: bytes) -> str:
-    from ..serve.media import is_image_bytes
-
-    return "image" if is_image_bytes(data) else "video"
 
 
 def embed_media(model: Any, items: Sequence[Media]) -> torch.Tensor:

@@ -14,6 +14,7 @@ time. `stream: true` answers with server-sent events as OpenAI does.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -105,7 +106,8 @@ def parse_messages(messages: list[dict[str, Any]]) -> tuple[str, list[tuple[str,
 async def _embed(state: Any, media: list[tuple[str, str, str]]) -> torch.Tensor:
     """(M, D) unit embeddings through the served model, in order."""
     state.pipeline.check_count(len(media))
-    rows = [await state.pipeline.embed_base64(kind, [data], [name]) for kind, data, name in media]
+    # Concurrently: the items decode in parallel and the batcher can put same-tower items in one call.
+    rows = await asyncio.gather(*(state.pipeline.embed_base64(kind, [data], [name]) for kind, data, name in media))
     if not rows:
         return torch.zeros(0, int(state.model.embed_dim))
     return torch.from_numpy(np.concatenate(rows).astype(np.float32))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..embedding.loading import DECODE_ERRORS, item_loader, vision_kind_of
 from ..errors import InputError
 from ..kinds import KINDS as _KINDS
 from ..kinds import tower_of, vision_kind
@@ -75,16 +76,8 @@ def decode_base64(data: str, name: str, max_bytes: int) -> bytes:
     return raw
 
 
-def is_image_bytes(data: bytes) -> bool:
-    """True when Pillow recognises the bytes as an image (only the header is read)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)):
-                return True
-    except Exception:  # any failure to identify means "not an image" here
-        return False
-
+# Bad input is never a 5xx: besides the decode errors, a request may hold a file that exhausts a decoder.
+_UNDECODABLE: tuple[type[BaseException], ...] = (*DECODE_ERRORS, RuntimeError, MemoryError)
 
 # (resolved kind) -> loader keyword arguments that fit the model's stem (sizes, lengths).
 OptionsFor = Callable[[str], Mapping[str, Any]]
@@ -93,26 +86,15 @@ OptionsFor = Callable[[str], Mapping[str, Any]]
 def load_media(kind: str, data: bytes, name: str, options_for: OptionsFor | None = None
                ) -> tuple[Modality, str, torch.Tensor]:
     """One media item -> (tower, resolved kind, model input without batch axis); InputError if bad."""
-    from .. import preprocess
-
     if kind == "vision":
         # Request bytes have no file name, so "vision" is decided by content, not by extension.
-        kind = "image" if is_image_bytes(data) else "video"
+        kind = vision_kind_of(data)
     options = dict(options_for(kind)) if options_for is not None else {}
-    loaders: dict[str, Callable[..., torch.Tensor]] = {
-        "image": preprocess.load_image,
-        "video": preprocess.load_video,
-        "audio": preprocess.load_audio,
-        "depth": preprocess.load_depth,
-        "thermal": preprocess.load_thermal,
-        "imu": preprocess.load_imu,
-    }
     try:
-        tensor = loaders[kind](data, name, **options)
+        tensor = item_loader(kind)(data, name, **options)
     except InputError:
         raise
-    except (ValueError, OSError, RuntimeError, EOFError, MemoryError) as err:
-        # Decoders raise assorted exceptions for hostile input; bad input is never a 5xx.
+    except _UNDECODABLE as err:
         raise InputError(name, f"cannot decode {kind} ({type(err).__name__}: {_short(err)})") from None
     return tower_of(kind), kind, tensor
 
