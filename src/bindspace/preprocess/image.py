@@ -53,7 +53,7 @@ def _from_array(array: np.ndarray, name: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(pixels))
 
 
-def _open(item: Any, name: str, max_pixels: int) -> Image.Image:
+def open_image(item: Any, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode a path, bytes or binary file into a loaded Pillow image, with a size guard."""
     data = read_bytes(item, name)  # checks paths: missing, directory, empty
     try:
@@ -86,7 +86,7 @@ def to_pil(item: Any, name: str | None = None, *, max_pixels: int = DEFAULT_MAX_
     elif isinstance(item, torch.Tensor):
         raise InputError(name, "tensors are not accepted; pass a numpy array (H,W,3)")
     else:
-        img = _open(item, name, max_pixels)
+        img = open_image(item, name, max_pixels)
     try:
         return _wide_to_8bit(img, name).convert("RGB")
     except _DECODE_ERRORS as err:
@@ -118,11 +118,8 @@ def _wide_to_8bit(img: Image.Image, name: str) -> Image.Image:
     return Image.fromarray(scaled.astype(np.uint8))
 
 
-def load_image(item: Any, name: str | None = None, *, size: int = IMAGE_SIZE,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
-    """One image as a normalised float tensor (3, size, size)."""
-    # No EXIF orientation handling: the original ignores it, and so must we for parity.
-    img = to_pil(item, name, max_pixels=max_pixels)
+def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
+    """Shorter side to `size` (bicubic, the longer side truncated), then the centred size x size window."""
     width, height = img.size
     if width <= height:
         new_w, new_h = size, int(size * height / width)
@@ -131,7 +128,14 @@ def load_image(item: Any, name: str | None = None, *, size: int = IMAGE_SIZE,
     img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
     left = int(round((new_w - size) / 2.0))
     top = int(round((new_h - size) / 2.0))
-    img = img.crop((left, top, left + size, top + size))
+    return img.crop((left, top, left + size, top + size))
+
+
+def load_image(item: Any, name: str | None = None, *, size: int = IMAGE_SIZE,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """One image as a normalised float tensor (3, size, size)."""
+    # No EXIF orientation handling: the original ignores it, and so must we for parity.
+    img = resize_center_crop(to_pil(item, name, max_pixels=max_pixels), size)
     pixels = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())  # (size, size, 3)
     pixels = pixels.permute(2, 0, 1).float().div(255)  # (3, size, size)
     return normalize(pixels)

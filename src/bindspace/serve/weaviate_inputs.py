@@ -19,24 +19,21 @@ names would disclose every file the server can read.
 """
 from __future__ import annotations
 
-import io
 import os
 import re
 import stat
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..errors import InputError
+from ..preprocess.image import open_image, resize_center_crop
 from .errors import TooLarge
 
 GRAY_MEAN = 0.48145466
 GRAY_STD = 0.26862954
 IMU_LAYOUTS = ("reshape", "transpose")
-MAX_PIXELS = 100_000_000
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]*", re.ASCII)  # what decode_base64 accepts (after a data: prefix)
 
 
@@ -81,29 +78,10 @@ def read_allowed_file(item: str, name: str, roots: Sequence[str], max_bytes: int
 def load_gray(data: bytes, name: str, *, size: int) -> torch.Tensor:
     """Depth/thermal as the container reads them: any image -> normalised grayscale (1, size, size)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            if img.width * img.height > MAX_PIXELS:
-                raise InputError(name, f"image is {img.width}x{img.height}, more than {MAX_PIXELS} pixels")
-            gray = img.convert("L")
-    except InputError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise InputError(name, "not an image (format not recognised)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        gray = open_image(data, name).convert("L")  # Pillow's own "L" conversion, as the container
+    except (OSError, ValueError) as err:
         raise InputError(name, f"cannot decode image ({err})") from None
-    width, height = gray.size
-    if width == 0 or height == 0:
-        raise InputError(name, f"image has no pixels ({width}x{height})")
-    # Shorter side to `size`, the longer one scaled and truncated, then a centre crop rounded to the nearest pixel.
-    if width <= height:
-        new_w, new_h = size, int(size * height / width)
-    else:
-        new_w, new_h = int(size * width / height), size
-    gray = gray.resize((new_w, new_h), Image.Resampling.BICUBIC)
-    left, top = int(round((new_w - size) / 2.0)), int(round((new_h - size) / 2.0))
-    gray = gray.crop((left, top, left + size, top + size))
+    gray = resize_center_crop(gray, size)
     pixels = torch.from_numpy(np.asarray(gray, dtype=np.uint8).copy()).float().div(255)  # (size, size)
     return ((pixels - GRAY_MEAN) / GRAY_STD).unsqueeze(0)  # (1, size, size)
 
