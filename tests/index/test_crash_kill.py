@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bindspace.index.indexer import ENV_COMMIT_PAUSE, content_hash
+from bindspace.index.indexer import ENV_COMMIT_PAUSE
 from bindspace.index.store import open_store
+from bindspace.model.checkpoint import sha256_file
 
 TINY = "imagebind_tiny_test"
 GOOD = 12
@@ -55,7 +56,7 @@ def check_exactly_once(db: Path, root: Path, expected: int) -> None:
     assert store.count() == expected == len(by_uri)
     for uri, items in by_uri.items():
         assert len(items) == 1, uri
-        assert items[0].content_hash == content_hash(uri)  # the current content, not a stale version
+        assert items[0].content_hash == sha256_file(uri)  # the current content, not a stale version
     assert store.dedupe() == 0
 
 

@@ -10,8 +10,9 @@ import pytest
 import bindspace
 from bindspace.embedding import Embedder
 from bindspace.errors import BindspaceError
-from bindspace.index.indexer import NOT_MEDIA, content_hash, index_paths
+from bindspace.index.indexer import NOT_MEDIA, index_paths
 from bindspace.index.store import open_store
+from bindspace.model.checkpoint import sha256_file
 
 
 class CountingEmbedder:
@@ -66,7 +67,7 @@ def test_change_detection_counts(media, media_dir, store, embedder):
     assert sorted(counting.embedded) == ["a.png", "new.png"]  # b.jpg was hashed, not re-embedded
     after = uris(store)
     assert "e.npy" not in after and len(after["a.png"]) == 1
-    assert after["a.png"][0].content_hash == content_hash(str(root / "a.png")) != old_a.content_hash
+    assert after["a.png"][0].content_hash == sha256_file(str(root / "a.png")) != old_a.content_hash
     assert after["b.jpg"][0].mtime == os.stat(root / "b.jpg").st_mtime  # new mtime recorded
     assert store.count() == 6
 
@@ -172,7 +173,7 @@ def test_crash_between_add_and_delete_recovers(tmp_path, media, embedder):
     rows = uris(store)
     assert store.count() == 4 and all(len(v) == 1 for v in rows.values())
     for name, items in rows.items():
-        assert items[0].content_hash == content_hash(str(root / name))
+        assert items[0].content_hash == sha256_file(str(root / name))
 
 
 def test_duplicate_rows_are_removed_on_start(media, store, embedder):

@@ -19,7 +19,6 @@ rest is embedded.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import sys
@@ -33,6 +32,7 @@ import numpy as np
 from ..embedding.loading import DECODE_ERRORS, as_failure
 from ..errors import BindspaceError
 from ..kinds import SEGMENTABLE, tower_of
+from ..model.checkpoint import sha256_file
 from .detect import detect_modality
 from .store import MEDIA_MODALITIES, Item, ModelInfo, Store, item_id, modality_values, model_fingerprint
 from .walk import Listing, walk_paths
@@ -187,15 +187,6 @@ def group_by_modality(tasks: Sequence[FileTask]) -> list[tuple[str, list[FileTas
     for task in tasks:
         groups.setdefault(task.modality, []).append(task)
     return [(m, groups[m]) for m in MEDIA_MODALITIES if m in groups]
-
-
-def content_hash(path: str, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_info_for(model: Any, checkpoint: str | os.PathLike[str] | None = None) -> ModelInfo:
@@ -426,7 +417,7 @@ def _plan(run: _Run, listing: Listing, existing: dict[str, list[Item]], wanted: 
         try:
             current, digest = _current_rows(uri, rows, stat, modality, segment_seconds)
             if current is None and digest is None:
-                digest = content_hash(uri)
+                digest = sha256_file(uri)
         except OSError as exc:
             run.skip(uri, f"cannot read ({exc.strerror or exc})", modality)
             continue
@@ -458,7 +449,7 @@ def _current_rows(uri: str, rows: list[Item], stat: os.stat_result, modality: st
             if _rows_fit(group, modality, segment_seconds):
                 return digest, None
             return None, digest  # same content, other segmenting or modality: re-embed
-    digest = content_hash(uri)
+    digest = sha256_file(uri)
     same = groups.get(digest)
     if same is None or not _rows_fit(same, modality, segment_seconds):
         return None, digest
