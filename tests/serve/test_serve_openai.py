@@ -72,6 +72,27 @@ def test_media_via_the_modality_extension(client, tiny_model, served_media, moda
     assert response.usage.prompt_tokens == 0
 
 
+@pytest.mark.parametrize("modality,name", [("image", "image_2.png"), ("depth", "depth_1.png"), ("imu", "imu_1.npy")])
+def test_media_at_a_model_of_another_size(small_model, served_media, modality, name):
+    """A 32-px / 400-sample / 16-d model: items are prepared at the served model's own sizes, not 224 px."""
+    from bindspace.serve import create_app
+
+    cfg = small_model.config.towers
+    sizes = {"image": {"size": cfg["vision"].input_size[0]}, "depth": {"size": cfg["depth"].input_size[0]},
+             "imu": {"length": cfg["imu"].input_size[0]}}[modality]
+    loaders: dict[str, Callable[..., torch.Tensor]] = {
+        "image": preprocess.load_image, "depth": preprocess.load_depth, "imu": preprocess.load_imu}
+    with torch.inference_mode():
+        x = loaders[modality](str(served_media / name), **sizes)[None]
+        want = small_model.encode("vision" if modality == "image" else modality, x).numpy()[0]
+    with live_server(create_app(small_model)) as base:
+        small = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=120)
+        response = small.embeddings.create(model="m", input=[b64((served_media / name).read_bytes())],
+                                           extra_body={"modality": modality})
+    assert len(response.data[0].embedding) == 16
+    np.testing.assert_allclose(response.data[0].embedding, want, atol=1e-5)
+
+
 def test_models_list_and_retrieve(client):
     models = client.models.list()
     assert [m.id for m in models.data] == ["imagebind_tiny_test"]
