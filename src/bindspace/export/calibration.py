@@ -33,7 +33,7 @@ def load_calibration(specs: list[str], model: Any, max_items: int = MAX_ITEMS) -
     Text: a .txt file, one text per line. Vision rows are 2-frame clips (an image is repeated);
     audio and video contribute one row per clip.
     """
-    from ..embedding.loading import Unit, geometry, make_loader
+    from ..embedding.loading import DECODE_ERRORS, Unit, as_failure, geometry, make_loader
     from ..preprocess.tokenizer import tokenize
 
     rows: dict[Modality, list[torch.Tensor]] = {}
@@ -57,10 +57,9 @@ def load_calibration(specs: list[str], model: Any, max_items: int = MAX_ITEMS) -
             load = make_loader(concrete, geometry(concrete, cfg), None)
             try:
                 batch, _ = load(str(file), Unit(i, str(file)))
-            except InputError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a decoder's failure is the file's problem
-                raise InputError(str(file), f"cannot be decoded ({type(exc).__name__}: {exc})") from None
+            except DECODE_ERRORS as exc:  # the file's problem; a bug in a loader keeps its traceback
+                failure = as_failure(exc, str(file))
+                raise InputError(failure.source, failure.problem) from None
             rows.setdefault(tower, []).append(plain_rows(tower, batch, cfg.patch_size[0]))
     return {tower: torch.cat(parts)[:max_items] for tower, parts in rows.items()}
 
