@@ -463,9 +463,8 @@ def run_e2e(args: argparse.Namespace, profile: Profile, deadline: float) -> list
     segment = 10.0
     reset_peak(device)
     start = time.perf_counter()
-    # The embedder hands each decoding worker `batch_size` windows at a time: with one long video a
-    # big batch would leave a single worker decoding every window, so windows go 4 at a time
-    # (each is clips x crops views: 60 images per forward pass).
+    # Each window is clips x crops views, so 4 windows make 60 images per forward pass (the windows
+    # themselves are spread over every decoding worker by the embedder).
     windows = Embedder(model, batch_size=4, num_workers=workers, progress=False)
     vis = windows.embed("video", [video], segment_seconds=segment)
     sync(device)

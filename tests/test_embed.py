@@ -297,3 +297,13 @@ def test_cut_texts_are_reported_once_per_call(tiny_model, caplog):
         result = Embedder(tiny_model, batch_size=1).embed("text", texts)
     assert len(result) == 130
     assert [r.getMessage().split(" longer")[0] for r in caplog.records] == ["3 of 130 texts were"]
+
+
+def test_units_per_load_spreads_short_jobs_over_every_worker():
+    from bindspace.embedding.embedder import units_per_load
+
+    assert units_per_load(48, batch_size=256, workers=15) == 4  # one long video's 48 windows: 12 workers busy
+    assert units_per_load(10_000, batch_size=32, workers=4) == 32  # long jobs: a whole batch per load
+    assert units_per_load(3, batch_size=32, workers=0) == 3  # no workers: the main process loads them
+    assert units_per_load(1, batch_size=32, workers=4) == 1
+    assert units_per_load(500, batch_size=32, workers=4, whole_files=True) == 1  # audio segments: file by file

@@ -268,8 +268,8 @@ class Embedder:
             units = [Unit(i, names[i]) for i in range(len(items)) if i not in bad]
         if not units:
             return
-        # One file's segments can be many rows: load those one file at a time and re-batch the rows.
-        per_load = 1 if segment_seconds is not None and kind == "audio" else self.batch_size
+        per_load = units_per_load(len(units), self.batch_size, self.num_workers,
+                                  whole_files=segment_seconds is not None and kind == "audio")
         workers = min(self.num_workers, -(-len(units) // per_load))
         loader = DataLoader(
             UnitDataset(items, units, make_loader(kind, kwargs, segment_seconds)), batch_size=per_load,
@@ -328,3 +328,15 @@ def _merge(parts: list[tuple[list[int], EmbeddingResult]], embed_dim: int, segme
         names=[part.names[r] for _, part, r in rows],
         segments=[part.segments[r] for _, part, r in rows if part.segments is not None] if segmented else None,
     )
+
+
+def units_per_load(units: int, batch_size: int, workers: int, *, whole_files: bool = False) -> int:
+    """How many units a decoding worker loads at a time: a batch, or fewer so that every worker gets some.
+
+    Rows are re-batched to `batch_size` before the model, so this changes who decodes, not what is
+    embedded: one long video's windows (or a short list of files) no longer all go to one worker.
+    `whole_files`: one file's audio segments can be many rows, so such files load one at a time.
+    """
+    if whole_files:
+        return 1
+    return max(1, min(batch_size, -(-units // max(workers, 1))))
