@@ -24,17 +24,51 @@ class PrecisionWarning(UserWarning):
     """A precision that this hardware only emulates (slow) was asked for."""
 
 
+CPUINFO = "/proc/cpuinfo"
+# CPU kinds, by what their int8 dot-product kernels do (see `cpu_kind`).
+CPU_KINDS = ("amx", "avx512-vnni", "avx-vnni", "avx2", "x86", "arm-dotprod", "arm", "unknown")
+
+
+def parse_cpuinfo(text: str) -> frozenset[str]:
+    """The feature flags of the first processor in /proc/cpuinfo text ("flags" on x86, "Features" on ARM)."""
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")) and ":" in line:
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
 @functools.cache
 def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags from /proc/cpuinfo (empty where it does not exist, e.g. macOS)."""
+    """The CPU feature flags of this machine (empty where /proc/cpuinfo does not exist, e.g. macOS)."""
     try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith(("flags", "Features")):
-                    return frozenset(line.split(":", 1)[1].split())
+        with open(CPUINFO) as handle:
+            return parse_cpuinfo(handle.read())
     except OSError:
-        pass
-    return frozenset()
+        return frozenset()
+
+
+def cpu_kind(flags: Iterable[str]) -> str:
+    """The CPU kind (one of CPU_KINDS) that decides which int8 kernels ONNX Runtime runs; pure.
+
+    x86 without VNNI multiplies uint8 by int8 with (v)pmaddubsw, whose int16 pair sums
+    saturate; VNNI (vpdpbusd) and AMX accumulate in int32; ARM widens (umull/sdot/udot).
+    """
+    have = frozenset(flags)
+    if "amx_int8" in have:
+        return "amx"
+    if "avx512_vnni" in have:
+        return "avx512-vnni"
+    if "avx_vnni" in have:
+        return "avx-vnni"
+    if "avx2" in have:
+        return "avx2"
+    if have & {"sse4_1", "sse2", "ssse3"}:
+        return "x86"
+    if "asimddp" in have:
+        return "arm-dotprod"
+    if "asimd" in have or "neon" in have:
+        return "arm"
+    return "unknown"
 
 
 def native_bf16_cpu(flags: Iterable[str] | None = None) -> bool:

@@ -25,12 +25,10 @@ from . import manifest as mf
 from .calibration import plain_rows
 from .graphs import sample_input
 from .onnx_export import ExportError, quiet
+from .recipe import MODES, Recipe, quantization_recipe
 
-MODES = ("dynamic", "static")
-# The ops carrying nearly all the FLOPs of a ViT; LayerNorm/Softmax stay float.
-DYNAMIC_OPS = ["MatMul", "Gemm"]
-STATIC_OPS = ["MatMul", "Gemm", "Conv"]
 SYNTHETIC_ITEMS = 8
+HOLD_OUT_EVERY = 3  # static: every third row is kept out of calibration and scored instead
 LABELS = ("dog", "cat", "car", "bird", "piano", "rain", "guitar", "train", "ocean waves", "a crowd")
 
 
@@ -42,14 +40,25 @@ def quantize_dir(
     modalities: Iterable[str | Modality] | None = None,
     inputs: Mapping[Modality, torch.Tensor] | None = None,
     synthetic: bool = False,
+    recipe: Recipe | None = None,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """Write an int8 copy of an fp32 exported directory; returns the per-tower report (also in its manifest).
 
     `inputs` (tower -> model-input batch) calibrate static quantization and are what the report
     measures; towers without any use deterministic synthetic inputs: always allowed for the report,
     for static calibration only with `synthetic=True` (a smoke run: random inputs are not media).
+    Static calibration leaves every third row out and the report scores those (held out).
+    `recipe`: default, the one chosen for this machine's CPU (`recipe.quantization_recipe`).
+    `fingerprint`: recorded as the directory's weights fingerprint (default: derived from its files).
     """
-    if mode not in MODES:
+    if recipe is None and mode in MODES:
+        from ..precision import cpu_flags
+
+        recipe = quantization_recipe(cpu_flags(), mode)
+    if recipe is not None and recipe.mode != mode:
+        raise BindspaceError(f"the recipe is for {recipe.mode} quantization, not {mode}")
+    if mode not in MODES or recipe is None:
         raise BindspaceError(f"unknown quantization mode {mode!r} (choose from {', '.join(MODES)})")
     source = Path(src)
     manifest = mf.read_onnx_manifest(source)
@@ -69,7 +78,12 @@ def quantize_dir(
             raise BindspaceError(f"static quantization needs calibration inputs for {', '.join(lacking)} "
                                  "(--calibrate KIND:PATH), or --synthetic for a smoke run")
     frames = {t: fp32.tower_config(t).patch_size[0] for t in towers}
-    evaluation = {t: plain_rows(t, given[t], frames[t]) if t in given else _synthetic(fp32, t) for t in towers}
+    rows = {t: plain_rows(t, given[t], frames[t]) if t in given else _synthetic(fp32, t) for t in towers}
+    calibration, evaluation = rows, rows  # dynamic: nothing is calibrated, every row is scored
+    if mode == "static":
+        split = {t: held_out_split(len(rows[t])) for t in towers}
+        calibration = {t: rows[t][split[t][0]] for t in towers}
+        evaluation = {t: rows[t][split[t][1]] for t in towers}
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out}: already exists and is not an empty directory")
@@ -81,21 +95,21 @@ def quantize_dir(
         fusions: dict[str, dict[str, int]] = {}
         for tower in towers:
             entry = dict(manifest["towers"][str(tower)])
-            feeds = [fp32.graph_input(tower, evaluation[tower][i : i + 1]) for i in range(len(evaluation[tower]))]
+            feeds = [fp32.graph_input(tower, calibration[tower][i : i + 1]) for i in range(len(calibration[tower]))]
             cfg = fp32.tower_config(tower)
             with tempfile.TemporaryDirectory(dir=work.parent, prefix=f".{out.name}.fuse-") as tmp:
                 src_graph = source / entry["graph"]["file"]
                 graph, fusions[str(tower)] = _fused_copy(src_graph, Path(tmp), cfg.heads, cfg.width)
-                _quantize_graph(graph, work / f"{tower}.onnx", mode, feeds)
+                _quantize_graph(graph, work / f"{tower}.onnx", recipe, feeds)
             entry["graph"] = mf.file_entry(work, f"{tower}.onnx")
             entry["external_data"] = [mf.file_entry(work, p.name) for p in sorted(work.glob(f"{tower}.onnx.*"))
                                       if not p.name.endswith(".verified")]
             entry.pop("check", None)
             entries[str(tower)] = entry
-        new = {**manifest, "precision": f"int8-{mode}", "fingerprint": None, "towers": entries,
-               "quantization": {"mode": mode, "weights": "int8 per channel",
-                                "ops": DYNAMIC_OPS if mode == "dynamic" else STATIC_OPS, "fusions": fusions,
-                                "calibration": {str(t): ("media" if t in given else "synthetic") for t in towers}}}
+        new = {**manifest, "precision": f"int8-{mode}", "fingerprint": fingerprint, "towers": entries,
+               "quantization": {"mode": mode, "recipe": recipe.to_dict(), "fusions": fusions,
+                                "calibration": {str(t): ("media" if t in given else "synthetic") for t in towers},
+                                "report_rows": "held out from calibration" if mode == "static" else "all"}}
         mf.write_manifest(work, new)
         int8 = OnnxModel(work)
         report = quality_report(fp32, int8, evaluation)
@@ -106,6 +120,15 @@ def quantize_dir(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def held_out_split(n: int) -> tuple[list[int], list[int]]:
+    """(calibration rows, held-out rows) of n rows: every third row held out; one row is used for both."""
+    held = [i for i in range(n) if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1] if n >= 2 else []
+    if n >= 2 and not held:
+        held = [n - 1]
+    calibrate = [i for i in range(n) if i not in held]
+    return calibrate, held or calibrate
 
 
 def _synthetic(model: Any, tower: Modality) -> torch.Tensor:
@@ -132,21 +155,25 @@ def _fused_copy(src: Path, tmp: Path, heads: int, width: int) -> tuple[Path, dic
     return out, stats
 
 
-def _quantize_graph(src: Path, dst: Path, mode: str, calibration: list[dict[str, np.ndarray]]) -> None:
+def _quantize_graph(src: Path, dst: Path, recipe: Recipe, calibration: list[dict[str, np.ndarray]]) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
+    types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     src, dst = src.resolve(), dst.resolve()  # external data is resolved against the working directory otherwise
+    common: dict[str, Any] = {
+        "per_channel": recipe.per_channel, "reduce_range": recipe.reduce_range,
+        "weight_type": types[recipe.weight_type],
+        "op_types_to_quantize": list(recipe.ops), "use_external_data_format": True,
+        "extra_options": {"MatMulConstBOnly": True},
+    }
     try:
         with quiet():
-            if mode == "dynamic":
-                quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True,
-                                 op_types_to_quantize=DYNAMIC_OPS, use_external_data_format=True,
-                                 extra_options={"MatMulConstBOnly": True})
+            if recipe.mode == "dynamic":
+                quantize_dynamic(src, dst, **common)
             else:
-                quantize_static(src, dst, _Reader(calibration), quant_format=QuantFormat.QDQ,
-                                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                op_types_to_quantize=STATIC_OPS, use_external_data_format=True,
-                                extra_options={"MatMulConstBOnly": True})
+                fmt = QuantFormat.QDQ if recipe.format == "QDQ" else QuantFormat.QOperator
+                quantize_static(src, dst, _Reader(calibration), quant_format=fmt,
+                                activation_type=types[recipe.activation_type], **common)
     except Exception as exc:  # noqa: BLE001 - onnxruntime.quantization raises many kinds
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"{src}: quantization failed: {first}") from exc

@@ -31,13 +31,17 @@ def create_model(
 
     `name` may be omitted when `checkpoint` is a model directory (its manifest names the config).
     Only the towers in `modalities` are built and only their weights are read. `dtype` may be
-    "auto" (see `bindspace.precision`). A directory written by `bindspace export` loads as an
-    ONNX Runtime model with the same calling contract (it runs at its exported precision).
+    "auto" (see `bindspace.precision`), or "int8": ONNX Runtime int8 towers, exported and
+    quantized for this CPU on first use and cached (`bindspace.export.int8_cache`). A directory
+    written by `bindspace export` loads as an ONNX Runtime model with the same calling contract
+    (it runs at its exported precision).
     """
     from ..precision import resolve_dtype
 
     if pretrained and checkpoint is None:
         checkpoint = resolve_pretrained(name if isinstance(name, str) else "imagebind_huge")
+    if isinstance(dtype, str) and dtype.strip().lower() == "int8":
+        return _int8_model(name, checkpoint, modalities, device=device, verify=verify)
     if checkpoint is not None:
         from ..export.manifest import is_onnx_dir
 
@@ -64,6 +68,37 @@ def create_model(
         state[key] = state[key].to(device)
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
+
+
+def _int8_model(name: str | ModelConfig | None, checkpoint: str | os.PathLike[str] | None,
+                modalities: Iterable[str | Modality] | None, *, device: str | torch.device,
+                verify: bool) -> ImageBindModel:
+    """The int8 towers of these weights from the cache, built on first use (see export.int8_cache)."""
+    if checkpoint is None:
+        raise BindspaceError("dtype='int8' quantizes real weights: pass pretrained=True or checkpoint=")
+    from ..export.manifest import is_onnx_dir
+
+    if is_onnx_dir(checkpoint):
+        raise BindspaceError(f"{Path(checkpoint)}: an exported directory runs at its own precision; "
+                             "dtype='int8' quantizes torch weights (or: bindspace quantize)")
+    from ..export.int8_cache import cached_int8_dir
+    from ..export.recipe import quantization_recipe
+    from ..precision import cpu_flags
+    from .fingerprint import model_fingerprint
+    from .onnx_backend import OnnxModel
+
+    config = _resolve_config(name, checkpoint)
+    towers = list(config.towers) if modalities is None else [as_modality(m) for m in modalities]
+    absent = [str(t) for t in towers if t not in config.towers]
+    if absent:
+        raise BindspaceError(f"{config.name} has no {', '.join(absent)} tower (has: {', '.join(config.towers)})")
+
+    def load_torch(wanted: list[Modality]) -> ImageBindModel:
+        return create_model(config, checkpoint=checkpoint, modalities=wanted, dtype=torch.float32, verify=verify)
+
+    folder = cached_int8_dir(towers, model_fingerprint(None, checkpoint), quantization_recipe(cpu_flags()),
+                             load_torch)
+    return cast(ImageBindModel, OnnxModel(folder, towers, device=device))
 
 
 def _resolve_config(name: str | ModelConfig | None, checkpoint: str | os.PathLike[str] | None) -> ModelConfig:

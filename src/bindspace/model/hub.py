@@ -30,8 +30,10 @@ ENV_CACHE = "BINDSPACE_CACHE"
 
 
 def cache_dir() -> Path:
-    """`$BINDSPACE_CACHE`, else `~/.cache/bindspace`."""
-    return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "bindspace")
+    """`$BINDSPACE_CACHE`, else `$XDG_CACHE_HOME/bindspace`, else `~/.cache/bindspace`."""
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bindspace"
 
 
 def resolve_pretrained(name: str, *, download: bool = True) -> Path:

@@ -8,6 +8,7 @@ model code runs: torch only carries the input and output tensors.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,11 @@ class OnnxModel(EmbeddingModel):
         self.manifest = mf.read_onnx_manifest(self.path)
         self.config = ModelConfig.from_dict(self.manifest["config"])
         self.precision = str(self.manifest["precision"])
+        self.kind_warning = _kind_warning(self.path, self.manifest)
+        if self.kind_warning:
+            from ..export.recipe import KindWarning
+
+            warnings.warn(self.kind_warning, KindWarning, stacklevel=2)
         entries: dict[str, Any] = self.manifest["towers"]
         wanted = list(self.config.towers) if modalities is None else [as_modality(m) for m in modalities]
         absent = [str(m) for m in wanted if str(m) not in entries]
@@ -110,6 +116,19 @@ class OnnxModel(EmbeddingModel):
             return torch.empty(0, self.embed_dim, device=self._device())
         out = self._sessions[modality].run(None, self.graph_input(modality, x))[0]
         return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(self._device())
+
+
+def _kind_warning(path: Path, manifest: dict[str, Any]) -> str | None:
+    """One line when an int8 directory was quantized for a CPU kind whose kernels this CPU lacks."""
+    quantization = manifest.get("quantization")
+    if not isinstance(quantization, dict):
+        return None
+    from ..export.recipe import Recipe, kind_mismatch
+
+    # before recipes were recorded, every directory had int8 weights: the old manifests read as such
+    recorded = quantization.get("recipe") or {"mode": quantization.get("mode", "dynamic")}
+    message = kind_mismatch(Recipe.from_dict(recorded))
+    return None if message is None else f"{path}: {message}"
 
 
 def load_onnx_model(path: str | os.PathLike[str], config: ModelConfig | None = None,

@@ -1,0 +1,135 @@
+"""A model fingerprint: which weights produced a table's vectors.
+
+Choice (documented in docs/search.md): a sha256 over every tensor's name, shape and a fixed
+sample of its values (up to 4 evenly spaced rows x 8 evenly spaced elements), each value
+rounded to bfloat16. Why this and not a file hash:
+
+- the same weights as a released .pth, a `bindspace convert` model directory, or a model
+  already in memory give the same fingerprint (format- and path-independent);
+- it reads a few KiB per tensor (lazily: mmap for .pth, row slices for safetensors), so
+  fingerprinting the 4.5 GB huge checkpoint costs well under a second;
+- float32 and bfloat16 copies of the same weights agree (values are rounded to bfloat16);
+- any real change of weights (fine-tuning, another checkpoint) changes sampled values.
+
+A model held in memory is fingerprinted from its own state dict, so pass `checkpoint` when
+the model holds only some towers (the fingerprint must cover the whole checkpoint to agree
+with one computed for other towers), or when it was loaded in float16.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+
+SCHEME = "w1"
+ROWS = 4
+PER_ROW = 8
+
+# key -> (shape, reader(row) -> 1-D tensor of that row's values); reader(None) reads a 0-d tensor.
+Reader = Callable[[int | None], torch.Tensor]
+
+
+def model_fingerprint(model: Any = None, checkpoint: str | os.PathLike[str] | None = None) -> str:
+    """Fingerprint of the weights in `checkpoint` (a .pth, .safetensors or model directory), else of `model`."""
+    from ..export.manifest import is_onnx_dir, onnx_fingerprint
+
+    if checkpoint is not None and is_onnx_dir(checkpoint):
+        return onnx_fingerprint(checkpoint)  # an fp32 export keeps its source weights' fingerprint
+    if checkpoint is None and isinstance(getattr(model, "fingerprint", None), str):
+        return str(model.fingerprint)  # an ONNX Runtime model knows its directory's
+    if checkpoint is not None:
+        tensors = _checkpoint_tensors(Path(checkpoint))
+    elif model is not None:
+        tensors = list(_state_tensors(model.state_dict()))
+    else:
+        raise ValueError("model_fingerprint needs a model or a checkpoint")
+    digest = hashlib.sha256()
+    count = 0
+    for key, shape, read in sorted(tensors, key=lambda t: t[0]):
+        digest.update(f"{key}\x00{tuple(shape)}\x00".encode())
+        digest.update(_sample(shape, read))
+        count += 1
+    if count == 0:
+        raise CheckpointError(f"{checkpoint or 'model'}: no tensors to fingerprint")
+    return f"{SCHEME}-{digest.hexdigest()[:40]}"
+
+
+def _positions(n: int, k: int) -> list[int]:
+    """Up to k distinct, evenly spaced positions in range(n), first and last included."""
+    if n <= 0:
+        return []
+    return sorted({int(round(x)) for x in np.linspace(0, n - 1, num=min(n, k))})
+
+
+def _sample(shape: tuple[int, ...], read: Reader) -> bytes:
+    if len(shape) == 0:
+        values = read(None).reshape(1)
+    else:
+        parts = []
+        for row in _positions(shape[0], ROWS):
+            flat = read(row).reshape(-1)
+            if flat.numel():
+                parts.append(flat[_positions(flat.numel(), PER_ROW)])
+        if not parts:
+            return b""
+        values = torch.cat(parts)
+    # bfloat16 so float32 and bfloat16 loads of the same weights agree; int16 view to get raw bytes.
+    return values.detach().to(torch.float32).to(torch.bfloat16).view(torch.int16).cpu().numpy().tobytes()
+
+
+def _state_tensors(state: dict[str, torch.Tensor]) -> Iterator[tuple[str, tuple[int, ...], Reader]]:
+    for key, tensor in state.items():
+        if isinstance(tensor, torch.Tensor):
+            yield key, tuple(tensor.shape), _tensor_reader(tensor)
+
+
+def _tensor_reader(tensor: torch.Tensor) -> Reader:
+    return lambda row: tensor if row is None else tensor[row]
+
+
+def _checkpoint_tensors(path: Path) -> list[tuple[str, tuple[int, ...], Reader]]:
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.is_dir():
+        from .checkpoint import read_manifest
+
+        files = [path / entry["file"] for entry in read_manifest(path)["files"].values()]
+        return [t for file in files for t in _safetensors_tensors(file)]
+    if path.suffix == ".safetensors":
+        return _safetensors_tensors(path)
+    from .checkpoint import read_pth  # the one .pth reader: memory-mapped, legacy fallback
+
+    return list(_state_tensors(read_pth(path)))
+
+
+def _safetensors_tensors(file: Path) -> list[tuple[str, tuple[int, ...], Reader]]:
+    from safetensors import safe_open
+
+    if not file.is_file():
+        raise CheckpointError(f"{file}: listed in the manifest but missing")
+    out = []
+    try:
+        handle = safe_open(str(file), framework="pt")
+        for key in handle.keys():
+            piece = handle.get_slice(key)
+            shape = tuple(piece.get_shape())
+            out.append((key, shape, _slice_reader(handle, key, piece, shape)))
+    except (OSError, ValueError, Exception) as exc:  # noqa: BLE001 - SafetensorError is not an OSError
+        raise CheckpointError(f"{file}: not a readable safetensors file ({exc})") from None
+    return out
+
+
+def _slice_reader(handle: Any, key: str, piece: Any, shape: tuple[int, ...]) -> Reader:
+    def read(row: int | None) -> torch.Tensor:
+        if row is None or not shape:
+            return handle.get_tensor(key)
+        return piece[row : row + 1][0]  # (1, ...) -> (...): only that row is read from disk
+
+    return read
