@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import DTYPES, non_negative_float, positive_float, positive_int
+from .common import DTYPES, model_dtype, non_negative_float, positive_float, positive_int
 
 MEDIA_OPTIONS = ("image", "audio", "video", "depth", "thermal", "imu")
 
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--top-p", type=positive_float, default=1.0, help="nucleus sampling mass (default: 1.0)")
     parser.add_argument("--seed", type=int, help="random seed for sampling")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: %(default)s)")
-    parser.add_argument("--dtype", default="float32", choices=("auto", *DTYPES),
+    parser.add_argument("--dtype", default="float32", choices=("auto", *DTYPES, "int8"),
                         help="weights of the encoder, projector and LM (default: %(default)s; auto: bfloat16 where "
                         "the hardware computes it natively)")
     return parser
@@ -51,8 +51,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
-
-    import torch
 
     from ..errors import InputError
     from ..llm.lm import quiet_libraries
@@ -69,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     bridge = Bridge.load(args.bridge, checkpoint=args.checkpoint, llm=args.llm,
                          modalities=[str(t) for t in towers_for(items)], device=args.device,
-                         dtype=getattr(torch, args.dtype))
+                         dtype=model_dtype(args))
     embeddings = bridge.embed(items)  # decode every file before printing anything
     started = False
     for piece in bridge.stream(args.question, embeddings=embeddings, max_new_tokens=args.max_new_tokens,

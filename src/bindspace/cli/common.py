@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "imagebind_huge"
 DTYPES = ("float32", "bfloat16", "float16")
+INT8 = "int8"  # --dtype int8: the int8 cache (bindspace.export.int8_cache), not a torch dtype
 
 
 class UsageError(BindspaceError):
@@ -53,10 +54,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint", help="a .pth file or a model directory; default: $BINDSPACE_CHECKPOINT, "
                        "the cache (~/.cache/bindspace), then a download")
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: %(default)s)")
-    group.add_argument("--dtype", default="auto", choices=("auto", *DTYPES),
+    group.add_argument("--dtype", default="auto", choices=("auto", *DTYPES, INT8),
                        help="default auto: bfloat16 where the hardware computes it natively (AVX-512 BF16/AMX "
                        "CPUs, Ampere+ GPUs), float16 on older GPUs and MPS, else float32; $BINDSPACE_DTYPE "
-                       "overrides auto. An exported ONNX directory runs at its own precision")
+                       "overrides auto. int8: ONNX Runtime int8 towers quantized for this CPU, built on first "
+                       "use and cached (needs bindspace[onnx]). An exported ONNX directory runs at its own "
+                       "precision")
 
 
 def resolve_dtype_arg(args: argparse.Namespace) -> None:
@@ -66,7 +69,7 @@ def resolve_dtype_arg(args: argparse.Namespace) -> None:
     from ..precision import auto_dtype, emulation_warning
 
     if getattr(args, "dtype", None) not in ("auto", *DTYPES) or not hasattr(args, "device"):
-        return
+        return  # int8 (or no --dtype) stays as given
     if args.dtype == "auto":
         args.dtype = auto_dtype(args.device)
     import torch
@@ -195,13 +198,44 @@ def tower_names(name: str | None, checkpoint: str) -> set[str]:
 
 def load_model(args: argparse.Namespace, modalities: Iterable[str] | None, recorded: ModelInfo | None = None) -> Any:
     """Load real weights for the requested towers (never random ones); see `resolve_model` for which."""
-    import torch
+    import sys
+    import warnings
 
+    from ..export.recipe import KindWarning
     from ..model import create_model
 
     name, checkpoint = resolve_model(args, recorded)
-    return create_model(name, checkpoint=checkpoint, modalities=modalities, device=args.device,
-                        dtype=getattr(torch, args.dtype))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", KindWarning)
+        model = create_model(name, checkpoint=checkpoint, modalities=modalities, device=args.device,
+                             dtype=model_dtype(args))
+    for warning in caught:  # one line each, as the CLI words every warning
+        if issubclass(warning.category, KindWarning):
+            print(f"bindspace: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return model
+
+
+def model_dtype(args: argparse.Namespace) -> Any:
+    """What create_model takes for --dtype: a torch dtype, or "int8" for the int8 cache."""
+    import torch
+
+    return INT8 if args.dtype == INT8 else getattr(torch, args.dtype)
+
+
+def weights_fingerprint(args: argparse.Namespace, checkpoint: str) -> str:
+    """The fingerprint of the vectors the command's model makes: its weights', or their int8 cache entry's."""
+    from ..model.fingerprint import model_fingerprint
+
+    fingerprint = model_fingerprint(None, checkpoint)
+    if getattr(args, "dtype", None) != INT8:
+        return fingerprint
+    from ..export.int8_cache import int8_fingerprint
+    from ..export.recipe import quantization_recipe
+    from ..precision import cpu_flags
+
+    return int8_fingerprint(fingerprint, quantization_recipe(cpu_flags()))
 
 
 # ---------------------------------------------------------------------------- outputs

@@ -14,11 +14,13 @@ from .common import (
     add_model_args,
     add_workers_arg,
     check_output_dir,
+    model_dtype,
     model_label,
     positive_float,
     positive_int,
     resolve_model,
     tower_names,
+    weights_fingerprint,
     workers,
 )
 
@@ -92,11 +94,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run `bindspace index`; returns the exit status."""
-    import torch
 
     from ..embedding import Embedder
     from ..index.indexer import index_paths
-    from ..index.store import ModelInfo, model_fingerprint, open_store
+    from ..index.store import ModelInfo, open_store
     from ..index.walk import walk_paths
     from ..model import create_model
 
@@ -111,13 +112,13 @@ def run(args: argparse.Namespace) -> int:
     name, checkpoint = resolve_model(args, recorded, db=args.db)
     label = model_label(name, checkpoint)
     towers = _towers_to_load(args, label, tower_names(name, checkpoint))
-    fingerprint = model_fingerprint(None, checkpoint)
+    fingerprint = weights_fingerprint(args, checkpoint)
     if store is None:
         store = open_store(args.db, create=True)
     if recorded is not None:  # refuse a different model before the (slow) model load
         store.bind_model(ModelInfo(label, fingerprint, recorded.embed_dim, os.path.abspath(checkpoint)))
     model = create_model(name, checkpoint=checkpoint, modalities=towers, device=args.device,
-                         dtype=getattr(torch, args.dtype))
+                         dtype=model_dtype(args))
     info = ModelInfo(model.config.name, fingerprint, int(model.embed_dim), os.path.abspath(checkpoint))
     progress = False if (args.no_progress or args.json) else None
     runner = None

@@ -7,7 +7,7 @@ import sys
 
 from ..errors import BindspaceError
 from ..kinds import MEDIA_KINDS, tower_of
-from .common import add_model_args, model_label, positive_int, resolve_model
+from .common import add_model_args, model_dtype, model_label, positive_int, resolve_model, weights_fingerprint
 from .query import add_query_options, add_text_parts, query_parts
 
 FILTERS = (*MEDIA_KINDS, "vision")
@@ -54,10 +54,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run `bindspace search`; returns the exit status."""
     import numpy as np
-    import torch
 
     from ..embedding import Embedder
-    from ..index.store import model_fingerprint, open_store
+    from ..index.store import open_store
     from ..model import create_model
     from ..tasks.arithmetic import combine_vectors
 
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if info is None:
         raise BindspaceError(f"{args.db}: the index is empty (nothing indexed yet)")
     name, checkpoint = resolve_model(args, info, db=args.db)
-    fingerprint = model_fingerprint(None, checkpoint)
+    fingerprint = weights_fingerprint(args, checkpoint)
     if fingerprint != info.checksum:
         raise BindspaceError(
             f"{checkpoint}: these weights ({model_label(name, checkpoint)}, fingerprint {fingerprint}) are not the "
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             f"{info.checkpoint}); search with the same --checkpoint, or re-index")
     towers = sorted({str(tower_of(kind)) for kind, _ in parts})
     model = create_model(name, checkpoint=checkpoint, modalities=towers, device=args.device,
-                         dtype=getattr(torch, args.dtype))
+                         dtype=model_dtype(args))
     embedder = Embedder(model, batch_size=1, progress=False)
     vectors = [embedder.embed(kind, [value], on_error="raise").vectors.mean(axis=0) for kind, value in parts]
     query = combine_vectors(np.stack(vectors), weights)

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         from ..serve.chat import router as chat_router
 
         extras.update(bridge_extras(args.bridge, model, checksum, llm=args.llm, device=args.device,
-                                    dtype=getattr(torch, args.dtype)))
+                                    dtype=getattr(torch, "float32" if args.dtype == "int8" else args.dtype)))
         routers.append(chat_router)
         print(f"bindspace serve: POST /v1/chat/completions answers with the bridge {args.bridge} "
               f"({extras['bridge_name']})", file=sys.stderr)
@@ -188,7 +188,7 @@ def _checksum(model, args: argparse.Namespace) -> str | None:
         from ..index.store import model_fingerprint
     except ImportError:
         return None
-    return model_fingerprint(model, checkpoint=args.checkpoint)
+    return model_fingerprint(model, checkpoint=None if args.dtype == "int8" else args.checkpoint)
 
 
 def protection_summary(api_key: str | None, read_key: str | None, roots: list[str], has_index: bool) -> str:

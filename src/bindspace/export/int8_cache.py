@@ -42,6 +42,11 @@ def cache_key(fingerprint: str, recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def int8_fingerprint(fingerprint: str, recipe: Recipe) -> str:
+    """The fingerprint cached int8 towers of these weights record (their vectors are not the fp32 ones)."""
+    return f"int8-{cache_key(fingerprint, recipe)}"
+
+
 def int8_root() -> Path:
     """Where int8 towers are cached: `<bindspace cache>/int8` ($BINDSPACE_CACHE, $XDG_CACHE_HOME)."""
     from ..model.hub import cache_dir
@@ -103,7 +108,7 @@ def _build_locked(folder: Path, tower: Modality, fingerprint: str, recipe: Recip
             fp32 = export_onnx(model, Path(tmp) / "fp32", modalities=[tower], fingerprint=fingerprint)
             del model
             quantize_dir(fp32, entry, mode=recipe.mode, modalities=[tower], recipe=recipe,
-                         fingerprint=f"int8-{folder.name}")
+                         fingerprint=int8_fingerprint(fingerprint, recipe))
         size = sum(p.stat().st_size for p in entry.iterdir() if p.is_file() and not p.name.endswith(".verified"))
         say(f"int8 {tower} tower built in {time.monotonic() - start:.1f} s, {size / 2**20:.1f} MiB, "
             f"cached in {entry} (recipe {recipe.key()} for {recipe.cpu_kind})")

@@ -34,10 +34,11 @@ def load_embedder(pipeline: ImagePipeline, parts: Sequence[Part], *, checkpoint:
     towers = query_towers(parts)
     if source:
         name = model or (None if is_model_dir(source) else "imagebind_huge")
-        loaded = create_model(name, checkpoint=source, modalities=towers, device=device, dtype=getattr(torch, dtype))
+        loaded = create_model(name, checkpoint=source, modalities=towers, device=device,
+                              dtype=dtype if dtype == "int8" else getattr(torch, dtype))
     else:
         loaded = create_model(model or "imagebind_huge", pretrained=True, modalities=towers, device=device,
-                              dtype=getattr(torch, dtype))
+                              dtype=dtype if dtype == "int8" else getattr(torch, dtype))
     return Embedder(loaded, batch_size=1, progress=False)
 
 
