@@ -71,12 +71,25 @@ def test_env_overrides_auto(monkeypatch):
         auto_dtype("cpu")
 
 
-def test_cpu_flags_of_this_machine_are_read():
-    from bindspace.precision import cpu_flags
+@pytest.mark.parametrize("flags_line, native", [
+    ("flags\t\t: fpu sse2 avx2 fma avx512_bf16", True), ("flags\t\t: fpu avx2 amx_tile amx_bf16", True),
+    ("flags\t\t: fpu sse2 avx avx2 fma", False), ("Features\t: fp asimd asimddp", False),
+])
+def test_cpu_flags_come_from_the_cpuinfo_file(tmp_path, monkeypatch, flags_line, native):
+    import bindspace.precision as precision
 
-    flags = cpu_flags()
-    assert isinstance(flags, frozenset)
-    assert native_bf16_cpu(flags) == bool({"avx512_bf16", "amx_bf16"} & flags)
+    fake = tmp_path / "cpuinfo"
+    fake.write_text(f"processor\t: 0\nmodel name\t: Fake CPU\n{flags_line}\nbogomips\t: 4000\n")
+    monkeypatch.setattr(precision, "CPUINFO", str(fake))
+    precision.cpu_flags.cache_clear()
+    try:
+        assert native_bf16_cpu(precision.cpu_flags()) is native
+        assert (precision.choose_dtype("cpu", flags=precision.cpu_flags()) == "bfloat16") is native
+        monkeypatch.setattr(precision, "CPUINFO", str(tmp_path / "absent"))  # macOS: no /proc/cpuinfo
+        precision.cpu_flags.cache_clear()
+        assert precision.cpu_flags() == frozenset() and precision.choose_dtype("cpu") == "float32"
+    finally:
+        precision.cpu_flags.cache_clear()
 
 
 def test_cli_resolves_auto_and_warns_once(monkeypatch, capsys):

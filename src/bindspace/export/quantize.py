@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from . import manifest as mf
 from .calibration import plain_rows
 from .graphs import sample_input
 from .onnx_export import ExportError, quiet
-from .recipe import MODES, Recipe, quantization_recipe
+from .recipe import MODES, KindWarning, Recipe, quantization_recipe
 
 SYNTHETIC_ITEMS = 8
 HOLD_OUT_EVERY = 3  # static: every third row is kept out of calibration and scored instead
@@ -111,7 +112,9 @@ def quantize_dir(
                                 "calibration": {str(t): ("media" if t in given else "synthetic") for t in towers},
                                 "report_rows": "held out from calibration" if mode == "static" else "all"}}
         mf.write_manifest(work, new)
-        int8 = OnnxModel(work)
+        with warnings.catch_warnings():  # made for another kind on purpose: the report shows what it costs here
+            warnings.simplefilter("ignore", KindWarning)
+            int8 = OnnxModel(work)
         report = quality_report(fp32, int8, evaluation)
         new["report"] = report
         mf.write_manifest(work, new)
