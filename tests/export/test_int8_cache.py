@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -27,9 +28,14 @@ def test_first_use_builds_then_reuses_then_rebuilds_a_corrupt_entry(tmp_path, mo
     monkeypatch.setenv("BINDSPACE_CACHE", str(tmp_path / "cache"))
     builds = []
     real_export = onnx_export.export_onnx
-    monkeypatch.setattr(onnx_export, "export_onnx", lambda *a, **k: builds.append(1) or real_export(*a, **k))
 
-    model = bindspace.create_model(checkpoint=tiny_model_dir, modalities=["imu"], dtype="int8")
+    def counted_export(*args, **kwargs):
+        builds.append(1)
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(onnx_export, "export_onnx", counted_export)
+
+    model: Any = bindspace.create_model(checkpoint=tiny_model_dir, modalities=["imu"], dtype="int8")
     assert len(builds) == 1
     err = capsys.readouterr().err
     assert "int8 imu tower built in" in err and "MiB" in err
@@ -40,7 +46,7 @@ def test_first_use_builds_then_reuses_then_rebuilds_a_corrupt_entry(tmp_path, mo
     assert cos.sum(-1).min() >= 0.99
     assert model.fingerprint.startswith("int8-")
 
-    again = bindspace.create_model(checkpoint=tiny_model_dir, modalities=["imu"], dtype="int8")
+    again: Any = bindspace.create_model(checkpoint=tiny_model_dir, modalities=["imu"], dtype="int8")
     assert len(builds) == 1 and graph.stat().st_mtime_ns == stamp  # reused, not rebuilt
     assert again.fingerprint == model.fingerprint
     reference = model.encode("imu", goldens["imu.input"])
@@ -49,7 +55,7 @@ def test_first_use_builds_then_reuses_then_rebuilds_a_corrupt_entry(tmp_path, mo
     gc.collect()
 
     graph.write_bytes(graph.read_bytes()[:100])  # a truncated weights file: never used
-    rebuilt = bindspace.create_model(checkpoint=tiny_model_dir, modalities=["imu"], dtype="int8")
+    rebuilt: Any = bindspace.create_model(checkpoint=tiny_model_dir, modalities=["imu"], dtype="int8")
     assert len(builds) == 2 and graph.stat().st_size > 100
     assert torch.equal(rebuilt.encode("imu", goldens["imu.input"]), reference)  # the same build again
     del rebuilt

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import torch
@@ -50,7 +51,7 @@ from bindspace.export.recipe import Recipe  # noqa: E402
 def test_dynamic_int8_keeps_cosine_on_the_parity_fixtures(int8_dir, parity_inputs, tower):
     import bindspace
 
-    model = bindspace.create_model(checkpoint=int8_dir[0], modalities=[tower])
+    model: Any = bindspace.create_model(checkpoint=int8_dir[0], modalities=[tower])
     x, golden = parity_inputs[tower]
     got = model.encode(tower, x)
     cos = (got * torch.nn.functional.normalize(golden, dim=-1)).sum(-1)
