@@ -184,3 +184,63 @@ def test_slow_requests_time_out_with_504(make_client, tiny_model):
     client = make_client(model=CountingModel(tiny_model, delay_s=0.5), request_timeout_s=0.2)
     response = client.post("/v1/embed", json={"modality": "text", "texts": ["slow"]})
     assert response.status_code == 504 and response.json()["type"] == "timeout"
+
+
+# ---------------------------------------------------------------- failures outside the model call (issue 20, item 5)
+
+
+def _ones(modality, x: torch.Tensor) -> torch.Tensor:
+    return torch.ones(x.shape[0], 2)
+
+
+def _first_fails_then_works(make_batcher, first_items: list[torch.Tensor]):
+    """Embed `first_items` (expected to fail), then one good item on the same tower and shape.
+
+    Before the fix the collector task died with the error: the first request hung (its futures
+    were never set) and every later request for that tower waited forever too.
+    """
+
+    async def main():
+        batcher = make_batcher()
+        try:
+            with pytest.raises(Exception) as failed:
+                await asyncio.wait_for(batcher.embed(Modality.TEXT, first_items), 5)
+            again = await asyncio.wait_for(batcher.embed(Modality.TEXT, [torch.tensor([5, 0])]), 5)
+            return failed.value, again, batcher.stats.pending
+        finally:
+            await batcher.close()
+
+    return asyncio.run(main())
+
+
+def test_a_failing_result_hook_fails_its_batch_and_the_collector_lives_on():
+    calls = []
+
+    def hook(modality, size, seconds):
+        calls.append(size)
+        if len(calls) == 1:
+            raise RuntimeError("metrics broke")
+
+    err, again, pending = _first_fails_then_works(
+        lambda: MicroBatcher(_ones, max_batch=4, max_wait_s=0.0, on_batch=hook), [torch.tensor([1, 0])])
+    assert not isinstance(err, asyncio.TimeoutError) and "metrics broke" in str(err)
+    assert again.shape == (1, 2) and pending == 0
+
+
+def test_a_model_returning_the_wrong_row_count_fails_its_batch_and_the_collector_lives_on():
+    def short(modality, x):
+        return torch.ones(max(1, x.shape[0] - 1), 2)  # one row missing whenever there are two or more items
+
+    err, again, _ = _first_fails_then_works(lambda: MicroBatcher(short, max_batch=4, max_wait_s=0.05),
+                                            [torch.tensor([1, 0]), torch.tensor([2, 0])])
+    assert not isinstance(err, asyncio.TimeoutError)
+    assert "1 row" in str(err) and "2 items" in str(err)
+    assert again.shape == (1, 2)
+
+
+def test_a_failed_stack_fails_its_batch_and_the_collector_lives_on():
+    # Same shape, so one queue; a real tensor and a meta tensor cannot be stacked.
+    err, again, _ = _first_fails_then_works(lambda: MicroBatcher(_ones, max_batch=4, max_wait_s=0.05),
+                                            [torch.tensor([1, 0]), torch.empty(2, device="meta")])
+    assert not isinstance(err, asyncio.TimeoutError)
+    assert again.shape == (1, 2)

@@ -61,8 +61,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                              "the working directory; default: none, paths are refused)")
     group = parser.add_argument_group("batching and limits")
     group.add_argument("--max-batch", type=positive_int, default=8,
-                       help="items per model call: every call of a tower runs exactly this many, padded, unless "
-                            "--free-batches (default: %(default)s; 1 disables micro-batching)")
+                       help="items per model call: text calls (and every call on a GPU) run exactly this many, "
+                            "padded, unless --free-batches; on a CPU other towers run item by item (default: "
+                            "%(default)s; 1 disables micro-batching)")
     group.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
                        help="how long a lone request waits for others to batch with (default: %(default)s)")
     group.add_argument("--free-batches", action="store_true",

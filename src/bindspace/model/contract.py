@@ -19,6 +19,18 @@ ITEM_RANK = {  # dimensions of one item, without batch or clip axes
     Modality.IMU: 2,
 }
 
+TEXT_LENGTH_STEP = 8  # text batches run at a multiple of this many positions
+
+
+def text_run_length(tokens: int, available: int) -> int:
+    """Positions a text batch runs at: its longest text (end-of-text included) rounded up to a multiple of 8.
+
+    Causal attention makes every length past the longest end-of-text exact; a few fixed lengths
+    mean a text's bits depend on its own length bucket, not on how long its batchmates are,
+    once a caller batches texts by bucket (the server does). Capped at the ids given.
+    """
+    return min(available, max(TEXT_LENGTH_STEP, -(-tokens // TEXT_LENGTH_STEP) * TEXT_LENGTH_STEP))
+
 
 class EmbeddingModel(nn.Module):
     """`encode` (unit vectors) and `forward` (the original's dict contract) over `_embed_items`.

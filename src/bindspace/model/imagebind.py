@@ -13,7 +13,7 @@ from ..layers import TextHead, Transformer, cls_head, postprocessor
 from ..layers.block import Block
 from ..layers.heads import LogitScale
 from ..modality import Modality, as_modality
-from .contract import EmbeddingModel
+from .contract import EmbeddingModel, text_run_length
 from .stems import build_tokenizer
 
 
@@ -108,9 +108,9 @@ class ImageBindModel(EmbeddingModel):
             x = x.to(param.dtype)
         if modality == Modality.TEXT:
             eot = x.argmax(dim=-1)  # (B,) end-of-text holds the largest id
-            # Causal attention: positions after the longest text's end cannot change
-            # any pooled token, so the batch is cut there (exact, and much faster).
-            x = x[:, : int(eot.max()) + 1]
+            # Causal attention: positions after the longest text's end cannot change any pooled
+            # token, so the batch is cut there, rounded up to a length bucket (exact, and much faster).
+            x = x[:, : text_run_length(int(eot.max()) + 1, x.shape[1])]
             tokens = self.modality_preprocessors[modality](x)
             tokens = self.modality_trunks[modality](tokens, causal=True)
             pooled = self.modality_heads[modality](tokens, eot)

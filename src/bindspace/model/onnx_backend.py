@@ -21,7 +21,7 @@ from ..config import ModelConfig
 from ..errors import BindspaceError, CheckpointError
 from ..export import manifest as mf
 from ..modality import Modality, as_modality
-from .contract import EmbeddingModel
+from .contract import EmbeddingModel, text_run_length
 
 _NUMPY = {"float32": np.float32, "float16": np.float16, "int64": np.int64}
 
@@ -101,8 +101,9 @@ class OnnxModel(EmbeddingModel):
         x = x.detach().cpu()
         if modality == Modality.TEXT:
             eot = x.argmax(dim=-1)  # (B,) end-of-text holds the largest id
-            # Causal attention: positions after the longest text's end change no pooled token.
-            x = x[:, : max(int(eot.max()) + 1, 2) if x.numel() else 2].to(torch.int64)
+            # Causal attention: positions after the longest text's end change no pooled token;
+            # cut there, rounded up to the length bucket the torch model runs at too.
+            x = x[:, : max(text_run_length(int(eot.max()) + 1, x.shape[1]), 2) if x.numel() else 2].to(torch.int64)
         elif modality == Modality.VISION and x.ndim == 4:
             x = x.unsqueeze(2).expand(-1, -1, self.config.towers[modality].patch_size[0], -1, -1)  # image -> clip
         spec = self._entries[modality]["input"]

@@ -35,7 +35,7 @@ from .jobs import JobTable
 from .limits import Limits
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .middleware import BodyLimitMiddleware, DefaultJsonMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
-from .pipeline import Forward, Pipeline, fixed_size_calls
+from .pipeline import Forward, Pipeline, device_type_of, fixed_size_calls
 from .schemas import Health
 from .weaviate_inputs import IMU_LAYOUTS
 
@@ -94,7 +94,7 @@ def create_app(model: Any, store: Any = None, *, api_key: str | None = None, rea
     metrics = ServerMetrics(pending=lambda: float(batcher.stats.pending))
     forward: Forward = functools.partial(forward_one, model)
     if limits.fixed_batches:  # an item's vector must not depend on what it was batched with
-        forward = fixed_size_calls(forward, limits.max_batch)
+        forward = fixed_size_calls(forward, limits.max_batch, device_type_of(model))
     batcher = MicroBatcher(forward, max_batch=limits.max_batch,
                            max_wait_s=limits.max_wait_ms / 1000.0, max_pending=limits.max_pending,
                            on_batch=metrics.on_batch)

@@ -8,6 +8,7 @@ While that call runs, new items queue up, so under load batches fill by themselv
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +24,8 @@ from .errors import Busy
 # Encode callback: (tower, stacked inputs (B, ...)) -> vectors (B, D) (the server passes the model's forward).
 EncodeFn = Callable[[Modality, torch.Tensor], torch.Tensor]
 BatchKey = tuple[Modality, tuple[int, ...]]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -133,21 +136,32 @@ class MicroBatcher:
                 batch.append(queue.get_nowait())
             self.stats.pending -= len(batch)
             live = [p for p in batch if not p.future.done()]
-            if live:
+            if not live:
+                continue
+            try:
                 await self._run(key[0], live)
+            except asyncio.CancelledError:  # close(): nobody will answer these items any more
+                for p in live:
+                    p.future.cancel()
+                raise
+            except Exception as err:  # stacking, the result hook, a short answer: this batch fails, the loop goes on
+                log.exception("the %s batcher failed outside the model call", key[0])
+                _fail(live, err)
 
     async def _run(self, modality: Modality, batch: list[_Pending]) -> None:
-        """One model call in the worker thread; its result or error goes to every item's future."""
+        """One model call in the worker thread; its rows, or the model's error, go to the items' futures."""
         loop = asyncio.get_running_loop()
         stacked = torch.stack([p.tensor for p in batch])  # (B, *item_shape)
         started = time.perf_counter()
         try:
             vectors = await loop.run_in_executor(self._model_executor(), self._call, modality, stacked)
         except Exception as err:  # the model failed for the whole batch: every caller sees why
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(err)
+            _fail(batch, err)
             return
+        if vectors.ndim != 2 or vectors.shape[0] != len(batch):
+            rows = vectors.shape[0] if vectors.ndim else 0
+            raise RuntimeError(f"the {modality} model returned {rows} row(s) of shape {tuple(vectors.shape[1:])} "
+                               f"for {len(batch)} items; expected one vector per item")
         seconds = time.perf_counter() - started
         self.stats.model_calls += 1
         self.stats.items += len(batch)
@@ -155,7 +169,7 @@ class MicroBatcher:
         self.stats.batch_sizes[len(batch)] = self.stats.batch_sizes.get(len(batch), 0) + 1
         if self._on_batch is not None:
             self._on_batch(modality, len(batch), seconds)
-        for p, row in zip(batch, vectors):
+        for p, row in zip(batch, vectors, strict=True):
             if not p.future.done():
                 p.future.set_result(row)
 
@@ -164,3 +178,10 @@ class MicroBatcher:
         with torch.inference_mode():
             out = self._encode(modality, stacked)
         return out.detach().float().cpu().numpy()  # (B, D)
+
+
+def _fail(batch: list[_Pending], err: BaseException) -> None:
+    """Every still-waiting caller of a batch sees `err`."""
+    for p in batch:
+        if not p.future.done():
+            p.future.set_exception(err)

@@ -17,9 +17,9 @@ class Limits:
     max_text_chars: int = 10_000  # the model reads 77 tokens; longer texts are a mistake or an attack
     max_query_parts: int = 8
     request_timeout_s: float = 60.0
-    max_batch: int = 8  # fixed batches pad every call to this: 8 keeps a lone request's cost low
+    max_batch: int = 8  # fixed batches pad text calls (all calls on a GPU) to this: 8 keeps a lone text cheap
     max_wait_ms: float = 5.0
-    fixed_batches: bool = True  # every model call of a shape runs the same item count: bit-stable vectors
+    fixed_batches: bool = True  # every model call of a shape runs the same item count (pipeline.call_size)
     max_pending: int = 4096  # items queued for the model before new requests get 429
     decode_threads: int = 2
     max_jobs: int = 64  # indexing job records kept (the oldest finished ones are dropped first)

@@ -7,7 +7,12 @@ exactly `model.encode`.
 `fixed_size_calls` keeps an item's vector bit-identical whatever it is batched with: matrix
 kernels pick different code paths by batch size (on CPU a batch of 1 or 2 differs from 3+ in
 the last bits; on GPUs the kernel choice follows every shape), so every model call for one
-(tower, item shape) runs the same number of items, padded with copies of the first one.
+(tower, item shape) runs the same number of items (`call_size`). On a CPU the towers whose one
+item is already hundreds of token rows (all but text) run item by item: their throughput hardly
+grows with the batch there, so a lone request pays for no padding. Elsewhere, and for text,
+calls are padded with copies of the first item. Texts are cut to their length bucket
+(`model.contract.text_run_length`) before batching, so the batcher only stacks texts of one
+bucket and a long batchmate cannot change a short text's length, hence its bits.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import torch
 
 from ..kinds import tower_of
 from ..modality import Modality
+from ..model.contract import text_run_length
 from .batcher import MicroBatcher
 from .errors import ApiError, TooLarge
 from .limits import Limits
@@ -36,24 +42,28 @@ DecodeJob = tuple[Any, ...]
 Forward = Callable[[Modality, torch.Tensor], torch.Tensor]
 
 
-def call_size(item_shape: Sequence[int], max_batch: int) -> int:
-    """Items per model call for one item shape: videos one by one, others `max_batch` over their clips.
+def call_size(modality: Modality, item_shape: Sequence[int], max_batch: int, device_type: str) -> int:
+    """Items per model call for one tower, item shape and device kind (a pure function, tested for each branch).
 
-    A video (clips, C, T, H, W) is a batch of 15 clips by itself, so pairing videos gains little
-    and would double a lone video's cost; an audio item (clips, 1, mel, frames) holds 3 clips,
-    so a call of `max_batch` rows takes a third as many audio items.
+    CPU, every tower but text: 1. An image is 257 token rows of ViT-H by itself, an audio item 3
+    clips, a video 15: the matrix products are already large, so batching gains little and
+    padding a lone request to `max_batch` items would multiply its cost. Text (up to 77 rows)
+    and every tower on a GPU: `max_batch` rows, counting clips (an audio item of 3 clips takes
+    3), videos one by one (15 clips are a batch by themselves).
     """
+    if device_type == "cpu" and Modality(modality) != Modality.TEXT:
+        return 1
     if len(item_shape) >= 5:
         return 1
     clips = int(item_shape[0]) if len(item_shape) == 4 else 1
     return max(1, max_batch // clips)
 
 
-def fixed_size_calls(forward: Forward, max_batch: int) -> Forward:
+def fixed_size_calls(forward: Forward, max_batch: int, device_type: str) -> Forward:
     """`forward` run in calls of exactly `call_size` items (the last one padded): results independent of batching."""
 
     def run(modality: Modality, batch: torch.Tensor) -> torch.Tensor:
-        size = call_size(tuple(batch.shape[1:]), max_batch)
+        size = call_size(modality, tuple(batch.shape[1:]), max_batch, device_type)
         outputs = []
         for start in range(0, batch.shape[0], size):
             chunk = batch[start:start + size]  # (n, ...)
@@ -64,6 +74,19 @@ def fixed_size_calls(forward: Forward, max_batch: int) -> Forward:
         return torch.cat(outputs)  # (B, D)
 
     return run
+
+
+def device_type_of(model: Any) -> str:
+    """"cpu", "cuda", ...: where the model's parameters live (a model without parameters counts as a CPU one)."""
+    parameters = getattr(model, "parameters", None)
+    first = next(iter(parameters()), None) if callable(parameters) else None
+    return first.device.type if isinstance(first, torch.Tensor) else "cpu"
+
+
+def bucketed_ids(ids: torch.Tensor) -> torch.Tensor:
+    """One text's ids (L,) cut to its length bucket (L_bucket,): the length it runs at, whatever its company."""
+    end = int(ids.argmax())  # end-of-text holds the largest id
+    return ids[: text_run_length(end + 1, ids.shape[0])]
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -116,9 +139,9 @@ class Pipeline:
             raise TooLarge(f"{count} items in one request, more than the limit of {self.limits.max_items}")
 
     def tokenize(self, texts: Sequence[str], names: Sequence[str]) -> list[torch.Tensor]:
-        """Token ids (context_length,) per text, with the text limits applied."""
+        """Token ids per text, cut to its length bucket (L_bucket,), with the text limits applied."""
         length = int(self.options_for("text")["context_length"])
-        return [tokenize_text(t, n, self.limits.max_text_chars, length) for t, n in zip(texts, names)]
+        return [bucketed_ids(tokenize_text(t, n, self.limits.max_text_chars, length)) for t, n in zip(texts, names)]
 
     async def embed_texts(self, texts: Sequence[str], names: Sequence[str] | None = None, *,
                           scaled: bool = False) -> np.ndarray:

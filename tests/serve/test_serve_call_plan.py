@@ -1,0 +1,205 @@
+"""How served items are cut into model calls: no padding tax on CPUs, text length buckets, bit-stable vectors.
+
+An item's vector must not depend on what it is batched with (Weaviate re-vectorizes objects
+and users compare vectors with ==), yet a lone request should cost one item, not `max_batch`.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+
+import numpy as np
+import pytest
+import torch
+from serve_helpers import CountingModel, live_server
+
+from bindspace.modality import Modality
+from bindspace.model.contract import text_run_length
+from bindspace.preprocess.tokenizer import tokenize
+from bindspace.serve.pipeline import bucketed_ids, call_size, device_type_of, fixed_size_calls
+
+LONG_TEXT = " ".join(f"word{i}" for i in range(60))  # runs at the full 77 positions
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# ---------------------------------------------------------------- pure functions, every branch
+
+
+@pytest.mark.parametrize("modality,shape,device,want", [
+    (Modality.VISION, (3, 224, 224), "cpu", 1),  # an image is 257 token rows of ViT-H by itself
+    (Modality.VISION, (3, 2, 224, 224), "cpu", 1),
+    (Modality.VISION, (15, 3, 2, 224, 224), "cpu", 1),
+    (Modality.AUDIO, (3, 1, 128, 204), "cpu", 1),
+    (Modality.DEPTH, (1, 224, 224), "cpu", 1),
+    (Modality.THERMAL, (1, 224, 224), "cpu", 1),
+    (Modality.IMU, (6, 2000), "cpu", 1),
+    (Modality.TEXT, (16,), "cpu", 8),  # a few rows per text: batching pays, so calls are padded
+    (Modality.TEXT, (77,), "cuda", 8),
+    (Modality.VISION, (3, 224, 224), "cuda", 8),  # a GPU's cost hardly grows with the batch: pad
+    (Modality.AUDIO, (3, 1, 128, 204), "cuda", 2),  # max_batch rows, counting clips
+    (Modality.VISION, (15, 3, 2, 224, 224), "cuda", 1),  # a video is a batch of 15 clips by itself
+    (Modality.IMU, (6, 2000), "mps", 8),
+])
+def test_call_size_is_a_function_of_tower_shape_and_device(modality, shape, device, want):
+    assert call_size(modality, shape, 8, device) == want
+
+
+def test_text_run_length_rounds_up_to_a_multiple_of_eight_within_the_ids():
+    assert [text_run_length(n, 77) for n in (1, 2, 8, 9, 16, 17, 72, 73, 77)] == [8, 8, 8, 16, 16, 24, 72, 77, 77]
+    assert text_run_length(5, 4) == 4  # never longer than the ids given
+
+
+def test_bucketed_ids_cut_each_text_to_its_own_bucket():
+    short, eight, long = tokenize(["a dog", "one two three four five six", LONG_TEXT])  # (3, 77)
+    assert int(short.argmax()) == 3 and bucketed_ids(short).shape == (8,)
+    assert int(eight.argmax()) == 7 and bucketed_ids(eight).shape == (8,)  # end-of-text on the last place
+    assert bucketed_ids(long).shape == (77,)
+    assert torch.equal(bucketed_ids(short), short[:8])
+
+
+def test_device_type_of_reads_the_parameters(tiny_model):
+    assert device_type_of(tiny_model) == "cpu"
+    assert device_type_of(torch.nn.Linear(2, 2, device="meta")) == "meta"
+    assert device_type_of(object()) == "cpu"  # no parameters (a stub or a remote model): the CPU plan
+
+
+def test_padded_calls_on_a_gpu_plan_keep_rows_independent_of_their_batch(small_model):
+    """The GPU branch (padded to max_batch), run here on CPU tensors: every call has the same size."""
+    from bindspace.serve.app import forward_one
+
+    sizes: list[int] = []
+
+    def forward(modality, x):
+        sizes.append(int(x.shape[0]))
+        return forward_one(small_model, modality, x)
+
+    images = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    padded = fixed_size_calls(forward, max_batch=4, device_type="cuda")
+    with torch.inference_mode():
+        alone = padded(Modality.VISION, images[:1])
+        company = padded(Modality.VISION, images[[3, 4, 0]])
+    assert sizes == [4, 4] and torch.equal(alone[0], company[2])
+
+
+# ---------------------------------------------------------------- through the server, tiny preset
+
+
+def _embed_concurrently(app, bodies: list[dict], model: CountingModel) -> list:
+    """Post the bodies at once; the gated model holds its first call until every item is queued."""
+    import httpx
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            model.reset()  # forget the warm-up calls
+            gate = threading.Event()
+            model.gate = gate
+            batcher = app.state.bindspace.batcher
+            items = sum(len(b.get("texts", b.get("items", []))) for b in bodies)
+            submitted = [0]
+            embed = batcher.embed
+
+            async def counted(modality, tensors):
+                submitted[0] += len(tensors)
+                return await embed(modality, tensors)
+
+            batcher.embed = counted  # every item handed to the batcher is counted before it queues
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+                posts = [asyncio.ensure_future(client.post("/v1/embed", json=b)) for b in bodies]
+                deadline = asyncio.get_running_loop().time() + 30
+                while not (model.calls and submitted[0] == items):
+                    assert asyncio.get_running_loop().time() < deadline, "requests never queued"
+                    await asyncio.sleep(0.001)
+                gate.set()
+                answers = await asyncio.gather(*posts)
+            model.gate = None
+            del batcher.embed
+            return answers
+
+    return asyncio.run(main())
+
+
+def test_a_lone_image_costs_one_item_on_a_cpu(make_client, tiny_model, served_media):
+    counting = CountingModel(tiny_model)
+    client = make_client(model=counting)  # the defaults: fixed batches of 8
+    counting.reset()
+    image = b64((served_media / "image_1.jpg").read_bytes())
+    response = client.post("/v1/embed", json={"modality": "image", "items": [image]})
+    assert response.status_code == 200
+    assert counting.batch_sizes("vision") == [1]  # was [8]: seven padding copies of the image
+    three = client.post("/v1/embed", json={"modality": "image", "items": [image] * 3})
+    assert counting.batch_sizes("vision") == [1, 1, 1, 1]
+    assert three.json()["vectors"] == response.json()["vectors"] * 3
+
+
+def test_images_alone_and_in_company_are_bit_identical(tiny_model, served_media):
+    from bindspace.serve import create_app
+
+    counting = CountingModel(tiny_model)
+    app = create_app(counting)
+    names = ["image_1.jpg", "image_2.png", "image_3.png"]
+    images = [b64((served_media / n).read_bytes()) for n in names]
+    alone = _embed_concurrently(app, [{"modality": "image", "items": [images[0]]}], counting)
+    crowd = _embed_concurrently(app, [{"modality": "image", "items": images[1:]}] * 3
+                                + [{"modality": "image", "items": [images[2], images[0]]}], counting)
+    assert all(r.status_code == 200 for r in alone + crowd)
+    assert crowd[-1].json()["vectors"][1] == alone[0].json()["vectors"][0]
+    assert set(counting.batch_sizes("vision")) == {1}
+
+
+def test_a_long_text_batchmate_does_not_change_a_short_texts_bits(tiny_model):
+    """Before length buckets every call ran at its longest text's length: a long batchmate moved the last bits."""
+    from bindspace.serve import create_app
+
+    counting = CountingModel(tiny_model)
+    app = create_app(counting)
+    alone = _embed_concurrently(app, [{"modality": "text", "texts": ["A dog."]}], counting)
+    assert {int(x.shape[-1]) for x in _text_inputs(counting)} == {8}
+    together = _embed_concurrently(app, [{"modality": "text", "texts": ["A dog.", LONG_TEXT]},
+                                         {"modality": "text", "texts": [LONG_TEXT + " more", "A dog."]}], counting)
+    assert all(r.status_code == 200 for r in alone + together)
+    want = alone[0].json()["vectors"][0]
+    assert together[0].json()["vectors"][0] == want and together[1].json()["vectors"][1] == want
+    assert together[0].json()["vectors"][1] != want  # the long text has its own vector, in its own call
+    assert sorted({int(x.shape[-1]) for x in _text_inputs(counting)}) == [8, 77]
+
+
+def _text_inputs(model: CountingModel) -> list[torch.Tensor]:
+    return model.text_inputs
+
+
+@pytest.fixture(autouse=True)
+def _record_text_inputs(monkeypatch):
+    """CountingModel records sizes only; here the text calls' id tensors are kept too (to see their lengths)."""
+    original = CountingModel._record
+
+    def record(self, tower, x):
+        if str(tower) == "text":
+            self.__dict__.setdefault("text_inputs", []).append(x)
+        original(self, tower, x)
+
+    def reset(self):
+        self.calls.clear()
+        self.__dict__["text_inputs"] = []
+
+    monkeypatch.setattr(CountingModel, "_record", record)
+    monkeypatch.setattr(CountingModel, "reset", reset)
+
+
+def test_weaviate_vectors_keep_their_bits_next_to_a_long_text(tiny_model, served_media):
+    """Over real HTTP as Weaviate's Go client sends it (no Content-Type), with uvicorn."""
+    from test_serve_weaviate import vectorize
+
+    from bindspace.serve import create_app
+
+    image = b64((served_media / "image_1.jpg").read_bytes())
+    with live_server(create_app(tiny_model)) as base:
+        alone = vectorize(base, {"texts": ["A dog."], "images": [image]})
+        mixed = vectorize(base, {"texts": [LONG_TEXT, "A dog."],
+                                 "images": [b64((served_media / "image_2.png").read_bytes()), image]})
+    assert mixed["textVectors"][1] == alone["textVectors"][0]
+    assert mixed["imageVectors"][1] == alone["imageVectors"][0]
+    assert not np.allclose(mixed["textVectors"][0], alone["textVectors"][0])
