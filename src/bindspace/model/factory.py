@@ -78,7 +78,10 @@ def _resolve_config(name: str | ModelConfig | None, checkpoint: str | os.PathLik
             )
         return stored
     config = get_config(name)
-    mismatch = stored is not None and stored.name != config.name and stored.towers != config.towers
-    if mismatch and stored is not None and checkpoint is not None:
-        raise CheckpointError(f"{Path(checkpoint)}: holds a {stored.name!r} model, not {config.name!r}")
-    return config
+    if stored is None:
+        return config
+    if stored.name != config.name and stored.towers != config.towers:
+        raise CheckpointError(f"{Path(checkpoint or '')}: holds a {stored.name!r} model, not {config.name!r}")
+    # A directory's towers may differ from the preset it is named after (heads, scales) with every weight
+    # shape the same: only its own config computes what it was trained to compute.
+    return stored
