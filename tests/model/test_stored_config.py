@@ -5,7 +5,7 @@ import dataclasses
 
 import torch
 
-from bindspace.config import ModelConfig
+from bindspace.config import ModelConfig, TowerConfig
 from bindspace.modality import Modality
 from bindspace.model import create_model
 from bindspace.model.checkpoint import save_model_dir
@@ -16,7 +16,7 @@ from bindspace.model.presets import get_config
 def _variant() -> ModelConfig:
     """The tiny preset's name, but towers that differ without changing any weight shape (heads, scale)."""
     preset = get_config("imagebind_tiny_test")
-    towers = dict(preset.towers)
+    towers: dict[str | Modality, TowerConfig] = dict(preset.towers)
     towers[Modality.TEXT] = dataclasses.replace(towers[Modality.TEXT], heads=2, logit_scale=5.0)
     towers[Modality.VISION] = dataclasses.replace(towers[Modality.VISION], heads=1)
     return preset.with_towers(towers)
