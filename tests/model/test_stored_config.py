@@ -16,9 +16,9 @@ from bindspace.model.presets import get_config
 def _variant() -> ModelConfig:
     """The tiny preset's name, but towers that differ without changing any weight shape (heads, scale)."""
     preset = get_config("imagebind_tiny_test")
-    towers: dict[str | Modality, TowerConfig] = dict(preset.towers)
-    towers[Modality.TEXT] = dataclasses.replace(towers[Modality.TEXT], heads=2, logit_scale=5.0)
-    towers[Modality.VISION] = dataclasses.replace(towers[Modality.VISION], heads=1)
+    towers: dict[str | Modality, TowerConfig] = {m: cfg for m, cfg in preset.towers.items()}
+    towers[Modality.TEXT] = dataclasses.replace(preset.towers[Modality.TEXT], heads=2, logit_scale=5.0)
+    towers[Modality.VISION] = dataclasses.replace(preset.towers[Modality.VISION], heads=1)
     return preset.with_towers(towers)
 
 
