@@ -53,12 +53,13 @@ def create_model(
     if checkpoint is None:
         model = ImageBindModel(config, wanted)
         model.init_weights()
-        return model.to(device=device, dtype=dtype).eval()
+        return model.to(device=device).to_precision(dtype).eval()
 
     with torch.device("meta"):
         model = ImageBindModel(config, wanted)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    state = ckpt.load_state_dict(checkpoint, model.modalities, verify=verify, dtype=dtype)
+    state = ckpt.load_state_dict(checkpoint, model.modalities, verify=verify, dtype=dtype,
+                                 keep_float32=model.float32_keys())
     ckpt.check_keys(expected, state, str(checkpoint))
     for key in state:  # one tensor at a time, so a GPU load never holds two copies
         state[key] = state[key].to(device)

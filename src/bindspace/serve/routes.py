@@ -379,10 +379,10 @@ def _index_model_info(state):
     """The served model as the index records it (None: let the indexer fingerprint the model itself)."""
     if not state.model_checksum:
         return None
-    from ..index.store import ModelInfo
+    from ..index.store import ModelInfo, precision_of
 
     return ModelInfo(name=state.model_name, checksum=state.model_checksum, embed_dim=int(state.model.embed_dim),
-                     checkpoint=state.model_checkpoint)
+                     checkpoint=state.model_checkpoint, precision=precision_of(state.model))
 
 
 @router.get("/v1/index/{job_id}", response_model=IndexJob, tags=["index"], dependencies=WRITE,
