@@ -15,6 +15,16 @@ class InputError(BindspaceError):
         super().__init__(f"{source}: {problem}")
 
 
+class ContextLengthError(InputError):
+    """A prompt whose tokens plus the answer's limit do not fit the language model's positions."""
+
+    def __init__(self, where: str, prompt_tokens: int, max_new_tokens: int, limit: int) -> None:
+        super().__init__(where, f"the prompt is {prompt_tokens} tokens and up to {max_new_tokens} more may be "
+                         f"generated, over the language model's {limit} positions: shorten the prompt or ask "
+                         "for fewer new tokens")
+        self.prompt_tokens, self.max_new_tokens, self.limit = prompt_tokens, max_new_tokens, limit
+
+
 class CheckpointError(BindspaceError):
     """A checkpoint that is missing, corrupt, or belongs to another model."""
 

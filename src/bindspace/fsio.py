@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -102,3 +102,17 @@ def publish_dir(work: str | os.PathLike[str], target: str | os.PathLike[str]) ->
     os.replace(work, out)
     fsync_dir(out.parent)
     return out
+
+
+def real_path_inside(path: str | os.PathLike[str], roots: Iterable[str | os.PathLike[str]]) -> str | None:
+    """`path` with links and `..` resolved when that lies inside one of `roots` (resolved too), else None.
+
+    The one containment check for files read on a request's behalf: a link inside a root that
+    points outside it is outside. ValueError/OSError for a path that cannot be resolved (NUL bytes).
+    """
+    real = os.path.realpath(path)
+    for root in roots:
+        real_root = os.path.realpath(root)
+        if real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep):
+            return real
+    return None

@@ -38,9 +38,9 @@ def test_model_dir_needs_no_name_and_reads_one_file(tiny_model_dir, monkeypatch)
     import bindspace.model.checkpoint as ckpt
 
     real = ckpt._load_safetensors
-    def spy(path, dtype=None):
+    def spy(path, *args):
         opened.append(path.name)
-        return real(path, dtype)
+        return real(path, *args)
 
     monkeypatch.setattr(ckpt, "_load_safetensors", spy)
     model = bindspace.create_model(checkpoint=tiny_model_dir, modalities=["audio"])

@@ -7,6 +7,7 @@ from typing import Any
 from .common import DTYPES, model_dtype, non_negative_float, positive_float, positive_int
 
 MEDIA_OPTIONS = ("image", "audio", "video", "depth", "thermal", "imu")
+DEFAULT_NEW_TOKENS = 128
 
 
 class _AddMedia(argparse.Action):
@@ -36,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     for kind in MEDIA_OPTIONS:
         parser.add_argument(f"--{kind}", action=_AddMedia, metavar=kind.upper(), dest="media", default=[],
                             help=f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} file (repeatable)")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=128, help="answer length limit (default: 128)")
+    parser.add_argument("--max-new-tokens", type=positive_int, help=f"answer length limit; the question plus this must "
+                        f"fit the language model's positions (default: {DEFAULT_NEW_TOKENS}, or what the question "
+                        "leaves)")
     parser.add_argument("--temperature", type=non_negative_float, default=0.0,
                         help="0 = greedy, the same answer every time (default); > 0 samples")
     parser.add_argument("--top-p", type=positive_float, default=1.0, help="nucleus sampling mass (default: 1.0)")
@@ -52,9 +55,11 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from ..errors import InputError
+    from ..errors import ContextLengthError, InputError
     from ..llm.lm import quiet_libraries
     from ..llm.media import media, towers_for
+    from ..llm.template import with_markers
+    from .common import UsageError
 
     items = [media(kind, path) for kind, path in args.media]
     for item in items:  # fail on a missing file before loading any model
@@ -62,15 +67,20 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(item.label, "file not found")
     if not args.question.strip():
         raise InputError("question", "is empty")
+    with_markers(args.question, len(items), "question")  # <media> markers that do not match: before any loading
     quiet_libraries()
     from ..llm.bridge import Bridge
 
     bridge = Bridge.load(args.bridge, checkpoint=args.checkpoint, llm=args.llm,
                          modalities=[str(t) for t in towers_for(items)], device=args.device,
                          dtype=model_dtype(args))
+    try:  # the question's length against the LM's positions needs its tokenizer, not the media
+        limit = bridge.answer_limit(args.question, len(items), args.max_new_tokens, DEFAULT_NEW_TOKENS, "question")
+    except ContextLengthError as err:
+        raise UsageError(str(err)) from None
     embeddings = bridge.embed(items)  # decode every file before printing anything
     started = False
-    for piece in bridge.stream(args.question, embeddings=embeddings, max_new_tokens=args.max_new_tokens,
+    for piece in bridge.stream(args.question, embeddings=embeddings, max_new_tokens=limit,
                                temperature=args.temperature, top_p=args.top_p, seed=args.seed):
         if not started:
             piece = piece.lstrip()

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..embedding import Embedder
     from ..index.indexer import index_paths
-    from ..index.store import ModelInfo, open_store
+    from ..index.store import ModelInfo, open_store, precision_of
     from ..index.walk import walk_paths
     from ..model import create_model
 
@@ -119,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
         store.bind_model(ModelInfo(label, fingerprint, recorded.embed_dim, os.path.abspath(checkpoint)))
     model = create_model(name, checkpoint=checkpoint, modalities=towers, device=args.device,
                          dtype=model_dtype(args))
-    info = ModelInfo(model.config.name, fingerprint, int(model.embed_dim), os.path.abspath(checkpoint))
+    info = ModelInfo(model.config.name, fingerprint, int(model.embed_dim), os.path.abspath(checkpoint),
+                     precision=precision_of(model))
+    store.bind_model(info)  # a model of another precision is refused before any file is embedded
     progress = False if (args.no_progress or args.json) else None
     runner = None
     embedder = None

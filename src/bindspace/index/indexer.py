@@ -34,7 +34,16 @@ from ..errors import BindspaceError
 from ..kinds import SEGMENTABLE, tower_of
 from ..model.checkpoint import sha256_file
 from .detect import detect_modality
-from .store import MEDIA_MODALITIES, Item, ModelInfo, Store, item_id, modality_values, model_fingerprint
+from .store import (
+    MEDIA_MODALITIES,
+    Item,
+    ModelInfo,
+    Store,
+    item_id,
+    modality_values,
+    model_fingerprint,
+    precision_of,
+)
 from .walk import Listing, walk_paths
 
 log = logging.getLogger(__name__)
@@ -193,7 +202,8 @@ def model_info_for(model: Any, checkpoint: str | os.PathLike[str] | None = None)
     """The ModelInfo a model's vectors are recorded under (fingerprint from `checkpoint` when given)."""
     name = getattr(getattr(model, "config", None), "name", None) or "unknown"
     return ModelInfo(name=name, checksum=model_fingerprint(model, checkpoint), embed_dim=int(model.embed_dim),
-                     checkpoint=None if checkpoint is None else os.path.abspath(os.fspath(checkpoint)))
+                     checkpoint=None if checkpoint is None else os.path.abspath(os.fspath(checkpoint)),
+                     precision=precision_of(model))
 
 
 def _wanted(modalities: Iterable[str] | None) -> tuple[str, ...]:

@@ -180,7 +180,7 @@ class LanceStore(Store):
             return None
         data = json.loads(table.schema.metadata[META_KEY])
         self._info = ModelInfo(name=data["name"], checksum=data["checksum"], embed_dim=int(data["embed_dim"]),
-                               checkpoint=data.get("checkpoint"))
+                               checkpoint=data.get("checkpoint"), precision=data.get("precision"))
         return self._info
 
     def bind_model(self, info: ModelInfo) -> None:
@@ -456,3 +456,7 @@ def _check_same_model(uri: str, current: ModelInfo, new: ModelInfo) -> None:
             f"{uri}: refusing to mix models: this index holds {current.embed_dim}-d vectors of {current.name} "
             f"(fingerprint {current.checksum}{where}); the model given is {new.name} ({new.embed_dim}-d, "
             f"fingerprint {new.checksum}). Use the same --checkpoint, or another --db")
+    if current.precision and new.precision and current.precision != new.precision:
+        raise BindspaceError(
+            f"{uri}: refusing to mix precisions: this index holds {current.precision} vectors of {current.name}; "
+            f"the model given computes in {new.precision}. Use --dtype {current.precision}, or another --db")

@@ -40,6 +40,15 @@ class ModelInfo:
     checksum: str
     embed_dim: int
     checkpoint: str | None = None
+    # The dtype the towers computed in: bf16 and fp32 vectors of the same weights differ, so an index
+    # records one and refuses the other (None: not recorded, as in indexes written before it was).
+    precision: str | None = None
+
+
+def precision_of(model: object) -> str | None:
+    """What `ModelInfo.precision` records for a model (None for models that do not say, e.g. ONNX)."""
+    method = getattr(model, "precision", None)
+    return str(method()) if callable(method) else None
 
 
 @dataclass

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..errors import BindspaceError
+from ..fsio import real_path_inside
 
 
 @dataclass
@@ -63,5 +64,10 @@ def _walk_dir(root: str, listing: Listing) -> Iterable[str]:
             if name.startswith("."):
                 continue
             path = os.path.join(folder, name)
-            if os.path.isfile(path):  # skips sockets, fifos and dangling links
-                yield path
+            if not os.path.isfile(path):  # skips sockets, fifos and dangling links
+                continue
+            # A file link is followed only within the tree: one to a file elsewhere would index, and
+            # serve, a file nobody asked for (a link to a secret dropped into a shared folder).
+            if os.path.islink(path) and real_path_inside(path, [root]) is None:
+                continue
+            yield path

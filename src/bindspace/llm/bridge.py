@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import BindspaceError
+from ..errors import BindspaceError, ContextLengthError
 from .lm import LanguageModel
 from .media import Media, embed_media, media
 from .projector import Projector
@@ -16,6 +16,7 @@ from .space import SpaceInfo
 from .template import EncodedTurn, PromptTemplate, encode_turn, splice
 
 MediaArg = Media | tuple[str, Any]
+DEFAULT_NEW_TOKENS = 64
 
 
 def as_media(items: Iterable[MediaArg] | Mapping[str, Any] | None) -> list[Media]:
@@ -83,6 +84,28 @@ class Bridge(nn.Module):
         return encode_turn(self.tokenizer, self.template, prompt, media_count, self.projector.config.tokens,
                            response)
 
+    def check_prompt(self, prompt: str, media_count: int, max_new_tokens: int, where: str = "prompt") -> EncodedTurn:
+        """The encoded turn, once its markers match the media and it fits the LM with `max_new_tokens` more.
+
+        Cheap (tokenising only): callers run it before decoding media or loading anything heavy.
+        InputError for a marker mismatch, ContextLengthError for a prompt too long.
+        """
+        turn = encode_turn(self.tokenizer, self.template, prompt, media_count, self.projector.config.tokens,
+                           where=where)
+        limit = self.lm.max_positions
+        if limit is not None and len(turn.ids) + max_new_tokens > limit:
+            raise ContextLengthError(where, len(turn.ids), max_new_tokens, limit)
+        return turn
+
+    def answer_limit(self, prompt: str, media_count: int, max_new_tokens: int | None,
+                     default: int = DEFAULT_NEW_TOKENS, where: str = "prompt") -> int:
+        """The answer's token limit after `check_prompt`: `max_new_tokens`, else `default` or what the prompt leaves."""
+        turn = self.check_prompt(prompt, media_count, max_new_tokens or 1, where)
+        if max_new_tokens is not None:
+            return max_new_tokens
+        positions = self.lm.max_positions
+        return default if positions is None else min(default, positions - len(turn.ids))
+
     def inputs_embeds(self, ids: torch.Tensor, embeddings: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """Token embeddings of `ids` (B, T) with the projected `embeddings` (M, D) spliced at `slots` (M, 2)."""
         tokens = self.lm.embed_tokens(ids)  # (B, T, H)
@@ -101,14 +124,20 @@ class Bridge(nn.Module):
     # ------------------------------------------------------------------ generation
 
     def stream(self, prompt: str, media: Iterable[MediaArg] | Mapping[str, Any] | None = None, *,
-               embeddings: torch.Tensor | None = None, max_new_tokens: int = 64, temperature: float = 0.0,
+               embeddings: torch.Tensor | None = None, max_new_tokens: int | None = None, temperature: float = 0.0,
                top_p: float = 1.0, seed: int | None = None, info: dict[str, Any] | None = None) -> Iterator[str]:
         """Yield the answer's text piece by piece (greedy when temperature is 0).
+
+        `max_new_tokens` (default: 64, or what the prompt leaves of the LM's positions) must fit
+        after the prompt: ContextLengthError otherwise, before any media is embedded.
 
         `info`, when given, receives prompt_tokens, completion_tokens and finish_reason ("stop": the
         model ended its answer; "length": max_new_tokens was reached).
         """
         items = as_media(media)
+        # Before the media are embedded; an over-long position index would also break a CUDA device.
+        max_new_tokens = self.answer_limit(prompt, len(items) if embeddings is None else int(embeddings.shape[0]),
+                                           max_new_tokens)
         if embeddings is None:
             embeddings = self.embed(items)
         with torch.no_grad():

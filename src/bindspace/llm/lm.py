@@ -44,6 +44,16 @@ class LanguageModel:
         """Width of the input embeddings (what the projector must produce)."""
         return int(self.model.get_input_embeddings().weight.shape[1])
 
+    @property
+    def max_positions(self) -> int | None:
+        """Positions the LM can attend over (prompt + answer), or None where its config does not say."""
+        config = getattr(self.model, "config", None)
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids (..., T) -> input embeddings (..., T, H)."""
         return self.model.get_input_embeddings()(ids)

@@ -7,7 +7,7 @@ import os
 import pickle
 import struct
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +75,12 @@ def load_state_dict(
     *,
     verify: bool = True,
     dtype: torch.dtype | None = None,
+    keep_float32: Collection[str] = (),
 ) -> dict[str, torch.Tensor]:
     """Read the tensors of the requested modalities from a .pth file or a model directory.
+
+    With `dtype`, floating tensors are cast to it, except the keys in `keep_float32` (scales,
+    LayerNorm), which are read as float32 straight from the file.
 
     A .pth is read by `read_pth` (`weights_only=True`, memory-mapped when possible); a model
     directory reads only the requested modalities' safetensors files, memory-mapped when
@@ -86,20 +90,26 @@ def load_state_dict(
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
+    keep = frozenset(keep_float32) if dtype is not None else frozenset()
     if path.is_dir():
-        return _load_model_dir(path, wanted, verify, dtype)
+        return _load_model_dir(path, wanted, verify, dtype, keep)
     if path.suffix == ".safetensors":
-        return _filter(_load_safetensors(path, dtype), wanted)
-    return _cast(_filter(read_pth(path), wanted), dtype)
+        return _filter(_load_safetensors(path, dtype, keep), wanted)
+    return _cast(_filter(read_pth(path), wanted), dtype, keep)
 
 
 def _to(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
 
 
-def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+def _dtype_of(key: str, dtype: torch.dtype | None, keep: frozenset[str]) -> torch.dtype | None:
+    return torch.float32 if key in keep else dtype
+
+
+def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype | None,
+          keep: frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
     for key, value in state.items():  # replace one by one so each source tensor can be freed early
-        state[key] = _to(value, dtype)
+        state[key] = _to(value, _dtype_of(key, dtype, keep))
     return state
 
 
@@ -158,16 +168,17 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-def _load_safetensors(path: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def _load_safetensors(path: Path, dtype: torch.dtype | None = None,
+                      keep: frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         header = _read_header(path)[0]
-        stored = {_SAFETENSORS_DTYPES[info["dtype"]] for key, info in header.items() if key != "__metadata__"}
-        if dtype is None or all(d == dtype or not d.is_floating_point for d in stored):
+        stored = {key: _SAFETENSORS_DTYPES[info["dtype"]] for key, info in header.items() if key != "__metadata__"}
+        if dtype is None or all(d == _dtype_of(k, dtype, keep) or not d.is_floating_point for k, d in stored.items()):
             return load_file(str(path), device="cpu")  # memory-mapped, no copy
-        return _read_safetensors_cast(path, dtype)
+        return _read_safetensors_cast(path, dtype, keep)
     except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or truncated): {exc}") from None
 
@@ -181,7 +192,8 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
         return json.loads(handle.read(header_len)), 8 + header_len
 
 
-def _read_safetensors_cast(path: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def _read_safetensors_cast(path: Path, dtype: torch.dtype, keep: frozenset[str] = frozenset()
+                           ) -> dict[str, torch.Tensor]:
     """Read tensors one at a time with plain reads and cast each, so peak memory is the cast
     result plus one source tensor (a memory map would keep every touched source page resident)."""
     state = {}
@@ -196,12 +208,13 @@ def _read_safetensors_cast(path: Path, dtype: torch.dtype) -> dict[str, torch.Te
             if len(raw) != end - begin:
                 raise ValueError(f"tensor {key} is truncated")
             tensor = torch.frombuffer(raw, dtype=_SAFETENSORS_DTYPES[info["dtype"]]) if raw else torch.empty(0)
-            state[key] = _to(tensor.reshape(info["shape"]), dtype)
+            state[key] = _to(tensor.reshape(info["shape"]), _dtype_of(key, dtype, keep))
     return state
 
 
 def _load_model_dir(
-    path: Path, wanted: set[Modality] | None, verify: bool, dtype: torch.dtype | None
+    path: Path, wanted: set[Modality] | None, verify: bool, dtype: torch.dtype | None,
+    keep: frozenset[str] = frozenset(),
 ) -> dict[str, torch.Tensor]:
     manifest = read_manifest(path)
     files: dict[str, Any] = manifest["files"]
@@ -218,7 +231,7 @@ def _load_model_dir(
             raise CheckpointError(f"{file}: listed in the manifest but missing")
         if verify and not _verified(file, entry["sha256"]):
             raise CheckpointError(f"{file}: sha256 does not match the manifest (corrupt or modified file)")
-        state.update(_load_safetensors(file, dtype))
+        state.update(_load_safetensors(file, dtype, keep))
     return state
 
 

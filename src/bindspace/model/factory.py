@@ -57,12 +57,13 @@ def create_model(
     if checkpoint is None:
         model = ImageBindModel(config, wanted)
         model.init_weights()
-        return model.to(device=device, dtype=dtype).eval()
+        return model.to(device=device).to_precision(dtype).eval()
 
     with torch.device("meta"):
         model = ImageBindModel(config, wanted)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    state = ckpt.load_state_dict(checkpoint, model.modalities, verify=verify, dtype=dtype)
+    state = ckpt.load_state_dict(checkpoint, model.modalities, verify=verify, dtype=dtype,
+                                 keep_float32=model.float32_keys())
     ckpt.check_keys(expected, state, str(checkpoint))
     for key in state:  # one tensor at a time, so a GPU load never holds two copies
         state[key] = state[key].to(device)
@@ -113,7 +114,10 @@ def _resolve_config(name: str | ModelConfig | None, checkpoint: str | os.PathLik
             )
         return stored
     config = get_config(name)
-    mismatch = stored is not None and stored.name != config.name and stored.towers != config.towers
-    if mismatch and stored is not None and checkpoint is not None:
-        raise CheckpointError(f"{Path(checkpoint)}: holds a {stored.name!r} model, not {config.name!r}")
-    return config
+    if stored is None:
+        return config
+    if stored.name != config.name and stored.towers != config.towers:
+        raise CheckpointError(f"{Path(checkpoint or '')}: holds a {stored.name!r} model, not {config.name!r}")
+    # A directory's towers may differ from the preset it is named after (heads, scales) with every weight
+    # shape the same: only its own config computes what it was trained to compute.
+    return stored

@@ -60,6 +60,40 @@ class ImageBindModel(EmbeddingModel):
             return torch.tensor(1.0)
         return cast(LogitScale, post[1]).scale().detach()
 
+    def float32_keys(self) -> set[str]:
+        """State-dict keys kept in float32 at low precision: LayerNorm and the logit scales (as open_clip does).
+
+        exp(bf16(log 20)) is 20.09: a bf16 scale would move every scaled vector's norm by up to 0.6 %.
+        """
+        keys: set[str] = set()
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.LayerNorm, LogitScale)):
+                keys.update(f"{name}.{leaf}" for leaf, _ in module.named_parameters(recurse=False))
+                keys.update(f"{name}.{leaf}" for leaf, _ in module.named_buffers(recurse=False))
+        return keys
+
+    def to_precision(self, dtype: torch.dtype) -> ImageBindModel:
+        """Cast in place to `dtype`, keeping `float32_keys` in float32 (never rounded through `dtype`)."""
+        for module in self.modules():
+            target = torch.float32 if isinstance(module, (nn.LayerNorm, LogitScale)) else dtype
+            for param in module.parameters(recurse=False):
+                if param.is_floating_point():
+                    param.data = param.data.to(target)
+            for name, buffer in module.named_buffers(recurse=False):
+                if buffer.is_floating_point():
+                    setattr(module, name, buffer.to(target))
+        return self
+
+    def precision(self) -> str:
+        """The dtype the towers compute in ("float32", "bfloat16", "float16"): what an index records."""
+        return str(self._compute_dtype(self.modalities[0])).removeprefix("torch.") if self.modalities else "float32"
+
+    def _compute_dtype(self, modality: Modality) -> torch.dtype:
+        """The stem's weight dtype (LayerNorm and scales may stay float32 while the rest is bf16)."""
+        stem = self.modality_preprocessors[modality]
+        weight = next((p for p in stem.parameters() if p.ndim >= 2), None)
+        return weight.dtype if weight is not None else next(self.modality_trunks[modality].parameters()).dtype
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward to save memory (training only)."""
         for trunk in self._trunks():
@@ -105,7 +139,7 @@ class ImageBindModel(EmbeddingModel):
         param = next(self.modality_trunks[modality].parameters())
         x = x.to(param.device, non_blocking=True)
         if x.is_floating_point():
-            x = x.to(param.dtype)
+            x = x.to(self._compute_dtype(modality))
         if modality == Modality.TEXT:
             eot = x.argmax(dim=-1)  # (B,) end-of-text holds the largest id
             # Causal attention: positions after the longest text's end cannot change any pooled

@@ -8,9 +8,12 @@ its content parts carry media as base64 (never URLs to fetch):
 - `{"type": "input_media", "input_media": {"modality": "depth", "data": "..."}}`: any modality
 - `{"type": "text", "text": "..."}`: the question (`<media>` marks where each item goes)
 
-Media are embedded by the served model (whose fingerprint must be the bridge's space) through
-the shared batcher; the language model then generates in a worker thread, one answer at a
-time. `stream: true` answers with server-sent events as OpenAI does.
+The prompt is checked first (its markers, and its tokens plus `max_tokens` against the language
+model's positions: 400 `context_length_exceeded`); then the media are embedded by the served
+model (whose fingerprint must be the bridge's space) through the shared batcher, and the
+language model answers on its own thread, one answer at a time (requests queue on the event
+loop). An answer stops at its next token when the request's timeout passes or, streaming, when
+the client goes away. `stream: true` answers with server-sent events as OpenAI does.
 """
 from __future__ import annotations
 
@@ -20,25 +23,26 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 import torch
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import InputError
+from ..errors import ContextLengthError, InputError
 from .auth import require_read
-from .errors import ApiError
+from .errors import ApiError, TooLarge
+from .exclusive import ExclusiveWorker
 from .media import parse_kind
 from .openai_api import OpenAIRoute, _json
 from .routes import with_timeout
 
 router = APIRouter(route_class=OpenAIRoute, tags=["openai"], dependencies=[Depends(require_read)])
 BRIDGE = "bridge"  # ServeState.extras key of the loaded Bridge
+WORKER = "bridge_worker"  # ServeState.extras key of the ExclusiveWorker that runs the language model
 _DATA_URL = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
 MAX_NEW_TOKENS = 1024
 
@@ -56,6 +60,14 @@ class ChatRequest(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = None
+    n: int = Field(1, ge=1, description="choices to return: only 1 is supported (more is refused, never ignored)")
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError(f"only n=1 is supported (one answer per request), got {value}")
+        return value
 
 
 def parse_messages(messages: list[dict[str, Any]]) -> tuple[str, list[tuple[str, str, str]]]:
@@ -121,31 +133,40 @@ async def chat_completions(request: Request) -> Any:
     bridge = state.extras.get(BRIDGE)
     if bridge is None:
         raise ApiError("this server has no bridge: start it with --bridge DIR", status=404, kind="no_bridge")
+    started = time.monotonic()
     body = ChatRequest.model_validate(await _json(request))
     question, media = parse_messages(body.messages)
-    if not question.strip():
-        raise ApiError("the user message has no text", status=400, kind="validation")
+    if not question.strip() and not media:
+        raise ApiError("the user message has neither text nor media", status=400, kind="validation")
+    max_chars = state.limits.max_text_chars
+    if len(question) > max_chars:
+        raise TooLarge(f"messages: the question has {len(question)} characters, more than the limit of {max_chars}")
+    requested = body.max_completion_tokens or body.max_tokens
+    if requested is not None and requested > MAX_NEW_TOKENS:
+        raise ApiError(f"max_tokens: at most {MAX_NEW_TOKENS} new tokens per answer, got {requested}", status=400,
+                       kind="validation")
+    limit = await _check_prompt(state, bridge, question, len(media), requested)  # before any media is decoded
     embeddings = await with_timeout(request, _embed(state, media))
-    try:
-        bridge.encode(question, len(media))  # marker mismatches are the request's fault: 400 before any work
-    except InputError as err:
-        raise ApiError(str(err), status=400, kind="validation") from None
-    limit = min(body.max_completion_tokens or body.max_tokens or MAX_NEW_TOKENS, MAX_NEW_TOKENS)
     options = {"embeddings": embeddings, "max_new_tokens": limit, "temperature": body.temperature,
                "top_p": body.top_p, "seed": body.seed}
-    lock: threading.Lock = state.extras.setdefault("bridge_lock", threading.Lock())
+    worker: ExclusiveWorker = state.extras.setdefault(WORKER, ExclusiveWorker("chat"))
     name = state.extras.get("bridge_name", "bridge")
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
-        return StreamingResponse(_events(bridge, lock, question, options, ident, created, name),
+        deadline = started + state.limits.request_timeout_s
+        return StreamingResponse(_events(worker, bridge, question, options, ident, created, name, deadline),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     info: dict[str, Any] = {}
 
-    def answer() -> str:
-        with lock:
-            return "".join(bridge.stream(question, info=info, **options)).strip()
+    def answer(stop: threading.Event) -> str:
+        pieces = []
+        for piece in bridge.stream(question, info=info, **options):
+            pieces.append(piece)
+            if stop.is_set():  # the request timed out: free the model at this token
+                break
+        return "".join(pieces).strip()
 
-    text = await with_timeout(request, run_in_threadpool(answer))
+    text = await with_timeout(request, worker.run(answer))
     return {
         "id": ident, "object": "chat.completion", "created": created, "model": name,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
@@ -159,27 +180,83 @@ def _usage(info: dict[str, Any]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _events(bridge: Any, lock: threading.Lock, question: str, options: dict[str, Any], ident: str, created: int,
-            name: str) -> Iterator[str]:
-    """SSE lines: a role chunk, content chunks, a finish chunk with usage, then [DONE] (run in a worker thread)."""
+async def _check_prompt(state: Any, bridge: Any, question: str, media_count: int, requested: int | None) -> int:
+    """The answer's token limit, once the markers match and the prompt fits (tokenised on a decode thread).
+
+    With max_tokens given, prompt + max_tokens must fit the language model's positions (400
+    `context_length_exceeded` otherwise); without it the answer may use what the prompt leaves.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        limit: int = await loop.run_in_executor(state.pipeline.decode_pool, bridge.answer_limit, question,
+                                                media_count, requested, MAX_NEW_TOKENS, "messages")
+    except ContextLengthError as err:
+        raise ApiError(str(err), status=400, kind="context_length_exceeded") from None
+    except InputError as err:
+        raise ApiError(str(err), status=400, kind="validation") from None
+    return limit
+
+
+_END = object()  # the answer thread's last queue entry
+
+
+async def _events(worker: ExclusiveWorker, bridge: Any, question: str, options: dict[str, Any], ident: str,
+                  created: int, name: str, deadline: float) -> AsyncIterator[str]:
+    """SSE lines: a role chunk, content chunks, a finish chunk with usage, then [DONE].
+
+    The answer is made on the worker's thread and handed over piece by piece; when the client goes
+    away (this generator is cancelled or closed) or the deadline passes, the thread stops at its next
+    token and the model is free for the next request.
+    """
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         data = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": name,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
         return f"data: {json.dumps(data)}\n\n"
 
+    loop = asyncio.get_running_loop()
+    pieces: asyncio.Queue[Any] = asyncio.Queue()
     info: dict[str, Any] = {}
-    with lock:
+
+    def hand_over(item: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(pieces.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is reading any more
+            pass
+
+    def answer(stop: threading.Event) -> None:
+        try:
+            for piece in bridge.stream(question, info=info, **options):
+                hand_over(piece)
+                if stop.is_set():
+                    return
+        finally:
+            hand_over(_END)
+
+    job = asyncio.ensure_future(worker.run(answer))
+    try:
         yield chunk({"role": "assistant", "content": ""})
         started = False
-        for piece in bridge.stream(question, info=info, **options):
+        while True:
+            try:
+                piece = await asyncio.wait_for(pieces.get(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                error = {"message": "the answer took longer than the server's timeout", "type": "timeout",
+                         "param": None, "code": "timeout"}
+                yield f"data: {json.dumps({'error': error})}\n\n"
+                return
+            if piece is _END:
+                break
             if not started:  # the answer's first token usually carries the separating space
                 piece = piece.lstrip()
                 started = bool(piece)
                 if not piece:
                     continue
             yield chunk({"content": piece})
-    yield chunk({}, info.get("finish_reason", "stop"), usage=_usage(info))
-    yield "data: [DONE]\n\n"
+        await job  # the answer thread's exception, if it failed
+        yield chunk({}, info.get("finish_reason", "stop"), usage=_usage(info))
+        yield "data: [DONE]\n\n"
+    finally:
+        job.cancel()  # sets the job's stop event (or drops it from the queue): the model moves on
 
 
 def bridge_encoder(bridge_dir: str) -> str | None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .auth import require_write
 from .errors import ApiError, TooLarge, Unavailable
+from .exclusive import ExclusiveWorker
 from .schemas import ErrorResponse, QueryPart
 
 GENERATOR = "generator"  # the ServeState.extras key
@@ -26,11 +27,17 @@ router = APIRouter()
 
 
 class GeneratorService:
-    """The opened generator and the lock that lets one request at a time use it."""
+    """The opened generator and the worker that draws one image at a time on its own thread.
+
+    Requests wait for the worker on the event loop, so queued ones hold no thread of the pools
+    that searches and file responses use; one that times out while queued never starts. A
+    drawing that has started runs to its end (the pipelines take no stop signal yet).
+    """
 
     def __init__(self, pipeline: Any) -> None:
         self.pipeline = pipeline
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # for callers that draw without the worker
+        self.worker = ExclusiveWorker("generate")
 
     def draw(self, query: np.ndarray, options: Any) -> bytes:
         """One PNG (bytes) drawn from a unit query."""
@@ -91,7 +98,7 @@ async def generate(body: GenerateRequest, request: Request) -> Response:
     async def run() -> bytes:
         vectors = await asyncio.gather(*(_embed_part(state, i, part) for i, part in enumerate(body.parts)))
         query = combine(np.concatenate(vectors), np.asarray(weights, dtype=np.float32))
-        return await asyncio.to_thread(service.draw, query, options)
+        return await service.worker.run(lambda stop: service.draw(query, options))
 
     png = await with_timeout(request, run())
     return Response(png, media_type="image/png", headers={"X-Seed": str(body.seed)})

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..fsio import real_path_inside
 from .batcher import MicroBatcher
 from .errors import ApiError
 
@@ -145,7 +146,7 @@ def check_index_paths(paths: Sequence[str], roots: Sequence[str], store: Any) ->
             raise InputError(path, "no such file or directory on the server")
         real = os.path.realpath(path)
         if roots:
-            allowed = any(_within(real, os.path.realpath(root)) for root in roots)
+            allowed = real_path_inside(real, roots) is not None
             where = "the server's --index-root folders"
         else:
             folders = {os.path.dirname(os.path.realpath(uri)) for uri in _local_uris(store)}
@@ -155,10 +156,6 @@ def check_index_paths(paths: Sequence[str], roots: Sequence[str], store: Any) ->
             raise ApiError(f"{path}: not inside {where}", status=403, kind="forbidden_path")
         resolved.append(real)
     return resolved
-
-
-def _within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _local_uris(store: Any) -> list[str]:

@@ -76,9 +76,6 @@ def decode_base64(data: str, name: str, max_bytes: int) -> bytes:
     return raw
 
 
-# Bad input is never a 5xx: besides the decode errors, a request may hold a file that exhausts a decoder.
-_UNDECODABLE: tuple[type[BaseException], ...] = (*DECODE_ERRORS, RuntimeError, MemoryError)
-
 # (resolved kind) -> loader keyword arguments that fit the model's stem (sizes, lengths).
 OptionsFor = Callable[[str], Mapping[str, Any]]
 
@@ -94,7 +91,7 @@ def load_media(kind: str, data: bytes, name: str, options_for: OptionsFor | None
         tensor = item_loader(kind)(data, name, **options)
     except InputError:
         raise
-    except _UNDECODABLE as err:
+    except DECODE_ERRORS as err:  # anything else is a bug or a resource problem: a 500 with its traceback
         raise InputError(name, f"cannot decode {kind} ({type(err).__name__}: {_short(err)})") from None
     return tower_of(kind), kind, tensor
 
@@ -159,7 +156,7 @@ def make_thumbnail(path: str, modality: str, *, at: float = 0.0, size: int = THU
         img.save(out, format="JPEG", quality=82)
     except InputError:
         raise
-    except (OSError, ValueError, RuntimeError, EOFError, SyntaxError, Image.DecompressionBombError) as err:
+    except DECODE_ERRORS as err:
         raise InputError(name, f"cannot make a thumbnail ({type(err).__name__}: {_short(err)})") from None
     return Thumbnail(out.getvalue(), img.width, img.height)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from fastapi.responses import FileResponse, Response
 from starlette.datastructures import UploadFile
 
 from ..errors import BindspaceError, InputError
+from ..fsio import real_path_inside
 from .auth import require_read, require_write
 from .errors import ApiError, NotFound, TooLarge, Unavailable
 from .jobs import check_index_paths, run_index_job
@@ -268,27 +270,45 @@ async def get_item(request: Request, item_id: str = ITEM_ID) -> dict:
                        404: {"model": ErrorResponse}},
             summary="Stream an indexed file (by id only; Range requests supported).")
 async def get_media(request: Request, item_id: str = ITEM_ID) -> FileResponse:
-    item = await _get_item(_state(request), item_id)
-    path = _existing_file(item)
+    state = _state(request)
+    item = await _get_item(state, item_id)
+    path = await asyncio.to_thread(indexed_file, item, state.index_roots)
     kind = _display_kind(item)
-    content_type = media_type(path, kind)
+    content_type = media_type(str(item.uri), kind)
     playable = content_type.split("/")[0] in ("image", "audio", "video")
     return FileResponse(
         path, media_type=content_type if playable else "application/octet-stream",
-        filename=os.path.basename(path), content_disposition_type="inline" if playable else "attachment",
+        filename=os.path.basename(str(item.uri).rstrip("/")) or "file",
+        content_disposition_type="inline" if playable else "attachment",
         # An indexed file is never a page: no scripts, even if a browser were talked into rendering it.
         headers={"Content-Security-Policy": "default-src 'none'; media-src 'self'; img-src 'self'; sandbox",
                  "Cache-Control": "private, max-age=300"},
     )
 
 
-def _existing_file(item) -> str:
+def indexed_file(item, roots: Sequence[str] = ()) -> str:
+    """The real path of an item's file, only while it is the file that was indexed; NotFound otherwise.
+
+    Its real path (links resolved) must lie in the item's own folder or in an --index-root, and its
+    size and mtime must be the indexed ones: a file swapped for a link to a secret, or rewritten,
+    is not streamed to readers. The real path is what gets opened, so a link swapped after this
+    check changes nothing.
+    """
+    name = str(item.id)[:80]
     path = local_path(str(item.uri))
     if path is None:
-        raise NotFound(f"item {str(item.id)[:80]!r} is stored at a remote URI; only local files are served")
-    if not os.path.isfile(path):
-        raise NotFound(f"the file of item {str(item.id)[:80]!r} is no longer on disk; re-index to update")
-    return path
+        raise NotFound(f"item {name!r} is stored at a remote URI; only local files are served")
+    try:
+        real = real_path_inside(path, [os.path.dirname(os.path.abspath(path)), *roots])
+        info = os.stat(real) if real is not None else None
+    except (OSError, ValueError):
+        real, info = None, None
+    if real is None or info is None or not stat.S_ISREG(info.st_mode):
+        raise NotFound(f"the file of item {name!r} is no longer on disk inside the indexed folders; re-index "
+                       "to update")
+    if info.st_size != item.size or info.st_mtime != item.mtime:
+        raise NotFound(f"the file of item {name!r} changed since it was indexed; re-index to update")
+    return real
 
 
 @router.get("/v1/items/{item_id}/thumbnail", tags=["items"], response_class=Response, dependencies=READ,
@@ -300,9 +320,8 @@ async def get_thumbnail(request: Request, item_id: str = ITEM_ID) -> Response:
     kind = _display_kind(item)
     if kind not in ("image", "video", "depth", "thermal"):
         raise NotFound(f"no thumbnail for {kind} items")
-    path = _existing_file(item)
-    stat = os.stat(path)
-    key = (str(item.id), stat.st_size, stat.st_mtime_ns)
+    path = await asyncio.to_thread(indexed_file, item, state.index_roots)
+    key = (str(item.id), int(item.size), float(item.mtime))
     data = state.thumbnails.get(key)
     if data is None:
         at = float(getattr(item, "segment_start", None) or 0.0)
@@ -360,10 +379,10 @@ def _index_model_info(state):
     """The served model as the index records it (None: let the indexer fingerprint the model itself)."""
     if not state.model_checksum:
         return None
-    from ..index.store import ModelInfo
+    from ..index.store import ModelInfo, precision_of
 
     return ModelInfo(name=state.model_name, checksum=state.model_checksum, embed_dim=int(state.model.embed_dim),
-                     checkpoint=state.model_checkpoint)
+                     checkpoint=state.model_checkpoint, precision=precision_of(state.model))
 
 
 @router.get("/v1/index/{job_id}", response_model=IndexJob, tags=["index"], dependencies=WRITE,

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..fsio import real_path_inside
 from ..preprocess.image import open_image, resize_center_crop
 from .errors import TooLarge
 
@@ -48,12 +49,11 @@ def read_allowed_file(item: str, name: str, roots: Sequence[str], max_bytes: int
         raise InputError(name, "not valid base64; it looks like a file path, and this server reads files only "
                          "from folders allowed with --weaviate-paths DIR")
     try:
-        # realpath resolves `..` and symlinks first: a link inside a root pointing outside it is refused.
-        path = os.path.realpath(os.path.join(os.getcwd(), item))
+        # `..` and symlinks are resolved first: a link inside a root pointing outside it is refused.
+        path = real_path_inside(os.path.join(os.getcwd(), item), roots)
     except (ValueError, OSError):  # NUL bytes, over-long names
         raise InputError(name, "not valid base64, nor a usable file path") from None
-    real_roots = [os.path.realpath(root) for root in roots]
-    if not any(os.path.commonpath([path, root]) == root for root in real_roots):
+    if path is None:
         # Said the same way whether or not the file exists: nothing outside the roots is disclosed.
         raise InputError(name, f"file path {item[:200]!r} is outside the folders allowed by --weaviate-paths")
     try:
