@@ -37,9 +37,10 @@ SHOW_SKIPPED = 20
 EPILOG = """\
 what is indexed:
   every file under PATH (hidden files and folders skipped) whose modality is recognised by its
-  content or extension; 16-bit single-channel PNG/TIFF and 2-D .npy are depth, a folder named
-  depth/, thermal/, imu/ (or a file-name word like thermal_001.png) decides for pictures and
-  arrays; see docs/search.md. New and changed files are embedded (size+mtime, then sha256);
+  content or extension; 16-bit single-channel PNG/TIFF and map-shaped 2-D .npy are depth (other
+  arrays are skipped, saying why), a folder named depth/, thermal/, imu/ (or a file-name word
+  like thermal_001.png) decides for pictures and arrays; see docs/search.md. An index inside
+  PATH is not indexed. New and changed files are embedded (size+mtime, then sha256);
   files that vanished from under PATH are removed; bad files are skipped and listed. Files of a
   kind the model has no tower for are skipped (listed with that reason) unless --modalities asks
   for that kind, which is then an error before anything is loaded.
@@ -57,11 +58,12 @@ model:
 
 writes:
   the --db directory is checked to be writable before the model is loaded; files are committed
-  in batches of --batch-size, so a write failure (a full disk) keeps every batch committed before
-  it: free space and run again to continue.
+  in batches of --batch-size, so a write failure (a full disk) or Ctrl-C keeps every batch
+  committed before it: run again to continue. Nothing to embed loads no model.
 
 exit status: 0 done (also when files were skipped), 1 error (nothing half-written), 2 usage
-  error (also --device this machine lacks, --modalities the model has no tower for)
+  error (also --device this machine lacks, --modalities the model has no tower for),
+  130 interrupted (the line says how many items are kept)
 """
 
 
