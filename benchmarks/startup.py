@@ -11,12 +11,15 @@ too (it must not import torch). With --imports N the slowest N top-level imports
 run (python -X importtime, cumulative) are listed, to see what to make lazy next.
 
 The CPU flags, core count and load average are printed with the table: on a shared machine the
-load changes the figures far more than the code does.
+load changes the wall figures far more than the code does. The CPU seconds (user + system of the
+command) are what an idle machine's wall time comes close to (start-up is single-threaded), and
+they move much less with the load.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -42,14 +45,16 @@ def environment() -> dict[str, str]:
     return env
 
 
-def timed(args: list[str], env: dict[str, str]) -> float:
-    """Wall seconds of one command (it must succeed)."""
+def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system) of one command (it must succeed)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(args, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def slowest_imports(args: list[str], env: dict[str, str], count: int) -> list[tuple[float, str]]:
@@ -105,17 +110,19 @@ def main() -> None:
         load_before = os.getloadavg()
         rows = []
         for label, args_ in cases.items():
-            times = [timed(args_, env) for _ in range(args.runs)]
-            rows.append((label, statistics.median(times), min(times), max(times)))
+            runs = [timed(args_, env) for _ in range(args.runs)]
+            walls = [wall for wall, _ in runs]
+            rows.append((label, statistics.median(walls), min(walls), max(walls),
+                         statistics.median(cpu for _, cpu in runs)))
         load_after = os.getloadavg()
         imports = slowest_imports(cases[f"search, {items}-item index, -k 3"], env, args.imports) if args.imports else []
 
     print(f"CPU flags: {' '.join(f for f in FLAGS if f in have) or '(none of the listed)'}; "
           f"{os.cpu_count()} cores; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     print(f"Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d %H:%M')}, {args.runs} runs each\n")
-    print(f"| command | median s | min s | max s |\n|---|---|---|---|")
-    for label, median, low, high in rows:
-        print(f"| {label} | {median:.2f} | {low:.2f} | {high:.2f} |")
+    print("| command | wall s, median | min | max | CPU s (user+sys), median |\n|---|---|---|---|---|")
+    for label, median, low, high, cpu in rows:
+        print(f"| {label} | {median:.2f} | {low:.2f} | {high:.2f} | {cpu:.2f} |")
     if imports:
         print("\nslowest top-level imports of one search run (cumulative):")
         for seconds, name in imports:

@@ -42,7 +42,7 @@ def test_curl_d_and_weaviate_bodies_are_read_as_json(tiny_model, memory_store):
         for headers in (CURL_D, WEAVIATE):
             for path, body, field in (("/vectorize", {"texts": ["a dog"]}, "textVectors"),
                                       ("/v1/embed", {"modality": "text", "texts": ["a dog"]}, "vectors"),
-                                      ("/v1/search", {"parts": [{"text": "a dog"}], "k": 1}, "results")):
+                                      ("/v1/search", {"parts": [{"text": "a dog"}], "k": 1}, "hits")):
                 status, data = raw_post(base, path, json.dumps(body).encode(), headers)
                 assert status == 200, (headers[0], path, data[:300])
                 assert len(json.loads(data)[field]) == 1

@@ -24,9 +24,9 @@ async def send_json(send: Send, status: int, payload: dict, headers: list[tuple[
     await send({"type": "http.response.body", "body": body})
 
 
-# Types that clients declare for a JSON body by default, not by choice: `curl -d` sends a form type,
-# fetch() and many HTTP libraries text/plain. No endpoint takes either, so they are read as JSON.
-_DEFAULTED_TYPES = (b"application/x-www-form-urlencoded", b"text/plain")
+# The type a client declares for a body by default, not by choice: `curl -d '{...}'` sends a form
+# type. No endpoint takes forms (uploads are multipart), so such a body is read as JSON.
+_DEFAULTED_TYPES = (b"application/x-www-form-urlencoded",)
 
 
 class DefaultJsonMiddleware:
