@@ -219,10 +219,11 @@ def test_output_naming_a_directory_fails_before_the_work(tiny_args, tmp_path, no
 
 
 def test_readonly_output_fails_before_the_work(tiny_args, readonly_dir, no_model_load, capsys):
-    for out in (readonly_dir / "x.npy", readonly_dir / "new" / "x.npy"):
+    for out, problem in ((readonly_dir / "x.npy", f"{readonly_dir}: cannot write the output there ("),
+                         (readonly_dir / "new" / "x.npy", f"{readonly_dir / 'new'}: no such directory (")):
         assert main(["embed", "--modality", "text", *tiny_args, "-o", str(out), "hello"]) == 1
         err = capsys.readouterr().err
-        assert err.startswith(f"bindspace embed: error: {readonly_dir}: cannot write the output there (")
+        assert err.startswith(f"bindspace embed: error: {problem}")
         assert err.count("\n") == 1
     assert no_model_load == []
 

@@ -26,6 +26,7 @@ def one_error_line(err: str) -> str:
 
 def test_unclip_end_to_end(capsys, tmp_path, unclip_dir, tiny_model_dir, media_dir):
     out = tmp_path / "out" / "rain.png"
+    out.parent.mkdir()  # an output file's folder must exist (a missing one is an error: test_cli_edges)
     code, stdout, _ = run(capsys, "--pipeline", str(unclip_dir), "--checkpoint", str(tiny_model_dir),
                           "--audio", str(media_dir / "audio_1.wav"), "a dog", "--weight", "1", "--weight", "0.5",
                           "--steps", "2", "--num-images", "2", "-o", str(out), "--json")

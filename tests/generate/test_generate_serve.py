@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import numpy as np
 import pytest
@@ -125,3 +126,12 @@ def test_serve_refuses_a_pipeline_of_another_width(served, tiny_model_dir, uncli
     err = capsys.readouterr().err.strip()
     assert code == 1 and "app" not in served
     assert len(err.splitlines()) == 1 and "32-d image embeddings" in err
+
+
+def test_a_body_sent_as_curl_d_sends_it_is_read_as_json(client):
+    """`curl -d '{...}'` declares a form (application/x-www-form-urlencoded): the JSON in it is what counts."""
+    body = json.dumps({"parts": [{"modality": "text", "text": "a dog"}], "seed": 3})
+    as_form = client.post("/v1/generate", content=body,
+                          headers={**KEY, "Content-Type": "application/x-www-form-urlencoded"})
+    as_json = client.post("/v1/generate", content=body, headers={**KEY, "Content-Type": "application/json"})
+    np.testing.assert_array_equal(png(as_form), png(as_json))

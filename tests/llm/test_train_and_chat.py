@@ -90,7 +90,7 @@ def test_chat_streams_an_answer(trained, media, capsys):
     ("missing llm", "language model directory not found"),
     ("other space", "another embedding space"),
     ("undecodable", "broken.wav"),
-    ("missing file", "nothere.png: file not found"),
+    ("missing file", "nothere.png: no such file (--image)"),
     ("not a bridge", "not a bridge directory"),
 ])
 def test_bad_input_is_one_line_and_exit_1(case, needle, trained, media, other_encoder_dir, tmp_path, capsys):

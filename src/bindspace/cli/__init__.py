@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from ..errors import BindspaceError
-from .common import UsageError, check_device, resolve_dtype_arg
+from .common import Interrupted, UsageError, check_device, resolve_dtype_arg
 
 # command -> module; modules import heavy dependencies inside `run`, so `--help` stays fast.
 COMMANDS = {
@@ -53,14 +55,27 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 failed input or run, 2 usage error)."""
+    """Entry point; returns the exit code (0 ok, 1 failed input or run, 2 usage error, 130 interrupted,
+    141 output closed early, as by `| head`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if getattr(args, "device", None) is not None:
             check_device(args.device)  # before any work: a wrong device is a usage error
         resolve_dtype_arg(args)  # --dtype auto -> the concrete dtype for this machine
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, so a reader that went away is noticed below, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        if args.debug:
+            raise
+        # The reader (`| head`) has what it wanted: stop quietly, as Unix tools do. Python would
+        # flush stdout again at exit and complain, so point it at /dev/null first.
+        _silence_stdout()
+        return 128 + signal.SIGPIPE if hasattr(signal, "SIGPIPE") else 1
+    except Interrupted as exc:
+        print(f"bindspace {args.command}: interrupted; {exc}", file=sys.stderr)
+        return 130
     except UsageError as exc:
         if args.debug:
             raise
@@ -72,8 +87,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bindspace {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("bindspace: interrupted", file=sys.stderr)
+        print(f"bindspace {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Send whatever stdout still holds to /dev/null (its reader is gone)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is no real file (a test's capture): nothing to flush at exit
+        pass
 
 
 if __name__ == "__main__":

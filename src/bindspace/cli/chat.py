@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import DTYPES, model_dtype, non_negative_float, positive_float, positive_int
+from .common import add_device_args, model_dtype, non_negative_float, positive_float, positive_int
 
 MEDIA_OPTIONS = ("image", "audio", "video", "depth", "thermal", "imu")
 DEFAULT_NEW_TOKENS = 128
@@ -44,27 +44,22 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="0 = greedy, the same answer every time (default); > 0 samples")
     parser.add_argument("--top-p", type=positive_float, default=1.0, help="nucleus sampling mass (default: 1.0)")
     parser.add_argument("--seed", type=int, help="random seed for sampling")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: %(default)s)")
-    parser.add_argument("--dtype", default="float32", choices=("auto", *DTYPES, "int8"),
-                        help="weights of the encoder, projector and LM (default: %(default)s; auto: bfloat16 where "
-                        "the hardware computes it natively)")
+    add_device_args(parser, "the weights of the encoder, projector and LM")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
-    from pathlib import Path
 
     from ..errors import ContextLengthError, InputError
     from ..llm.lm import quiet_libraries
     from ..llm.media import media, towers_for
     from ..llm.template import with_markers
-    from .common import UsageError
+    from .common import UsageError, check_input_file
 
     items = [media(kind, path) for kind, path in args.media]
-    for item in items:  # fail on a missing file before loading any model
-        if not Path(str(item.source)).is_file():
-            raise InputError(item.label, "file not found")
+    for kind, path in args.media:  # fail on a missing file or a folder before loading any model
+        check_input_file(path, f"--{kind}")
     if not args.question.strip():
         raise InputError("question", "is empty")
     with_markers(args.question, len(items), "question")  # <media> markers that do not match: before any loading
@@ -102,7 +97,8 @@ def register_demo(demos: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", metavar="DIR", required=True, help="where the encoder, LM and bridge go")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--steps", metavar="LM,BRIDGE", help="optimiser steps of the LM and the bridge")
+    parser.add_argument("--steps", metavar="LM,BRIDGE",
+                        help="optimiser steps of the LM and the bridge (default: 400,500)")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default: 1)")
     parser.add_argument("--min-accuracy", type=float, metavar="F",
                         help="exit with status 1 if the tone answers' accuracy is below F (e.g. 0.8)")
@@ -121,8 +117,9 @@ def run_demo_llm(args: argparse.Namespace) -> int:
 
     from ..llm.demo import CHANCE, QUESTION, LlmDemoSettings, run_llm_demo
     from ..llm.lm import quiet_libraries
-    from .common import UsageError
+    from .common import UsageError, check_output_dir
 
+    check_output_dir(args.out, "demo directory")  # before minutes of training
     settings = LlmDemoSettings(seed=args.seed, threads=args.threads, progress=not (args.quiet or args.json))
     if args.steps:
         try:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BindspaceError
 
 if TYPE_CHECKING:
+    from ..config import ModelConfig
     from ..index.store import ModelInfo
 
 DEFAULT_MODEL = "imagebind_huge"
@@ -24,6 +25,10 @@ INT8 = "int8"  # --dtype int8: the int8 cache (bindspace.export.int8_cache), not
 
 class UsageError(BindspaceError):
     """Bad arguments found after parsing (a device this machine lacks, no labels, ...): exit status 2."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C, raised again by a command with what was kept and how to continue (exit status 130)."""
 
 
 def _bounded(convert: Callable[[str], Any], test: Callable[[Any], bool], rule: str) -> Callable[[str], Any]:
@@ -53,13 +58,18 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                        f"else {DEFAULT_MODEL})")
     group.add_argument("--checkpoint", help="a .pth file or a model directory; default: $BINDSPACE_CHECKPOINT, "
                        "the cache (~/.cache/bindspace), then a download")
-    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: %(default)s)")
-    group.add_argument("--dtype", default="auto", choices=("auto", *DTYPES, INT8),
-                       help="default auto: bfloat16 where the hardware computes it natively (AVX-512 BF16/AMX "
-                       "CPUs, Ampere+ GPUs), float16 on older GPUs and MPS, else float32; $BINDSPACE_DTYPE "
-                       "overrides auto. int8: ONNX Runtime int8 towers quantized for this CPU, built on first "
-                       "use and cached (needs bindspace[onnx]). An exported ONNX directory runs at its own "
-                       "precision")
+    add_device_args(group)
+
+
+def add_device_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, what: str = "") -> None:
+    """--device and --dtype (default auto), the same for every command; `what` says which weights --dtype sets."""
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default: %(default)s)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", *DTYPES, INT8),
+                        help=(f"{what}; " if what else "") + "default auto: bfloat16 where the hardware computes "
+                        "it natively (AVX-512 BF16/AMX CPUs, Ampere+ GPUs), float16 on older GPUs and MPS, else "
+                        "float32; $BINDSPACE_DTYPE overrides auto. int8: ONNX Runtime int8 towers quantized for "
+                        "this CPU, built on first use and cached (needs bindspace[onnx]). An exported ONNX "
+                        "directory runs at its own precision")
 
 
 def resolve_dtype_arg(args: argparse.Namespace) -> None:
@@ -187,13 +197,17 @@ def model_label(name: str | None, checkpoint: str) -> str:
     return manifest_config(checkpoint).name
 
 
-def tower_names(name: str | None, checkpoint: str) -> set[str]:
-    """The towers the model has (read from its config, nothing loaded)."""
+def model_config(name: str | None, checkpoint: str) -> ModelConfig:
+    """The model's config: the preset's, else the one a model directory records (nothing loaded)."""
     from ..model.checkpoint import manifest_config
     from ..model.presets import get_config
 
-    config = get_config(name) if name else manifest_config(checkpoint)
-    return {str(m) for m in config.towers}
+    return get_config(name) if name else manifest_config(checkpoint)
+
+
+def tower_names(name: str | None, checkpoint: str) -> set[str]:
+    """The towers the model has (read from its config, nothing loaded)."""
+    return {str(m) for m in model_config(name, checkpoint).towers}
 
 
 def load_model(args: argparse.Namespace, modalities: Iterable[str] | None, recorded: ModelInfo | None = None) -> Any:
@@ -238,22 +252,47 @@ def weights_fingerprint(args: argparse.Namespace, checkpoint: str) -> str:
     return int8_fingerprint(fingerprint, quantization_recipe(cpu_flags()))
 
 
+# ---------------------------------------------------------------------------- inputs
+
+def check_input_file(path: str, option: str) -> None:
+    """Fail before any work unless `path` (given with `option`) is a readable, non-empty file."""
+    from ..errors import InputError
+    from ..preprocess.sources import check_path
+
+    try:
+        check_path(path)
+    except InputError as exc:  # "no such file", "is a directory, not a file", ...: say which option gave it
+        raise InputError(path, f"{exc.problem} ({option})") from None
+
+
 # ---------------------------------------------------------------------------- outputs
 
 def check_writable_file(path: str | os.PathLike[str], what: str = "output") -> None:
-    """Fail before any work if a file cannot be created at `path` (a folder, read-only, missing parent...)."""
-    target = Path(path)
+    """Fail before any work if a file cannot be created at `path` (a folder, read-only, missing parent...).
+
+    The folder it goes in must exist: a typo in it must not create a tree of folders somewhere.
+    """
+    target = Path(path).expanduser()
     if target.is_dir():
         raise BindspaceError(f"{target}: is a directory (the {what} must be a file name)")
-    check_writable_dir(_nearest_existing(target.parent), what)
+    parent = target.parent.absolute()
+    if not parent.exists():
+        raise BindspaceError(f"{parent}: no such directory (the folder of the {what} {target} must exist)")
+    check_writable_dir(parent, what)
 
 
 def check_output_dir(path: str | os.PathLike[str], what: str = "output") -> None:
-    """Fail before any work unless `path` is (or can be created as) a directory bindspace can write in."""
-    target = Path(path).expanduser()
+    """Fail before any work unless `path` is a directory bindspace can write in, or can be created as one.
+
+    Only the last level is created: its parent must exist.
+    """
+    target = Path(path).expanduser().absolute()
     if target.exists() and not target.is_dir():
         raise BindspaceError(f"{target}: not a directory (the {what} is a directory)")
-    check_writable_dir(_nearest_existing(target), what)
+    if not target.exists() and not target.parent.exists():
+        raise BindspaceError(f"{target.parent}: no such directory (only the last folder of the {what} {target} "
+                             "is created)")
+    check_writable_dir(target if target.exists() else target.parent, what)
 
 
 def check_writable_dir(folder: str | os.PathLike[str], what: str = "output") -> None:
@@ -264,17 +303,21 @@ def check_writable_dir(folder: str | os.PathLike[str], what: str = "output") -> 
     try:
         fd, probe = tempfile.mkstemp(dir=where, prefix=".bindspace-probe-")
     except OSError as exc:
-        raise BindspaceError(f"{where}: cannot write the {what} there ({_reason(exc)})") from exc
+        raise BindspaceError(f"{where}: cannot write the {what} there ({_write_reason(exc)})") from exc
     os.close(fd)
     os.unlink(probe)
 
 
-def _nearest_existing(folder: Path) -> Path:
-    """`folder`, or its closest ancestor that exists (missing folders are created on write)."""
-    folder = folder.absolute()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
+def _write_reason(exc: OSError) -> str:
+    """Why a file could not be created in an existing folder, in words a user can act on."""
+    if exc.errno in (errno.ENOENT, errno.ENOTSUP, errno.EOPNOTSUPP):
+        # /proc, /sys and the like exist but do not let anyone create files (they answer ENOENT)
+        return "this file system does not allow creating files"
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return _reason(exc)
 
 
 def _reason(exc: OSError) -> str:

@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("checkpoint", help="imagebind_huge.pth (or another checkpoint)")
     parser.add_argument("out_dir", help="output directory")
-    parser.add_argument("--model", default="imagebind_huge", help="preset the checkpoint belongs to")
+    parser.add_argument("--model", default="imagebind_huge",
+                        help="preset the checkpoint belongs to (default: %(default)s)")
     return parser
 
 

@@ -7,6 +7,7 @@ import sys
 
 from ..kinds import KINDS, SEGMENTABLE, has_extension
 from .common import (
+    Interrupted,
     UsageError,
     add_model_args,
     add_workers_arg,
@@ -48,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "embed",
         help="embed files or texts of one modality into .npy/.parquet/.jsonl",
-        description="Embed inputs of one modality with real ImageBind weights; vectors are unit-norm float32.",
+        description="Embed inputs of one modality with a model's trained weights (the released ImageBind by default, "
+        "or any --checkpoint: a .pth, a converted, trained or demo model directory); vectors are unit-norm float32.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -97,8 +99,12 @@ def run(args: argparse.Namespace) -> int:
     embedder = Embedder(model, batch_size=args.batch_size, num_workers=0 if args.modality == "text" else workers(args),
                         device=args.device)
     skip = args.on_error == "skip"
-    result = embedder.embed(args.modality, items, on_error="skip" if skip else "raise",
-                            segment_seconds=args.segment_seconds)
+    try:
+        result = embedder.embed(args.modality, items, on_error="skip" if skip else "raise",
+                                segment_seconds=args.segment_seconds)
+    except KeyboardInterrupt:
+        raise Interrupted(f"nothing was written ({args.output} is written whole at the end, so an earlier "
+                          "file there is untouched); running it again starts over") from None
     for err in result.errors:
         print(f"bindspace embed: skipped {err.name}: {err.message}", file=sys.stderr)
     if not result.indices:

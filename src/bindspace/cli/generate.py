@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import BindspaceError
 from .common import (
     DTYPES,
     UsageError,
     add_model_args,
+    check_output_dir,
     check_writable_file,
     non_negative_int,
     positive_float,
@@ -105,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
                               progress=not args.quiet and not args.json and sys.stderr.isatty())
     images = pipeline.generate(query, options)
     for path, image in zip(paths, images):
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with atomic_path(path) as tmp:
                 image.save(tmp, format="PNG")
@@ -171,9 +170,8 @@ def run_demo_generate(args: argparse.Namespace) -> int:
     if args.steps:
         settings.steps = args.steps
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BindspaceError(f"{out}: not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out, "demo directory")
+    out.mkdir(exist_ok=True)
 
     def log(message: str) -> None:
         if not (args.quiet or args.json):

@@ -6,14 +6,18 @@ import json
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..kinds import MEDIA_KINDS, tower_of
 from .common import (
+    INT8,
+    Interrupted,
     UsageError,
     add_model_args,
     add_workers_arg,
     check_output_dir,
+    model_config,
     model_dtype,
     model_label,
     positive_float,
@@ -25,7 +29,9 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..index.indexer import IndexSummary
+    from ..embedding import Embedder
+    from ..index.indexer import FileOutcome, FileTask, IndexSummary
+    from ..index.ray_indexer import RayRunner
     from ..index.store import Store
 
 MODALITIES = (*MEDIA_KINDS, "vision")
@@ -34,9 +40,10 @@ SHOW_SKIPPED = 20
 EPILOG = """\
 what is indexed:
   every file under PATH (hidden files and folders skipped) whose modality is recognised by its
-  content or extension; 16-bit single-channel PNG/TIFF and 2-D .npy are depth, a folder named
-  depth/, thermal/, imu/ (or a file-name word like thermal_001.png) decides for pictures and
-  arrays; see docs/search.md. New and changed files are embedded (size+mtime, then sha256);
+  content or extension; 16-bit single-channel PNG/TIFF and map-shaped 2-D .npy are depth (other
+  arrays are skipped, saying why), a folder named depth/, thermal/, imu/ (or a file-name word
+  like thermal_001.png) decides for pictures and arrays; see docs/search.md. An index inside
+  PATH is not indexed. New and changed files are embedded (size+mtime, then sha256);
   files that vanished from under PATH are removed; bad files are skipped and listed. Files of a
   kind the model has no tower for are skipped (listed with that reason) unless --modalities asks
   for that kind, which is then an error before anything is loaded.
@@ -54,11 +61,12 @@ model:
 
 writes:
   the --db directory is checked to be writable before the model is loaded; files are committed
-  in batches of --batch-size, so a write failure (a full disk) keeps every batch committed before
-  it: free space and run again to continue.
+  in batches of --batch-size, so a write failure (a full disk) or Ctrl-C keeps every batch
+  committed before it: run again to continue. Nothing to embed loads no model.
 
 exit status: 0 done (also when files were skipped), 1 error (nothing half-written), 2 usage
-  error (also --device this machine lacks, --modalities the model has no tower for)
+  error (also --device this machine lacks, --modalities the model has no tower for),
+  130 interrupted (the line says how many items are kept)
 """
 
 
@@ -94,12 +102,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run `bindspace index`; returns the exit status."""
-
-    from ..embedding import Embedder
     from ..index.indexer import index_paths
-    from ..index.store import ModelInfo, open_store, precision_of
+    from ..index.store import ModelInfo, open_store
     from ..index.walk import walk_paths
-    from ..model import create_model
 
     walk_paths(args.paths)  # a missing PATH fails before anything is loaded or written
     if "://" not in args.db:
@@ -117,30 +122,80 @@ def run(args: argparse.Namespace) -> int:
         store = open_store(args.db, create=True)
     if recorded is not None:  # refuse a different model before the (slow) model load
         store.bind_model(ModelInfo(label, fingerprint, recorded.embed_dim, os.path.abspath(checkpoint)))
-    model = create_model(name, checkpoint=checkpoint, modalities=towers, device=args.device,
-                         dtype=model_dtype(args))
-    info = ModelInfo(model.config.name, fingerprint, int(model.embed_dim), os.path.abspath(checkpoint),
-                     precision=precision_of(model))
+    config = model_config(name, checkpoint)
+    info = ModelInfo(config.name, fingerprint, int(config.embed_dim), os.path.abspath(checkpoint),
+                     precision=_precision(args, checkpoint))
     store.bind_model(info)  # a model of another precision is refused before any file is embedded
     progress = False if (args.no_progress or args.json) else None
-    runner = None
-    embedder = None
+    runner: RayRunner | LazyLocalRunner
     if args.ray is not None:
         from ..index.ray_indexer import ModelSpec, RayRunner
 
         spec = ModelSpec(name=name, checkpoint=os.path.abspath(checkpoint), modalities=towers, dtype=args.dtype,
                          batch_size=args.batch_size, device="auto" if args.device == "cpu" else args.device)
         runner = RayRunner(spec, address=args.ray or None, workers=args.workers, batch_files=args.batch_size)
-        del model  # the actors load their own copies
     else:
-        embedder = Embedder(model, batch_size=args.batch_size, num_workers=workers(args), progress=False)
-    summary = index_paths(
-        args.paths, store, embedder, modalities=args.modalities, segment_seconds=args.segment_seconds,
-        progress=progress, model_info=info, commit_files=args.batch_size, runner=runner,
-        ann={"auto": None, "yes": True, "no": False}[args.ann],
-    )
+        def load() -> Embedder:
+            from ..embedding import Embedder
+            from ..model import create_model
+
+            model = create_model(name, checkpoint=checkpoint, modalities=towers, device=args.device,
+                                 dtype=model_dtype(args))
+            return Embedder(model, batch_size=args.batch_size, num_workers=workers(args), progress=False)
+
+        runner = LazyLocalRunner(load, towers, args.batch_size)
+    before = store.count()
+    try:
+        summary = index_paths(
+            args.paths, store, None, modalities=args.modalities, segment_seconds=args.segment_seconds,
+            progress=progress, model_info=info, commit_files=args.batch_size, runner=runner,
+            ann={"auto": None, "yes": True, "no": False}[args.ann],
+        )
+    except KeyboardInterrupt:
+        raise Interrupted(_kept(args.db, before)) from None
     _report(args, summary, store)
     return 0
+
+
+def _precision(args: argparse.Namespace, checkpoint: str) -> str | None:
+    """What the index records as the vectors' precision, known without loading the model (as `precision_of`
+    would read it from the loaded one: the torch dtype; None for ONNX directories and the int8 cache)."""
+    from ..export.manifest import is_onnx_dir
+
+    if args.dtype == INT8 or is_onnx_dir(checkpoint):
+        return None
+    return str(args.dtype)
+
+
+def _kept(db: str, before: int) -> str:
+    """What an interrupted run kept: every committed batch (commits are atomic), and how to go on."""
+    from ..index.store import open_store
+
+    try:
+        now = open_store(db, create=False).count()
+    except Exception:  # a store that cannot be read now: still say how to go on
+        return f"every batch committed before it is kept in {db}; run the same command again to continue"
+    return (f"{db} keeps {now} items ({now - before:+d} in this run: every batch committed before the "
+            "interrupt); run the same command again to continue where it stopped")
+
+
+class LazyLocalRunner:
+    """The local embedding loop, loading the model only once there is a file to embed.
+
+    A re-index of an unchanged folder then reads no weights (and skips the seconds that costs).
+    """
+
+    def __init__(self, load: Callable[[], Embedder], modalities: list[str], chunk_files: int) -> None:
+        self.load = load
+        self.modalities = modalities
+        self.chunk_files = chunk_files
+
+    def outcomes(self, tasks: Sequence[FileTask], segment_seconds: float | None) -> Iterator[FileOutcome]:
+        """`LocalRunner.outcomes` with the model loaded first; nothing to embed loads nothing."""
+        from ..index.indexer import LocalRunner
+
+        if tasks:
+            yield from LocalRunner(self.load(), self.chunk_files).outcomes(tasks, segment_seconds)
 
 
 def _towers_to_load(args: argparse.Namespace, label: str, have: set[str]) -> list[str]:

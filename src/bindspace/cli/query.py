@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from ..errors import BindspaceError
 from ..kinds import KINDS
-from .common import UsageError
+from .common import UsageError, check_input_file
 
 
 class _Part(argparse.Action):
@@ -53,6 +51,6 @@ def query_parts(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[f
         raise UsageError(f"{len(weights)} --weight values for {len(parts)} query parts")
     weights += [1.0] * (len(parts) - len(weights))
     for kind, value in parts:
-        if kind != "text" and not os.path.isfile(value):
-            raise BindspaceError(f"{value}: no such file (--{kind})")
+        if kind != "text":
+            check_input_file(value, f"--{kind}")
     return parts, weights

@@ -28,6 +28,10 @@ refused. Reads (embed, search, items, media, vectorize, embeddings, info) are op
 read key is set: BINDSPACE_READ_KEY or --read-key (the write key also reads). Health probes
 and /metrics stay open. Clients send `Authorization: Bearer KEY` or `X-API-Key: KEY`.
 
+exit status: 0 stopped cleanly (Ctrl-C or SIGTERM), 1 could not start (the port is in use or not
+  allowed, a bad --db/--checkpoint/--index-root; checked before the model loads where possible),
+  2 usage error.
+
 model: with --db and no --model/--checkpoint, the model recorded in the index is loaded (its
 recorded checkpoint if that file still exists, else real weights from the cache or a
 download); a model whose weights fingerprint differs from the index's is refused.
@@ -81,8 +85,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        help="per-request timeout in seconds (default: %(default)s)")
     group.add_argument("--decode-threads", type=positive_int, default=2,
                        help="threads decoding request media (default: %(default)s)")
-    group.add_argument("--threads", type=positive_int, default=None, help="torch threads for the model")
-    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    group.add_argument("--threads", type=positive_int, default=None,
+                       help="torch threads for the model (default: torch's own choice, one per physical core)")
+    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
+                        help="uvicorn's log level: debug shows every request's details, warning and above hide "
+                             "the access log (default: %(default)s)")
     parser.add_argument("--bridge", metavar="DIR", help="also answer POST /v1/chat/completions with this LLM bridge "
                         "(docs/llm.md); the served model must be its encoder (default --checkpoint: the one it names)")
     parser.add_argument("--llm", metavar="DIR", help="with --bridge: the language model (default: the one it names)")
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise BindspaceError(f"serving needs the [serve] extra ({err.name} is missing): "
                              "pip install 'bindspace[serve]'") from None
+    check_port_free(args.host, args.port)  # before seconds (or minutes) of model loading
     import torch
 
     from ..serve import Limits, create_app
@@ -150,9 +158,45 @@ def run(args: argparse.Namespace) -> int:
                      imu_layout=args.weaviate_imu, limits=limits, model_name=name, model_checksum=checksum,
                      model_checkpoint=checkpoint, routers=routers, extras=extras)
     _announce(args, name, store, api_key, read_key, roots)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5,
-                server_header=False)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5,
+                    server_header=False)
+    except SystemExit as exc:  # uvicorn exits 3 when it cannot start (the port was taken since the check)
+        if exc.code in (0, None):
+            return 0
+        raise BindspaceError(f"the server could not start on {_address(args.host, args.port)} (see the log line "
+                             "above)") from None
     return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail unless this process could listen on host:port now (port 0 picks a free one: nothing to check)."""
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise BindspaceError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    family, kind, proto, _, address = found[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise BindspaceError(f"{_address(host, port)}: port {port} is already in use (another server "
+                                     "is listening there); stop it or choose another --port") from None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise BindspaceError(f"{_address(host, port)}: permission denied (ports below 1024 need "
+                                     "privileges); choose another --port") from None
+            raise BindspaceError(f"{_address(host, port)}: cannot listen there ({exc.strerror or exc})") from None
+
+
+def _address(host: str, port: int) -> str:
+    return f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
 
 
 def open_index(uri: str):
@@ -211,7 +255,7 @@ def protection_summary(api_key: str | None, read_key: str | None, roots: list[st
 def _announce(args: argparse.Namespace, name: str, store, api_key: str | None, read_key: str | None,
               roots: list[str]) -> None:
     """What is served where, and exactly what is protected, on stderr (uvicorn logs the rest)."""
-    where = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{args.port}/"
+    where = _address(args.host, args.port)
     index = f"index {args.db} ({store.count()} items)" if store is not None else "no index (embed only)"
     print(f"bindspace serve: {name}, {index}, at {where}", file=sys.stderr)
     print(f"bindspace serve: {protection_summary(api_key, read_key, roots, store is not None)}", file=sys.stderr)

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--export-only", nargs="?", const="latest", metavar="CHECKPOINT",
                         help="export a training checkpoint (default: the latest) to out_dir/model and stop")
     parser.add_argument("--recipe", metavar="NAME",
-                        help="print a recipe's config (audioset, sunrgbd, llvip, ego4d, lora)")
+                        help=f"print a recipe's config ({', '.join(recipe_names())})")
     parser.add_argument("--prepare", nargs=2, metavar=("DATASET", "ROOT"),
                         help="write the pair manifest for a recipe's dataset found under ROOT (needs --manifest)")
     parser.add_argument("--manifest", help="output JSONL for --prepare")
@@ -35,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--segments", help="with --prepare audioset: the official segments CSV")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     return parser
+
+
+def recipe_names() -> list[str]:
+    """The recipes `--recipe` knows (read from the recipe table, so the help never misses one)."""
+    from ..train.recipes import RECIPES
+
+    return list(RECIPES)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,7 +90,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ..train.api import train
 
-    output = train(config)
+    try:
+        output = train(config)
+    except KeyboardInterrupt:
+        from .common import Interrupted
+
+        again = ("run the same command again to resume from the latest" if config.run.resume != "never" else
+                 "run it again with --resume auto to resume from the latest (run.resume = never starts over)")
+        raise Interrupted(f"checkpoints saved in {config.run.out_dir} are kept (the last finished step is saved "
+                          f"on the way out); {again}") from None
     if rank == 0:
         print("\n".join(output.summary()))
     return 0

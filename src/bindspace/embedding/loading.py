@@ -154,7 +154,8 @@ def as_failure(exc: BaseException, name: str) -> Failure:
     """A decoding failure (one of DECODE_ERRORS) as a one-line problem naming the input."""
     if isinstance(exc, InputError):
         return Failure(exc.source, " ".join(exc.problem.split()))
-    text = " ".join(str(exc).split()) or "no details"
+    # OSError and FFmpeg's errors carry their sentence in strerror: str() adds "[Errno N]" and the path
+    text = " ".join(str(getattr(exc, "strerror", None) or exc).split()) or "no details"
     return Failure(name, f"cannot be decoded ({type(exc).__name__}: {text})")
 
 

@@ -42,6 +42,11 @@ _PICTURE_HINTABLE = ("depth", "thermal")
 _HEAD = 512
 
 
+# A .npy is taken for a depth map only with a map's proportions (see `_map_shaped`).
+MIN_MAP_SIDE = 8
+MAX_MAP_ASPECT = 4
+
+
 def folder_hint(path: str | os.PathLike[str]) -> str | None:
     """The modality named by the nearest parent folder, else by a word of the file name, if any."""
     path = Path(path)
@@ -117,17 +122,62 @@ def _single_channel_deep(kind: str, head: bytes, path: Path) -> bool:
 
 
 def _array_kind(head: bytes, hint: str | None) -> str | None:
-    """Classify a .npy array by its header: (6, T)/(T, 6) -> imu, 2-D (or 1-channel 3-D) -> depth."""
+    """Classify a .npy array by its header: (6, T)/(T, 6) -> imu, a map-shaped 2-D (or 1-channel 3-D) -> depth."""
+    return _array_verdict(head, hint)[0]
+
+
+def _array_verdict(head: bytes, hint: str | None) -> tuple[str | None, str]:
+    """(kind or None, why not) for a .npy array, from its header and its folder's hint."""
     shape = _npy_shape(head)
     if hint in ("depth", "thermal", "imu"):
-        return hint
+        return hint, ""
     if shape is None:
-        return "depth"  # unreadable header: let the depth loader report the problem
+        return "depth", ""  # unreadable header: let the depth loader report the problem
     if len(shape) == 2 and 6 in shape and max(shape) > 6:
-        return "imu"
-    if len(shape) == 2 or (len(shape) == 3 and 1 in (shape[0], shape[2])):
-        return "depth"
-    return None
+        return "imu", ""
+    if _map_shaped(_spatial(shape)):
+        return "depth", ""
+    return None, (f"a {shape} array is neither a depth map (H x W, both sides >= {MIN_MAP_SIDE}, at most "
+                  f"{MAX_MAP_ASPECT}:1) nor IMU (6 x T); put it in a folder named depth/, thermal/ or imu/ "
+                  "to index it as one (embeddings and other arrays are not media)")
+
+
+def _spatial(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """(H, W) of a 2-D array or a one-channel 3-D one ((1, H, W) or (H, W, 1)); () for other shapes."""
+    if len(shape) == 2:
+        return shape
+    if len(shape) == 3 and shape[0] == 1:
+        return shape[1:]
+    if len(shape) == 3 and shape[2] == 1:
+        return shape[:2]
+    return ()
+
+
+def _map_shaped(spatial: tuple[int, ...]) -> bool:
+    """A picture's proportions: no side below MIN_MAP_SIDE, neither side over MAX_MAP_ASPECT x the other.
+
+    Arrays of vectors, e.g. a (1, 64) or (10, 1024) embeddings file, are rows of numbers, not maps.
+    """
+    if not spatial:
+        return False
+    short, long = min(spatial), max(spatial)
+    return short >= MIN_MAP_SIDE and long <= MAX_MAP_ASPECT * short
+
+
+def why_not_media(path: str | os.PathLike[str]) -> str | None:
+    """Why `detect_modality` took no kind for a .npy file (None for other files: they are simply not media)."""
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        return None
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_HEAD)
+    except OSError:
+        return None
+    if not head.startswith(b"\x93NUMPY"):
+        return None
+    kind, why = _array_verdict(head, folder_hint(path))
+    return why if kind is None else None
 
 
 def _npy_shape(head: bytes) -> tuple[int, ...] | None:

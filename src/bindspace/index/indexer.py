@@ -33,7 +33,7 @@ from ..embedding.loading import DECODE_ERRORS, as_failure
 from ..errors import BindspaceError
 from ..kinds import SEGMENTABLE, tower_of
 from ..model.checkpoint import sha256_file
-from .detect import detect_modality
+from .detect import detect_modality, why_not_media
 from .store import (
     MEDIA_MODALITIES,
     Item,
@@ -337,7 +337,8 @@ def index_paths(
             raise BindspaceError("index_paths needs model_info= when no embedder with a model is given")
         model_info = model_info_for(model)
     wanted = _wanted([modalities] if isinstance(modalities, str) else modalities)
-    listing = walk_paths(paths)  # a missing path fails before anything is written
+    own = getattr(store, "uri", None)  # the index's own files are never media, even when it lies under a path
+    listing = walk_paths(paths, skip=[own] if isinstance(own, str) and "://" not in own else [])
     store.bind_model(model_info)  # so does another model
     towers = _towers(embedder, runner)
     summary = IndexSummary()
@@ -405,7 +406,7 @@ def _plan(run: _Run, listing: Listing, existing: dict[str, list[Item]], wanted: 
     for uri in listing.files:
         modality = detect_modality(uri)
         if modality is None:
-            run.skip(uri, NOT_MEDIA)
+            run.skip(uri, why_not_media(uri) or NOT_MEDIA)  # an array that is no map or recording says why
             continue
         if modality not in wanted:
             continue

@@ -27,14 +27,16 @@ def absolute(path: str | os.PathLike[str]) -> str:
     return os.path.abspath(os.path.expanduser(os.fspath(path)))
 
 
-def walk_paths(paths: Iterable[str | os.PathLike[str]]) -> Listing:
-    """Every non-hidden file under `paths` (files given directly are kept even if hidden).
+def walk_paths(paths: Iterable[str | os.PathLike[str]], skip: Iterable[str | os.PathLike[str]] = ()) -> Listing:
+    """Every non-hidden file under `paths` (files given directly are kept even if hidden), none under `skip`.
 
     A path that does not exist is an error: treating it as empty would drop everything indexed
-    under it (an unmounted drive must not empty the index).
+    under it (an unmounted drive must not empty the index). `skip` lists folders left out
+    (the index's own folder, when it lies under a path being indexed).
     """
     listing = Listing()
     seen: set[str] = set()
+    skipped = {absolute(folder) for folder in skip}
     for raw in paths:
         root = absolute(raw)
         if not os.path.exists(root):
@@ -45,7 +47,7 @@ def walk_paths(paths: Iterable[str | os.PathLike[str]]) -> Listing:
                 seen.add(root)
                 listing.files.append(root)
             continue
-        for file in _walk_dir(root, listing):
+        for file in _walk_dir(root, listing, skipped):
             if file not in seen:
                 seen.add(file)
                 listing.files.append(file)
@@ -53,13 +55,13 @@ def walk_paths(paths: Iterable[str | os.PathLike[str]]) -> Listing:
     return listing
 
 
-def _walk_dir(root: str, listing: Listing) -> Iterable[str]:
+def _walk_dir(root: str, listing: Listing, skipped: set[str]) -> Iterable[str]:
     def on_error(err: OSError) -> None:
         listing.unreadable.append((err.filename or root, err.strerror or str(err)))
 
     # followlinks=False: a symlinked folder could loop or escape the tree.
     for folder, dirs, files in os.walk(root, onerror=on_error, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and os.path.join(folder, d) not in skipped)
         for name in files:
             if name.startswith("."):
                 continue

@@ -329,7 +329,8 @@ def _prepare(item: Source, name: str) -> str | IO[bytes]:
 
 
 def _short(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
+    # FFmpeg's errors carry their sentence in strerror; str() adds "[Errno -1094995529] ... 'file'".
+    text = (getattr(err, "strerror", None) or str(err)).strip() or type(err).__name__
     return text if len(text) < 160 else text[:157] + "..."
 
 

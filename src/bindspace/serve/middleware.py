@@ -24,8 +24,17 @@ async def send_json(send: Send, status: int, payload: dict, headers: list[tuple[
     await send({"type": "http.response.body", "body": body})
 
 
+# The type a client declares for a body by default, not by choice: `curl -d '{...}'` sends a form
+# type. No endpoint takes forms (uploads are multipart), so such a body is read as JSON.
+_DEFAULTED_TYPES = (b"application/x-www-form-urlencoded",)
+
+
 class DefaultJsonMiddleware:
-    """A body sent without Content-Type is read as JSON (Weaviate's Go client sends none)."""
+    """A body sent without Content-Type, or with a client's default type (`curl -d`), is read as JSON.
+
+    Weaviate's Go client sends no Content-Type; curl's `-d` declares a form. Multipart uploads and
+    every other declared type reach the endpoints unchanged.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -33,8 +42,10 @@ class DefaultJsonMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("method") in _BODY_METHODS:
             headers = scope.get("headers", [])
-            if not any(name == b"content-type" for name, _ in headers):
-                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+            declared = [value for name, value in headers if name == b"content-type"]
+            if not declared or declared[0].split(b";")[0].strip().lower() in _DEFAULTED_TYPES:
+                kept = [(name, value) for name, value in headers if name != b"content-type"]
+                scope = {**scope, "headers": [*kept, (b"content-type", b"application/json")]}
         await self.app(scope, receive, send)
 
 

@@ -10,6 +10,7 @@
 | llvip    | RGB <-> thermal (LLVIP)         | thermal, from scratch |
 | ego4d    | video <-> IMU (Ego4D)           | imu, from scratch   |
 | lora     | your pairs, LoRA on a released tower | any           |
+| llm      | media <-> instruction rows     | a bridge to a language model (docs/llm.md) |
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ RECIPES = {
     "llvip": Recipe("llvip", "llvip_thermal.toml", "llvip", "LLVIP: RGB <-> thermal (infrared)"),
     "ego4d": Recipe("ego4d", "ego4d_imu.toml", "ego4d", "Ego4D: egocentric video <-> IMU"),
     "lora": Recipe("lora", "lora_audio.toml", None, "LoRA fine-tuning of a released tower on your own pairs"),
+    "llm": Recipe("llm", "llm_bridge.toml", None, "a bridge from the embeddings to a language model (docs/llm.md)"),
 }
 
 
