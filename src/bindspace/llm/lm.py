@@ -80,7 +80,8 @@ def load_language_model(path: str | os.PathLike[str], *, device: str | torch.dev
         extra = {"format": "gguf", "sha256": digest, **({"name": str(path)} if is_known_name(path) else {})}
     else:
         if not source.is_dir():
-            raise CheckpointError(f"{source}: language model not found (give --llm DIR or a .gguf file)")
+            raise CheckpointError(f"{source}: language model directory not found "
+                                  "(give --llm DIR, a .gguf file or smollm2)")
         if not (source / "config.json").is_file():
             raise CheckpointError(f"{source}: not a transformers model directory (no config.json)")
         if expected_sha256 is not None:
