@@ -63,9 +63,10 @@ class LlmDemoSettings:
     # A pretrained causal LM (a .gguf file, a transformers directory, or a known name such as "smollm2")
     # instead of the small world LM: it stays frozen and only the projector trains.
     lm: str | None = None
-    pretrained_steps: int = 150
+    pretrained_steps: int = 120
     pretrained_batch_size: int = 16
-    pretrained_lr: float = 1e-2
+    pretrained_lr: float = 2e-2
+    pretrained_test_tones: int = 100  # each answer costs a 135 M-parameter generation: fewer than the world LM's
 
 
 @dataclass
@@ -260,6 +261,8 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
     tick = time.perf_counter()
     bridge = Bridge.load(out / "bridge", modalities=["vision", "audio"])
     question = QUESTION if lm_source is None else NATURAL_QUESTION
+    if lm_source is not None:
+        s.test_tones = min(s.test_tones, s.pretrained_test_tones)
     image_acc, audio_acc, samples = _evaluate(bridge, test_ids, s, question)
     saved = _saved_check(bridge, out / "model" / "examples", question)
     plain = None if lm_source is None else bridge.generate(PLAIN_QUESTION, max_new_tokens=24)
