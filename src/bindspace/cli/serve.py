@@ -92,7 +92,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                              "the access log (default: %(default)s)")
     parser.add_argument("--bridge", metavar="DIR", help="also answer POST /v1/chat/completions with this LLM bridge "
                         "(docs/llm.md); the served model must be its encoder (default --checkpoint: the one it names)")
-    parser.add_argument("--llm", metavar="DIR", help="with --bridge: the language model (default: the one it names)")
+    parser.add_argument("--llm", metavar="PATH", help="with --bridge: the language model, a directory or a .gguf file "
+                        "(default: the one it names)")
     parser.add_argument("--pipeline", metavar="DIR", help="also answer POST /v1/generate (write key) with this "
                         "generator: a Stable unCLIP directory or `bindspace demo generate`'s (docs/generate.md)")
     add_model_args(parser)

@@ -75,7 +75,9 @@ class Bridge(nn.Module):
 
     def embed(self, items: Sequence[Media]) -> torch.Tensor:
         """Unit embeddings (M, D) of media items through the frozen encoder."""
-        if items and self.encoder is None:
+        if not items:  # a plain question: no encoder needed
+            return torch.zeros(0, self.projector.config.in_dim, device=self.device)
+        if self.encoder is None:
             raise BindspaceError("this bridge was built without an encoder: pass embeddings instead of media")
         return embed_media(self.encoder, items)
 

@@ -1,6 +1,7 @@
 """The bridge directory: projector weights, the LM's LoRA adapter, and a manifest naming the LM and the space.
 
-    bridge.json                   format, projector and template settings, the LM (path + shape), the
+    bridge.json                   format, projector and template settings, the LM (path + shape; a GGUF
+                                  file's sha256 and known name), the
                                   embedding space (fingerprint, name, width, encoder path), LoRA settings
     projector.safetensors         the projector's weights
     adapter/adapter_model.safetensors   LoRA tensors on the LM (only when LoRA was trained)
@@ -174,15 +175,17 @@ def load_bridge(bridge_dir: str | os.PathLike[str], *, checkpoint: str | os.Path
             raise CheckpointError(f"{encoder_path}: encoder checkpoint not found (give --checkpoint)")
         if space is not None:
             check_space(space, encoder_path, str(folder))
-    llm_path = _find(llm, manifest.get("llm"), folder)
+    recorded = manifest.get("llm") or {}
+    llm_path = _find(llm, recorded, folder)
+    if llm is None and recorded.get("name") and (llm_path is None or not Path(llm_path).exists()):
+        llm_path = recorded["name"]  # a known GGUF name (smollm2): found in this machine's cache
     if llm_path is None:
         raise CheckpointError(f"{folder}: the bridge names no language model; give --llm DIR")
     projector_file = folder / PROJECTOR_FILE
     if not projector_file.is_file():
         raise CheckpointError(f"{projector_file}: missing")
-    recorded = manifest.get("llm") or {}
     _check_llm_config(llm_path, recorded)
-    lm = load_language_model(llm_path, device=device, dtype=dtype)
+    lm = load_language_model(llm_path, device=device, dtype=dtype, expected_sha256=recorded.get("sha256"))
     for key in ("hidden_size", "vocab_size"):
         if key in recorded and recorded[key] != lm.info[key]:
             raise CheckpointError(f"{llm_path}: {key} {lm.info[key]} differs from the language model the bridge "
@@ -233,7 +236,10 @@ def _check_towers(encoder_path: str, name: str | None, modalities: Iterable[str]
 
 
 def _check_llm_config(llm_path: str, recorded: dict[str, Any]) -> None:
-    """Refuse an LM of another width or vocabulary from its config.json, before its weights are read."""
+    """Refuse an LM of another width or vocabulary from its config.json, before its weights are read.
+
+    (A GGUF file has no config.json: the sha256 the bridge recorded decides, also before any weights load.)
+    """
     config_file = Path(llm_path) / "config.json"
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))

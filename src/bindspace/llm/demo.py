@@ -28,9 +28,15 @@ import torch.nn.functional as F
 
 from ..modality import Modality
 from ..train.demo import TEMPLATES, WORDS, DemoSettings, _gen, _load_digits, render_digit, run_demo
-from .template import PromptTemplate
+from .template import CHAT, PromptTemplate
 
 QUESTION = "what digit is this?"
+# With a pretrained LM (--lm): natural questions and answers, in the LM's own chat template.
+NATURAL_QUESTION = "What digit is this?"
+NATURAL_QUESTIONS = ("What digit is this?", "Which digit is shown here?", "What number is this?",
+                     "Which digit do you see?")
+NATURAL_ANSWER = "This is the digit {w}."
+PLAIN_QUESTION = "What is the capital of France?"
 QUESTIONS = ("what digit is this ?", "which digit is this ?", "what number is shown ?", "what is this digit ?")
 TEMPLATE = PromptTemplate(text="question : {prompt} answer :")
 ANSWER = "the digit {w}"
@@ -54,6 +60,13 @@ class LlmDemoSettings:
     seed: int = 0
     progress: bool = True
     threads: int = 1
+    # A pretrained causal LM (a .gguf file, a transformers directory, or a known name such as "smollm2")
+    # instead of the small world LM: it stays frozen and only the projector trains.
+    lm: str | None = None
+    pretrained_steps: int = 120
+    pretrained_batch_size: int = 16
+    pretrained_lr: float = 2e-2
+    pretrained_test_tones: int = 100  # each answer costs a 135 M-parameter generation: fewer than the world LM's
 
 
 @dataclass
@@ -69,15 +82,20 @@ class LlmDemoResult:
     bridge_dir: Path | None = None
     saved_check: float | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    language_model: str = "small world LM (random init, trained here)"
+    plain_answer: str | None = None  # the plain question (no media) and the LM's answer, with a pretrained LM
 
     def report(self) -> str:
         """Human-readable summary."""
         lines = [
+            f"language model: {self.language_model}",
             f"bridge answers about held-out digit IMAGES (its training modality): {self.image_answers:6.1%}",
             f"bridge answers about keypad TONES (never seen by the bridge):      {self.audio_answers:6.1%}"
             f"   (chance {CHANCE:.0%})",
             f"encoder's own emergent audio -> text retrieval:                    {self.encoder_emergent:6.1%}",
             *(f"  {asked}: {answer!r}" for asked, answer in self.samples[:4]),
+            *([f"plain question, no media: {PLAIN_QUESTION!r} -> {self.plain_answer!r}"]
+              if self.plain_answer is not None else []),
             f"time: {self.seconds:.1f} s wall, {self.cpu_seconds:.1f} s CPU "
             f"({', '.join(f'{k} {v:.1f} s' for k, v in self.stage_seconds.items())})",
         ]
@@ -154,8 +172,11 @@ def train_world_lm(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) ->
     return save_language_model(lm, out)
 
 
-def write_image_rows(folder: Path, train_ids: torch.Tensor, seed: int) -> Path:
-    """The projector's training data: digit images as PNG files and JSONL rows about them."""
+def write_image_rows(folder: Path, train_ids: torch.Tensor, seed: int, natural: bool = False) -> Path:
+    """The projector's training data: digit images as PNG files and JSONL rows about them.
+
+    `natural`: questions and answers in plain English ("This is the digit seven.") for a pretrained LM.
+    """
     from PIL import Image
 
     images, labels = _load_digits()
@@ -164,9 +185,10 @@ def write_image_rows(folder: Path, train_ids: torch.Tensor, seed: int) -> Path:
     rows = []
     for i in train_ids.tolist():
         Image.fromarray(render_digit(images[i])).save(folder / "images" / f"{i}.png")
-        question = QUESTIONS[int(torch.randint(0, len(QUESTIONS), (), generator=gen))]
+        questions, answer = (NATURAL_QUESTIONS, NATURAL_ANSWER) if natural else (QUESTIONS, ANSWER)
+        question = questions[int(torch.randint(0, len(questions), (), generator=gen))]
         rows.append({"media": [{"modality": "image", "path": f"images/{i}.png"}], "prompt": question,
-                     "response": ANSWER.format(w=WORDS[int(labels[i])])})
+                     "response": answer.format(w=WORDS[int(labels[i])])})
     path = folder / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -189,6 +211,7 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
 
     wall, cpu = time.perf_counter(), time.process_time()
     stages: dict[str, float] = {}
+    lm_source = str(pretrained_lm(s.lm)) if s.lm else None  # a missing model is said before minutes of work
     out.mkdir(parents=True, exist_ok=True)
     tick = time.perf_counter()
     base = s.base
@@ -196,10 +219,11 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
     encoder_result = run_demo(out / "model", base, log=log)
     stages["encoder"] = time.perf_counter() - tick
 
-    tick = time.perf_counter()
-    log("language model: training a small Llama (random init) on the digits world's sentences")
-    train_world_lm(out / "llm", s, log)
-    stages["language model"] = time.perf_counter() - tick
+    if lm_source is None:
+        tick = time.perf_counter()
+        log("language model: training a small Llama (random init) on the digits world's sentences")
+        train_world_lm(out / "llm", s, log)
+        stages["language model"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     _, labels = _load_digits()
@@ -207,20 +231,27 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
     test_ids, train_ids = split[:400], split[400:]
     scratch = Path(tempfile.mkdtemp(prefix="bindspace-llm-demo-"))
     try:
-        rows = write_image_rows(scratch / "data", train_ids, s.seed)
-        log(f"bridge: training a linear projector on {len(train_ids)} image <-> answer pairs (no audio)")
+        rows = write_image_rows(scratch / "data", train_ids, s.seed, natural=lm_source is not None)
+        if lm_source is None:
+            log(f"bridge: training a linear projector on {len(train_ids)} image <-> answer pairs (no audio)")
+            # PandaGPT's recipe: a linear projection plus LoRA on the LM. With the small LM fully frozen
+            # the projector stalls at about half the digits (measured): LoRA lets the LM meet it.
+            llm = {"model": str(out / "llm"), "template": TEMPLATE.text,
+                   "lora": {"rank": s.lora_rank, "alpha": 2.0 * s.lora_rank, "dropout": 0.0}}
+            steps, batch_size, lr = s.bridge_steps, s.batch_size, s.bridge_lr
+        else:
+            log(f"bridge: training a linear projector into {lm_source} (frozen) on {len(train_ids)} image <-> "
+                "answer pairs (no audio)")
+            llm = {"model": lm_source, "template": CHAT}
+            steps, batch_size, lr = s.pretrained_steps, s.pretrained_batch_size, s.pretrained_lr
         config = TrainConfig(
             kind="llm",
-            llm={"model": str(out / "llm"), "encoder": str(out / "model"), "template": TEMPLATE.text,
-                 "noise": s.noise, "bridge_dir": str(out / "bridge"),
-                 # PandaGPT's recipe: a linear projection plus LoRA on the LM. With the LM fully frozen
-                 # the projector stalls at about half the digits (measured): LoRA lets the LM meet it.
-                 "lora": {"rank": s.lora_rank, "alpha": 2.0 * s.lora_rank, "dropout": 0.0}},
+            llm={**llm, "encoder": str(out / "model"), "noise": s.noise, "bridge_dir": str(out / "bridge")},
             data=DataConfig(train=(str(rows),), num_workers=0),
-            run=RunConfig(out_dir=str(scratch / "run"), steps=s.bridge_steps, batch_size=s.batch_size,
-                          log_every=50, save_every=0, keep_checkpoints=1, seed=s.seed, device="cpu",
+            run=RunConfig(out_dir=str(scratch / "run"), steps=steps, batch_size=batch_size,
+                          log_every=max(steps // 10, 1), save_every=0, keep_checkpoints=1, seed=s.seed, device="cpu",
                           resume="never", tensorboard=False, progress=s.progress),
-            optim=OptimConfig(lr=s.bridge_lr, weight_decay=0.0, warmup_steps=max(s.bridge_steps // 10, 1)),
+            optim=OptimConfig(lr=lr, weight_decay=0.0, warmup_steps=max(steps // 10, 1)),
         )
         train_bridge(config)
     finally:
@@ -229,14 +260,35 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
 
     tick = time.perf_counter()
     bridge = Bridge.load(out / "bridge", modalities=["vision", "audio"])
-    image_acc, audio_acc, samples = _evaluate(bridge, test_ids, s)
-    saved = _saved_check(bridge, out / "model" / "examples")
+    question = QUESTION if lm_source is None else NATURAL_QUESTION
+    if lm_source is not None:
+        s.test_tones = min(s.test_tones, s.pretrained_test_tones)
+    image_acc, audio_acc, samples = _evaluate(bridge, test_ids, s, question)
+    saved = _saved_check(bridge, out / "model" / "examples", question)
+    plain = None if lm_source is None else bridge.generate(PLAIN_QUESTION, max_new_tokens=24)
     stages["questions"] = time.perf_counter() - tick
     return LlmDemoResult(audio_acc, image_acc, encoder_result.audio_to_text, time.perf_counter() - wall,
-                         time.process_time() - cpu, samples, out / "bridge", saved, stages)
+                         time.process_time() - cpu, samples, out / "bridge", saved, stages,
+                         language_model=f"{lm_source} (pretrained, frozen)" if lm_source else
+                         LlmDemoResult.language_model, plain_answer=plain)
 
 
-def _evaluate(bridge: Any, test_ids: torch.Tensor, s: LlmDemoSettings) -> tuple[float, float, list[tuple[str, str]]]:
+def pretrained_lm(spec: str) -> Path:
+    """The file or directory `--lm` names (known names resolved); one line saying how to get it when absent."""
+    from ..errors import CheckpointError
+    from .gguf import check_gguf_file, is_gguf, resolve_language_model
+
+    source = resolve_language_model(spec)
+    if is_gguf(source):
+        check_gguf_file(source)
+    elif not (source / "config.json").is_file():
+        raise CheckpointError(f"{source}: not a language model (give a .gguf file, a transformers directory, "
+                              "or smollm2)")
+    return source
+
+
+def _evaluate(bridge: Any, test_ids: torch.Tensor, s: LlmDemoSettings,
+              question: str) -> tuple[float, float, list[tuple[str, str]]]:
     """Greedy answers about the held-out digit images and about fresh random tones."""
     from ..train.demo import digit_images, tone_features
 
@@ -251,7 +303,7 @@ def _evaluate(bridge: Any, test_ids: torch.Tensor, s: LlmDemoSettings) -> tuple[
     def score(embeddings: torch.Tensor, truth: torch.Tensor, what: str) -> float:
         right = 0
         for i in range(len(truth)):
-            answer = bridge.generate(QUESTION, embeddings=embeddings[i:i + 1], max_new_tokens=8)
+            answer = bridge.generate(question, embeddings=embeddings[i:i + 1], max_new_tokens=10)
             right += answer_digit(answer) == int(truth[i])
             if i < 2:
                 samples.append((f"{what} of a {int(truth[i])}", answer))
@@ -261,9 +313,10 @@ def _evaluate(bridge: Any, test_ids: torch.Tensor, s: LlmDemoSettings) -> tuple[
     return score(image_emb[:len(images)], labels[images], "image"), score(audio_emb, tone_labels, "tone"), samples
 
 
-def _saved_check(bridge: Any, examples: Path) -> float | None:
+def _saved_check(bridge: Any, examples: Path, question: str) -> float | None:
     files = [examples / f"tone_{d}.wav" for d in range(10)]
     if not all(f.is_file() for f in files):
         return None
-    right = sum(answer_digit(bridge.generate(QUESTION, [("audio", f)])) == d for d, f in enumerate(files))
+    right = sum(answer_digit(bridge.generate(question, [("audio", f)], max_new_tokens=10)) == d
+                for d, f in enumerate(files))
     return right / 10

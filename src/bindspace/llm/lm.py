@@ -1,9 +1,8 @@
-"""The language model side: a causal LM and its tokenizer from a local directory, frozen, optional LoRA (peft)."""
+"""The language model side: a causal LM and its tokenizer from a local directory or GGUF file, frozen, optional LoRA."""
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -69,26 +68,49 @@ def transformers_module() -> Any:
 
 
 def load_language_model(path: str | os.PathLike[str], *, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32) -> LanguageModel:
-    """AutoModelForCausalLM + AutoTokenizer from a local directory (never a download), frozen, eval mode."""
+                        dtype: torch.dtype = torch.float32, expected_sha256: str | None = None) -> LanguageModel:
+    """A frozen causal LM in eval mode from a local directory, a .gguf file or a known name (never a download).
+
+    Directories load their safetensors weights only (never pickles). A GGUF file is dequantized
+    by transformers; its sha256 goes into `info` and, when `expected_sha256` is given, must equal it.
+    """
+    from .gguf import check_gguf_file, gguf_sha256, is_gguf, is_known_name, resolve_language_model
+
     transformers = transformers_module()
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise CheckpointError(f"{folder}: language model directory not found (give --llm DIR)")
-    if not (folder / "config.json").is_file():
-        raise CheckpointError(f"{folder}: not a transformers model directory (no config.json)")
+    source = resolve_language_model(path)
+    extra: dict[str, Any] = {}
+    if is_gguf(source):
+        check_gguf_file(source)
+        digest = gguf_sha256(source)
+        if expected_sha256 is not None and digest != expected_sha256:
+            raise CheckpointError(f"{source}: sha256 {digest[:12]}... is not the GGUF file the bridge was trained "
+                                  f"with ({expected_sha256[:12]}...); give --llm with that file")
+        where, files = str(source.parent), {"gguf_file": source.name}
+        weights: dict[str, Any] = files
+        extra = {"format": "gguf", "sha256": digest, **({"name": str(path)} if is_known_name(path) else {})}
+    else:
+        if not source.is_dir():
+            raise CheckpointError(f"{source}: language model directory not found "
+                                  "(give --llm DIR, a .gguf file or smollm2)")
+        if not (source / "config.json").is_file():
+            raise CheckpointError(f"{source}: not a transformers model directory (no config.json)")
+        if expected_sha256 is not None:
+            raise CheckpointError(f"{source}: the bridge was trained with a GGUF file (sha256 "
+                                  f"{expected_sha256[:12]}...); give --llm with that file")
+        where, files = str(source), {}
+        weights = {"use_safetensors": True}  # never a pickled pytorch_model.bin (weights_only's spirit)
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, **files)
         # transformers < 4.56 names the argument torch_dtype; later versions deprecate that name for dtype.
         dtype_arg = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True,
-                                                                  **{dtype_arg: dtype})
+        model = transformers.AutoModelForCausalLM.from_pretrained(where, local_files_only=True,
+                                                                  **{dtype_arg: dtype}, **weights)
     except (OSError, ValueError, KeyError) as exc:
         problem = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"{folder}: cannot load the language model ({problem})") from None
+        raise CheckpointError(f"{source}: cannot load the language model ({problem})") from None
     model.to(device)
     freeze(model)
-    return LanguageModel(model, tokenizer, str(folder), describe(model))
+    return LanguageModel(model, tokenizer, str(source), {**describe(model), **extra})
 
 
 def _version(text: str) -> tuple[int, ...]:

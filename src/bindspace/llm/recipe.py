@@ -34,7 +34,7 @@ from .lm import LanguageModel, LmLoraConfig, add_lora, load_language_model, quie
 from .objective import BridgeObjective
 from .projector import Projector, ProjectorConfig
 from .space import SpaceInfo, space_of
-from .template import PromptTemplate, filler_id
+from .template import CHAT, PromptTemplate, chat_template, filler_id
 
 log = logging.getLogger("bindspace.llm")
 BRIDGE_SUBDIR = "bridge"
@@ -44,10 +44,10 @@ BRIDGE_SUBDIR = "bridge"
 class LlmRecipe:
     """The `[llm]` section."""
 
-    model: str = ""  # the language model's local directory
+    model: str = ""  # the language model: a local transformers directory, a .gguf file, or a known name (smollm2)
     encoder: str = ""  # the bindspace encoder: a model directory or .pth
     encoder_model: str | None = None  # preset of a .pth encoder (model directories name their own)
-    template: str = PromptTemplate.text
+    template: str = PromptTemplate.text  # or "chat": the language model's own chat template
     response_prefix: str = PromptTemplate.response_prefix
     noise: float = 0.0  # expected norm of Gaussian noise on training embeddings (robustness to other modalities)
     max_length: int = 1024  # longer rows are skipped
@@ -70,15 +70,15 @@ def validate_recipe(config: TrainConfig, source: str = "config") -> None:
 
     recipe = recipe_of(config, source)
     if not recipe.model:
-        fail("llm.model", "is required: the local directory of a causal language model (transformers format)")
+        fail("llm.model", "is required: a causal language model (a transformers directory or a .gguf file)")
     if not recipe.encoder:
         fail("llm.encoder", "is required: the bindspace encoder checkpoint (model directory or .pth)")
     try:
         recipe.projector.check()
     except ConfigError as exc:
         fail("llm", str(exc))
-    if "{prompt}" not in recipe.template:
-        fail("llm.template", "must contain {prompt}")
+    if "{prompt}" not in recipe.template and recipe.template != CHAT:
+        fail("llm.template", f"must contain {{prompt}} (or be {CHAT!r}: the language model's chat template)")
     if recipe.noise < 0:
         fail("llm.noise", f"must be >= 0, got {recipe.noise}")
     if recipe.max_length < 2:
@@ -98,8 +98,10 @@ def validate_recipe(config: TrainConfig, source: str = "config") -> None:
         fail("optim.lr", f"must be > 0, got {config.optim.lr}")
 
 
-def template_of(recipe: LlmRecipe) -> PromptTemplate:
-    """The prompt template a recipe describes."""
+def template_of(recipe: LlmRecipe, tokenizer: Any = None) -> PromptTemplate:
+    """The prompt template a recipe describes (`"chat"`: the tokenizer's own chat template)."""
+    if recipe.template == CHAT:
+        return chat_template(tokenizer)
     return PromptTemplate(text=recipe.template, response_prefix=recipe.response_prefix)
 
 
@@ -111,7 +113,7 @@ def build_bridge(recipe: LlmRecipe, lm: LanguageModel, space: SpaceInfo) -> Brid
     projector.start_among(lm.model.get_input_embeddings().weight)
     if recipe.lora is not None:
         add_lora(lm.model, recipe.lora)
-    return Bridge(None, projector, lm, template_of(recipe), space, recipe.lora)
+    return Bridge(None, projector, lm, template_of(recipe, lm.tokenizer), space, recipe.lora)
 
 
 def _encoder_space(recipe: LlmRecipe) -> tuple[str | None, SpaceInfo]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 
 MEDIA_TOKEN = "<media>"
 IGNORE = -100  # label of positions that carry no loss (prompt, media, padding)
@@ -35,6 +35,20 @@ class PromptTemplate:
     def from_dict(cls, data: dict[str, Any]) -> PromptTemplate:
         """Inverse of `to_dict`."""
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+CHAT = "chat"  # as a recipe's template: the language model's own chat template
+
+
+def chat_template(tokenizer: Any, source: str = "llm.template") -> PromptTemplate:
+    """The LM's own chat template around one user turn, ending where the assistant's answer starts."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(f"{source} = {CHAT!r}: the language model's tokenizer has no chat template; "
+                          "write the template out, e.g. \"### Human: {prompt}\\n### Assistant:\"")
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "{prompt}"}], add_generation_prompt=True,
+                                         tokenize=False)
+    # The rendered template already holds whatever start token the model wants; the answer follows directly.
+    return PromptTemplate(text=str(text), response_prefix="", add_bos=False)
 
 
 @dataclass
