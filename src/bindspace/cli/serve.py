@@ -141,9 +141,11 @@ def run(args: argparse.Namespace) -> int:
         extras[FETCH_POLICY] = FetchPolicy.of(args.fetch_allow, max_bytes=limits.max_item_bytes,
                                               timeout_s=args.fetch_timeout)
     if store is not None:
+        from ..serve.clip_back import clip_back_extras
         from ..serve.clip_back import router as clip_back_router
 
         routers.append(clip_back_router)  # clip-retrieval's ClipClient and front-end search the index
+        extras.update(clip_back_extras(args.db))
     if args.bridge:
         from ..serve.chat import bridge_extras
         from ..serve.chat import router as chat_router

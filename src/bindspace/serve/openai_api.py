@@ -9,77 +9,32 @@ are read by content_parts.py. Remote URLs are fetched only from hosts allowed wi
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import logging
 import time
-from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.exceptions import HTTPException
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import BindspaceError, InputError
 from .auth import require_read
 from .content_parts import Unit, embed_units, input_units, inputs_units, messages_unit, unit_texts
 from .errors import ApiError, openai_body
 from .fetch import FETCH_POLICY, FetchPolicy
 from .media import parse_kind
 from .routes import with_timeout
+from .shaped_route import ShapedErrorRoute
 
 STARTED = int(time.time())
-log = logging.getLogger("bindspace.serve")
 
 
-def openai_error(status: int, message: str, code: str | None = None, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> JSONResponse:
-    """OpenAI's error response: {"error": {"message", "type", "param", "code"}}, type from the status."""
-    return JSONResponse(openai_body(status, message, code=code, param=param), status_code=status, headers=headers)
-
-
-def _validation_message(errors: list[Any]) -> tuple[str, str | None]:
-    first = errors[0] if errors else {}
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
-    return (f"{'.'.join(loc)}: {first.get('msg', 'invalid')}" if loc else str(first.get("msg", "invalid request")),
-            loc[0] if loc else None)
-
-
-class OpenAIRoute(APIRoute):
+class OpenAIRoute(ShapedErrorRoute):
     """A route whose every error (auth, validation, bad input, limits, bugs) is answered in OpenAI's error shape."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ApiError as err:
-                status = 400 if err.status == 422 else err.status  # OpenAI answers invalid fields with 400
-                return openai_error(status, str(err), code=err.kind, param=getattr(err, "param", None),
-                                    headers=err.headers)
-            except InputError as err:
-                return openai_error(400, str(err), code="bad_input", param="input")
-            except (RequestValidationError, ValidationError) as err:
-                message, param = _validation_message(list(err.errors()))
-                return openai_error(400, message, code="validation", param=param)
-            except BindspaceError as err:
-                return openai_error(400, str(err).splitlines()[0] if str(err) else type(err).__name__,
-                                    code="bad_request")
-            except HTTPException as err:
-                return openai_error(err.status_code, str(err.detail), code="http")
-            except asyncio.TimeoutError:
-                return openai_error(504, "request timed out", code="timeout")
-            except Exception as err:  # a bug: logged with its traceback, answered in the client's shape
-                log.exception("unhandled error on %s %s", request.method, request.url.path)
-                return openai_error(500, f"internal error ({type(err).__name__})", code="internal")
-
-        return handle
+    @staticmethod
+    def error_body(status: int, message: str, code: str | None, param: str | None) -> dict[str, Any]:
+        return openai_body(status, message, code=code, param=param)
 
 
 router = APIRouter(route_class=OpenAIRoute, tags=["openai"], dependencies=[Depends(require_read)])
