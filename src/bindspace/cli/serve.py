@@ -16,7 +16,9 @@ endpoints (OpenAPI at /docs and /openapi.json):
   POST /v1/search            query parts + weights + k + modality filter -> ranked items
   GET  /v1/items/ID[/media|/thumbnail], DELETE /v1/items/ID (write key)
   POST /v1/index             index server-side paths in the background (write key, --index-root)
-  POST /v1/embeddings, GET /v1/models                   OpenAI-compatible embeddings
+  POST /v1/embeddings, GET /v1/models                   OpenAI-compatible embeddings (also content parts,
+                                                        vLLM messages, Cohere/Voyage inputs)
+  POST /knn-service, GET /indices-list, POST /metadata  clip-retrieval's clip-back API (with --db)
   POST /v1/chat/completions (with --bridge DIR)         OpenAI-compatible chat about media (docs/llm.md)
   POST /v1/generate (with --pipeline DIR, write key)    query parts -> a PNG (docs/generate.md)
   POST /vectorize, GET /meta, /.well-known/live|ready   Weaviate multi2vec-bind drop-in
@@ -63,6 +65,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="a folder whose files /vectorize may read when an item is a file path instead of "
                              "base64, as the Weaviate container does (repeatable; relative paths resolve against "
                              "the working directory; default: none, paths are refused)")
+    parser.add_argument("--fetch-allow", metavar="HOST", nargs="+", action="extend", default=[],
+                        help="hosts (or host:port) whose http(s) URLs /v1/embeddings may fetch media from; redirects "
+                             "only to the same host, at most --max-item-mb and --fetch-timeout seconds each "
+                             "(default: none, remote URLs are refused)")
+    parser.add_argument("--fetch-timeout", type=positive_float, default=10.0, metavar="S",
+                        help="time limit of one --fetch-allow fetch in seconds (default: %(default)s)")
     group = parser.add_argument_group("batching and limits")
     group.add_argument("--max-batch", type=positive_int, default=8,
                        help="items per model call: text calls (and every call on a GPU) run exactly this many, "
@@ -137,6 +145,17 @@ def run(args: argparse.Namespace) -> int:
             raise BindspaceError(f"--weaviate-paths {folder}: not a folder")
     routers: list = []
     extras: dict = {"weaviate_paths": weaviate_paths}
+    if args.fetch_allow:
+        from ..serve.fetch import FETCH_POLICY, FetchPolicy
+
+        extras[FETCH_POLICY] = FetchPolicy.of(args.fetch_allow, max_bytes=limits.max_item_bytes,
+                                              timeout_s=args.fetch_timeout)
+    if store is not None:
+        from ..serve.clip_back import clip_back_extras
+        from ..serve.clip_back import router as clip_back_router
+
+        routers.append(clip_back_router)  # clip-retrieval's ClipClient and front-end search the index
+        extras.update(clip_back_extras(args.db))
     if args.bridge:
         from ..serve.chat import bridge_extras
         from ..serve.chat import router as chat_router

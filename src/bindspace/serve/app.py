@@ -30,7 +30,7 @@ from ..errors import BindspaceError, InputError
 from ..modality import Modality
 from .batcher import MicroBatcher
 from .docs_pages import add_docs_pages
-from .errors import ApiError
+from .errors import ApiError, error_body
 from .jobs import JobTable
 from .limits import Limits
 from .metrics import CONTENT_TYPE, ServerMetrics
@@ -239,7 +239,8 @@ def _add_error_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
-        return error_response(exc.status_code, str(exc.detail), kind, getattr(exc, "headers", None))
+        return JSONResponse(error_body(request.url.path, exc.status_code, str(exc.detail), kind),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(asyncio.TimeoutError)
     async def timeout_error(request: Request, exc: asyncio.TimeoutError) -> JSONResponse:

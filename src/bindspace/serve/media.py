@@ -30,7 +30,7 @@ THUMBNAIL_SIZE = 320
 # A thumbnail request must not become a decompression bomb either.
 THUMBNAIL_MAX_PIXELS = 100_000_000
 
-_DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w-]+=[\w.-]+)*;base64,", re.ASCII)
+_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)(;[\w-]+=[\w.-]+)*;base64,", re.ASCII)
 _EXTRA_TYPES = {
     ".npy": "application/octet-stream",
     ".wav": "audio/wav",
@@ -55,6 +55,12 @@ def parse_kind(name: str) -> str:
     except ValueError:
         raise ApiError(f"unknown modality {name!r} (choose from {', '.join(KINDS)})", status=422,
                        kind="bad_modality") from None
+
+
+def data_url_type(text: str) -> str | None:
+    """The media type of a base64 `data:` URL, lower-cased ("image/png"), or None when `text` is not one."""
+    match = _DATA_URL.match(text.lstrip()) if isinstance(text, str) else None
+    return match.group(1).lower() if match else None
 
 
 def decode_base64(data: str, name: str, max_bytes: int) -> bytes:

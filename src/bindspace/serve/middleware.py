@@ -5,6 +5,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 
+from .errors import error_body
 from .metrics import ServerMetrics
 
 Scope = dict
@@ -70,7 +71,7 @@ class BodyLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await self._reject(send)
+            await self._reject(scope, send)
             return
         held = 0  # what this request counts against max_inflight_bytes
 
@@ -85,7 +86,7 @@ class BodyLimitMiddleware:
 
         try:
             if declared is not None and not reserve(declared):
-                await self._busy(send)
+                await self._busy(scope, send)
                 return
             chunks: list[bytes] = []
             total = 0
@@ -96,10 +97,10 @@ class BodyLimitMiddleware:
                 chunk = message.get("body", b"")
                 total += len(chunk)
                 if total > self.max_bytes:
-                    await self._reject(send)
+                    await self._reject(scope, send)
                     return
                 if not reserve(total):
-                    await self._busy(send)
+                    await self._busy(scope, send)
                     return
                 chunks.append(chunk)
                 if not message.get("more_body", False):
@@ -118,13 +119,13 @@ class BodyLimitMiddleware:
         finally:
             self.inflight -= held
 
-    async def _reject(self, send: Send) -> None:
-        await send_json(send, 413, {"error": f"request body is larger than the limit of {self.max_bytes} bytes",
-                                    "type": "too_large"})
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        await send_json(send, 413, error_body(scope.get("path", ""), 413, "request body is larger than the limit "
+                                              f"of {self.max_bytes} bytes", "too_large"))
 
-    async def _busy(self, send: Send) -> None:
-        await send_json(send, 429, {"error": "server busy: too many request bodies in flight; retry shortly",
-                                    "type": "busy"}, [(b"retry-after", b"1")])
+    async def _busy(self, scope: Scope, send: Send) -> None:
+        await send_json(send, 429, error_body(scope.get("path", ""), 429, "server busy: too many request bodies in "
+                                              "flight; retry shortly", "busy"), [(b"retry-after", b"1")])
 
 
 def _content_length(scope: Scope) -> int | None:
