@@ -70,8 +70,8 @@ def plain_error(exc: BaseException, uri: str, options: Mapping[str, str] | None 
         name, message = code.group(1), (code.group(2) or "").strip()
         detail = f"{name}: {message}" if message else name
         if name in CREDENTIAL_CODES:
-            return f"the object store at {endpoint} refused the credentials ({detail}); check AWS_ACCESS_KEY_ID/" \
-                   "AWS_SECRET_ACCESS_KEY or --storage-option aws_access_key_id=... aws_secret_access_key=..."
+            return f"the object store at {endpoint} refused the credentials ({name}); check AWS_ACCESS_KEY_ID " \
+                   "and AWS_SECRET_ACCESS_KEY (or the aws_* storage options)"
         if name == "NoSuchBucket":
             return f"bucket {bucket!r} does not exist at {endpoint} ({detail})"
         return f"the object store at {endpoint} answered {detail}"
