@@ -393,7 +393,7 @@ def index_paths(
     finally:
         bar(None)
     changed = summary.added or summary.updated or summary.removed or summary.rows_removed
-    if changed:
+    if changed and not getattr(runner, "skip_compaction", False):
         store.optimize()
     _maintain_ann(store, ann)
     summary.seconds = time.monotonic() - started

@@ -174,6 +174,11 @@ class RayRunner:
         self.writer: Any = None
         self.bytes_received = 0  # what the cluster sent the driver (results), for benchmarks
 
+    @property
+    def skip_compaction(self) -> bool:
+        """With worker writes the driver does not compact: that would pull every row through it again."""
+        return self.writer is not None
+
     def bind(self, store: Any) -> None:
         """Called by `index_paths` once the store holds the model: workers write rows where the store can."""
         self.writer = store.row_writer() if self.worker_writes else None
