@@ -327,3 +327,21 @@ def _reason(exc: OSError) -> str:
 def write_failed(path: str | os.PathLike[str], exc: OSError) -> BindspaceError:
     """The one-line error for an output that could not be written."""
     return BindspaceError(f"{os.fspath(path)}: cannot write ({_reason(exc)}); nothing was written there")
+
+
+def add_storage_option_arg(parser: argparse.ArgumentParser) -> None:
+    """--storage-option KEY=VALUE (repeatable): how an s3:// (gs://, az://) --db is reached."""
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="object-store setting for an s3:// (gs://, az://) --db, repeatable: endpoint=URL, "
+                        "region=R, allow_http=true, aws_access_key_id=..., ...; unset ones come from AWS_* "
+                        "variables (AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, ...)")
+
+
+def storage_options(args: argparse.Namespace) -> dict[str, str]:
+    """The --storage-option pairs as a dict (a pair without '=' is a usage error)."""
+    from ..index.object_store import parse_storage_options
+
+    try:
+        return parse_storage_options(getattr(args, "storage_option", None))
+    except BindspaceError as exc:
+        raise UsageError(str(exc)) from None

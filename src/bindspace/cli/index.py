@@ -15,6 +15,7 @@ from .common import (
     Interrupted,
     UsageError,
     add_model_args,
+    add_storage_option_arg,
     add_workers_arg,
     check_output_dir,
     model_config,
@@ -23,6 +24,7 @@ from .common import (
     positive_float,
     positive_int,
     resolve_model,
+    storage_options,
     tower_names,
     weights_fingerprint,
     workers,
@@ -79,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="folders or files to index")
     parser.add_argument("--db", required=True, metavar="DIR",
-                        help="index directory or LanceDB URI (created if missing)")
+                        help="index directory or LanceDB URI such as s3://bucket/path (created if missing)")
+    add_storage_option_arg(parser)
     parser.add_argument("--modalities", nargs="+", choices=MODALITIES, metavar="M",
                         help=f"only index these ({', '.join(MODALITIES)}); default: every kind the model "
                         "has a tower for")
@@ -112,14 +115,15 @@ def run(args: argparse.Namespace) -> int:
     # An existing index is opened now (its model decides what to load); a new one only once the
     # arguments have been checked, so a usage error leaves nothing behind.
     exists = "://" in args.db or os.path.exists(os.path.expanduser(args.db))
-    store = open_store(args.db, create=True) if exists else None
+    options = storage_options(args)  # an s3:// store is reached now: a bad endpoint fails before the model load
+    store = open_store(args.db, create=True, storage_options=options) if exists else None
     recorded = store.model_info() if store is not None else None
     name, checkpoint = resolve_model(args, recorded, db=args.db)
     label = model_label(name, checkpoint)
     towers = _towers_to_load(args, label, tower_names(name, checkpoint))
     fingerprint = weights_fingerprint(args, checkpoint)
     if store is None:
-        store = open_store(args.db, create=True)
+        store = open_store(args.db, create=True, storage_options=options)
     if recorded is not None:  # refuse a different model before the (slow) model load
         store.bind_model(ModelInfo(label, fingerprint, recorded.embed_dim, os.path.abspath(checkpoint)))
     config = model_config(name, checkpoint)

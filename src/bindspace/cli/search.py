@@ -7,7 +7,16 @@ import sys
 
 from ..errors import BindspaceError
 from ..kinds import MEDIA_KINDS, tower_of
-from .common import add_model_args, model_dtype, model_label, positive_int, resolve_model, weights_fingerprint
+from .common import (
+    add_model_args,
+    add_storage_option_arg,
+    model_dtype,
+    model_label,
+    positive_int,
+    resolve_model,
+    storage_options,
+    weights_fingerprint,
+)
 from .query import add_query_options, add_text_parts, query_parts
 
 FILTERS = (*MEDIA_KINDS, "vision")
@@ -41,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     add_text_parts(parser)
     parser.add_argument("--db", required=True, metavar="DIR", help="the index (directory or LanceDB URI)")
+    add_storage_option_arg(parser)
     parser.add_argument("-k", type=positive_int, default=10, help="number of results (default: %(default)s)")
     parser.add_argument("--modality", choices=FILTERS, help="only return items of this kind")
     parser.add_argument("--where", metavar="SQL", help="SQL filter on item columns")
@@ -62,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     parts, weights = query_parts(args)
 
-    store = open_store(args.db, create=False)
+    store = open_store(args.db, create=False, storage_options=storage_options(args))
     info = store.model_info()
     if info is None:
         raise BindspaceError(f"{args.db}: the index is empty (nothing indexed yet)")

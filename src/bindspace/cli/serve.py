@@ -7,7 +7,15 @@ import os
 import sys
 
 from ..errors import BindspaceError
-from .common import add_model_args, non_negative_float, port_number, positive_float, positive_int
+from .common import (
+    add_model_args,
+    add_storage_option_arg,
+    non_negative_float,
+    port_number,
+    positive_float,
+    positive_int,
+    storage_options,
+)
 
 EPILOG = """\
 endpoints (OpenAPI at /docs and /openapi.json):
@@ -50,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("--db", metavar="DIR", help="the index to search (built by `bindspace index`); "
                         "without it the server only embeds")
+    add_storage_option_arg(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=port_number, default=8000, help="port (default: %(default)s)")
     parser.add_argument("--api-key", default=None, help="key for write endpoints (default: $BINDSPACE_API_KEY)")
@@ -122,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    store = open_index(args.db) if args.db else None
+    store = open_index(args.db, storage_options(args)) if args.db else None
     if args.bridge and not (args.checkpoint or args.model or store is not None):
         from ..serve.chat import bridge_encoder
 
@@ -219,14 +228,14 @@ def _address(host: str, port: int) -> str:
     return f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
 
 
-def open_index(uri: str):
+def open_index(uri: str, options: dict[str, str] | None = None):
     """The existing index at `uri` (never creates one: a typo must not serve an empty index)."""
     try:
         from ..index.store import open_store
     except ImportError as err:
         raise BindspaceError(f"--db needs the [index] extra ({err.name} is missing): "
                              "pip install 'bindspace[index]'") from None
-    return open_store(uri, create=False)
+    return open_store(uri, create=False, storage_options=options)
 
 
 def load_served_model(args: argparse.Namespace, store) -> tuple[object, str, str | None]:

@@ -125,14 +125,44 @@ class FileTask:
         return bool(self.old_ids)
 
 
+@dataclass(frozen=True)
+class WrittenRows:
+    """New rows a worker already wrote to storage (`Store.row_writer`); committed once, by `key`."""
+
+    key: str
+    payload: str  # what `Store.commit_written` takes ("" when the write held no new rows)
+
+
 @dataclass
 class FileOutcome:
-    """A file embedded (vectors (rows, D) and per-row segments) or failed (error)."""
+    """A file embedded (vectors (rows, D) and per-row segments), written by a worker (ids, written), or failed."""
 
     task: FileTask
     vectors: np.ndarray | None = None
     segments: list[tuple[float, float] | None] | None = None
     error: str | None = None
+    ids: tuple[str, ...] | None = None  # with `written`: every row id of the file, kept ones included
+    written: WrittenRows | None = None  # shared by the files of one worker write
+
+
+def rows_for(task: FileTask, vectors: np.ndarray, segments: Sequence[tuple[float, float] | None] | None,
+             info: ModelInfo) -> tuple[list[str], list[Item]]:
+    """A file's row ids (one per vector) and the Items to add: those whose id is not stored already."""
+    old = set(task.old_ids)
+    ids: list[str] = []
+    new_items: list[Item] = []
+    for vector, segment in zip(vectors, segments or [None] * len(vectors)):
+        rid = item_id(task.uri, task.content_hash, segment, task.modality)
+        ids.append(rid)
+        if rid in old:
+            continue  # the same (file, content, segment) is already stored
+        new_items.append(Item(
+            id=rid, uri=task.uri, modality=task.modality, content_hash=task.content_hash, size=task.size,
+            mtime=task.mtime, segment_start=None if segment is None else float(segment[0]),
+            segment_end=None if segment is None else float(segment[1]), model=info.name,
+            model_checksum=info.checksum, vector=np.asarray(vector, dtype=np.float32),
+        ))
+    return ids, new_items
 
 
 class LocalRunner:
@@ -240,6 +270,7 @@ class _Run:
         self.summary = summary
         self.on_item = on_item
         self.pause = float(os.environ.get(ENV_COMMIT_PAUSE, "0") or 0)
+        self.committed: set[str] = set()  # keys of worker writes committed in this run
 
     def emit(self, event: FileEvent) -> None:
         if self.on_item is not None:
@@ -252,38 +283,39 @@ class _Run:
     def commit(self, outcomes: Sequence[FileOutcome]) -> None:
         """Add the new rows of a batch of files in one commit, then delete their stale rows."""
         new_items: list[Item] = []
+        writes: dict[str, str] = {}
         stale: list[str] = []
         events: list[FileEvent] = []
         reused: set[str] = set()
         for out in outcomes:
             task = out.task
             old = set(task.old_ids)
-            if out.error is not None or out.vectors is None:
+            if out.error is not None or (out.vectors is None and out.written is None):
                 stale.extend(old)  # the file changed and cannot be read: its old vectors are stale too
                 self.summary.skipped.append((task.uri, out.error or "no embedding"))
                 events.append(FileEvent(task.uri, "skipped", task.modality, reason=out.error))
                 continue
-            segments = out.segments or [None] * len(out.vectors)
-            ids = []
-            for vector, segment in zip(out.vectors, segments):
-                rid = item_id(task.uri, task.content_hash, segment, task.modality)
-                ids.append(rid)
-                if rid in old:
-                    reused.add(task.uri)
-                    continue  # the same (file, content, segment) is already stored
-                new_items.append(Item(
-                    id=rid, uri=task.uri, modality=task.modality, content_hash=task.content_hash, size=task.size,
-                    mtime=task.mtime, segment_start=None if segment is None else float(segment[0]),
-                    segment_end=None if segment is None else float(segment[1]), model=self.info.name,
-                    model_checksum=self.info.checksum, vector=np.asarray(vector, dtype=np.float32),
-                ))
+            if out.written is not None:  # a worker wrote the rows: commit its write (once, it may hold many files)
+                ids = list(out.ids or ())
+                if out.written.key not in self.committed:
+                    writes[out.written.key] = out.written.payload
+                self.summary.rows_added += sum(rid not in old for rid in ids)
+            else:
+                assert out.vectors is not None
+                ids, items = rows_for(task, out.vectors, out.segments, self.info)
+                new_items.extend(items)
+            if any(rid in old for rid in ids):
+                reused.add(task.uri)
             stale.extend(old - set(ids))
             status = "updated" if task.is_update else "added"
             events.append(FileEvent(task.uri, status, task.modality, rows=len(ids)))
+        if writes:
+            self.store.commit_written([p for p in writes.values() if p])
+            self.committed.update(writes)
         if new_items:
             self.store.add(new_items)
             self.summary.rows_added += len(new_items)
-        if self.pause and new_items:
+        if self.pause and (new_items or writes):
             time.sleep(self.pause)
         if stale:
             self.summary.rows_removed += self.store.delete(stale)
@@ -320,7 +352,8 @@ def index_paths(
     "imu", "vision"); `segment_seconds` embeds audio and video in windows of that many seconds.
     `progress`: True/False forces a bar on stderr, None shows it when stderr is a terminal, a
     callable gets (files done, files to embed). `commit_files` files are committed at a time.
-    `runner` replaces the local embedding loop (see `ray_indexer.RayRunner`). `ann`: build or
+    `runner` replaces the local embedding loop (see `ray_indexer.RayRunner`); its `bind(store)`,
+    if any, is called once the store holds the model. `ann`: build or
     refresh an ANN index at the end (None: only once the table exceeds ANN_AUTO_ROWS rows).
     Bad files never stop the run: they are listed in `summary.skipped` with a reason.
     """
@@ -341,6 +374,9 @@ def index_paths(
     listing = walk_paths(paths, skip=[own] if isinstance(own, str) and "://" not in own else [])
     store.bind_model(model_info)  # so does another model
     towers = _towers(embedder, runner)
+    bind = getattr(runner, "bind", None)
+    if bind is not None:  # the runner may have its workers write rows straight to the store
+        bind(store)
     summary = IndexSummary()
     run = _Run(store, model_info, summary, on_item)
 
@@ -368,7 +404,7 @@ def index_paths(
     finally:
         bar(None)
     changed = summary.added or summary.updated or summary.removed or summary.rows_removed
-    if changed:
+    if changed and not getattr(runner, "skip_compaction", False):
         store.optimize()
     _maintain_ann(store, ann)
     summary.seconds = time.monotonic() - started

@@ -17,7 +17,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from ..errors import BindspaceError
 from .exact import ExactIndex
+from .object_store import plain_error
 from .store import Hit, Item, ModelInfo, Store, modality_values, unit_query
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,11 @@ def _lance_error(exc: BaseException) -> str:
     return _RUST_NOISE.sub("", text[0]).strip() if text else type(exc).__name__
 
 
+def _cause(exc: BaseException, uri: str, options: dict[str, str] | None = None) -> str:
+    """An object-store failure in plain words (endpoint and cause), else LanceDB's first line."""
+    return plain_error(exc, uri, options) or _lance_error(exc)
+
+
 def _vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
     """A fixed-size-list column as a contiguous (N, dim) float32 array."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
@@ -98,6 +104,59 @@ def _items(table: pa.Table, with_vectors: bool) -> list[Item]:
     rows = table.select([c for c in META_COLUMNS]).to_pylist()
     vectors = _vectors(table["vector"], table.schema.field("vector").type.list_size) if with_vectors else None
     return [Item(**row, vector=None if vectors is None else vectors[i]) for i, row in enumerate(rows)]
+
+
+def _arrow_rows(uri: str, schema: pa.Schema, info: ModelInfo, items: Sequence[Item]) -> pa.Table:
+    """Items as an Arrow table of the index schema; items of another model or width are refused."""
+    dim = info.embed_dim
+    vectors = np.empty((len(items), dim), dtype=np.float32)
+    for i, item in enumerate(items):
+        if item.model_checksum != info.checksum:
+            raise BindspaceError(
+                f"{uri}: refusing to mix models: item {item.uri} was embedded by {item.model} "
+                f"({item.model_checksum}), the index holds vectors of {info.name} ({info.checksum})")
+        if item.vector is None:
+            raise BindspaceError(f"item {item.uri}: has no vector")
+        vector = np.asarray(item.vector, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != dim:
+            raise BindspaceError(f"item {item.uri}: vector has {vector.shape[0]} dimensions, the index {dim}")
+        vectors[i] = vector
+    columns = {c: [getattr(item, c) for item in items] for c in META_COLUMNS}
+    arrays = [pa.array(columns[c], type=schema.field(c).type) for c in META_COLUMNS]
+    arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim))  # (n*dim,) -> n x [dim]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+@dataclass(frozen=True)
+class RowWriter:
+    """Writes rows as Lance data files next to the table, from any process (a Ray worker); picklable.
+
+    The files belong to no table version until the driver passes `write`'s result to
+    `LanceStore.commit_written`: a worker or driver killed before that leaves unreferenced
+    files that no reader sees (Lance's cleanup removes them), never half a file's rows.
+    """
+
+    dataset_uri: str
+    schema: pa.Schema
+    info: ModelInfo
+    storage_options: dict[str, str]
+    data_storage_version: str
+
+    def write(self, items: Sequence[Item]) -> str:
+        """Write the items as new data files; returns their fragment metadata (JSON) for the commit."""
+        import lance.fragment
+
+        if not items:
+            return ""
+        rows = _arrow_rows(self.dataset_uri, self.schema, self.info, items)
+        try:
+            fragments = lance.fragment.write_fragments(
+                rows, self.dataset_uri, schema=self.schema, storage_options=self.storage_options or None,
+                data_storage_version=self.data_storage_version)
+        except LANCE_ERRORS as exc:
+            raise BindspaceError(f"{self.dataset_uri}: a worker cannot write rows "
+                                 f"({_cause(exc, self.dataset_uri, self.storage_options)})") from exc
+        return json.dumps([f.to_json() for f in fragments])  # to_json gives a dict
 
 
 class _Snapshot:
@@ -122,9 +181,10 @@ class _Snapshot:
 class LanceStore(Store):
     """Items in a LanceDB table; exact search in memory, ANN search once an index exists."""
 
-    def __init__(self, db: Any, uri: str) -> None:
+    def __init__(self, db: Any, uri: str, storage_options: dict[str, str] | None = None) -> None:
         self.db = db
         self.uri = uri
+        self.storage_options = dict(storage_options or {})
         self._table_obj: Any = None
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
@@ -132,18 +192,23 @@ class LanceStore(Store):
         self._info: ModelInfo | None = None  # fixed for the table's lifetime once read
 
     @classmethod
-    def open(cls, uri: str, *, create: bool = False) -> LanceStore:
-        """Connect to the database at `uri`; without `create` it must hold a bindspace table."""
+    def open(cls, uri: str, *, create: bool = False, storage_options: dict[str, str] | None = None) -> LanceStore:
+        """Connect to the database at `uri`; without `create` it must hold a bindspace table.
+
+        `storage_options` go to LanceDB and Lance as they are (object stores: endpoint, region,
+        allow_http, credentials); an object store that cannot be reached fails here, in one line.
+        """
         import lancedb
 
+        options = dict(storage_options or {})
         try:
             if create and "://" not in uri:
                 os.makedirs(uri, exist_ok=True)
             # Interval 0: every read sees the latest commit, so `serve` picks up a running `index`.
-            db = lancedb.connect(uri, read_consistency_interval=datetime.timedelta(0))
+            db = lancedb.connect(uri, read_consistency_interval=datetime.timedelta(0), storage_options=options or None)
         except LANCE_ERRORS as exc:  # connection problems are user-facing
-            raise BindspaceError(f"{uri}: cannot open the index ({_lance_error(exc)})") from exc
-        store = cls(db, uri)
+            raise BindspaceError(f"{uri}: cannot open the index ({_cause(exc, uri, options)})") from exc
+        store = cls(db, uri, options)
         if not create and store._table() is None:
             raise BindspaceError(f"{uri}: no bindspace index here (build one with `bindspace index PATH --db {uri}`)")
         return store
@@ -160,7 +225,8 @@ class LanceStore(Store):
             except (ValueError, FileNotFoundError):
                 return None
             except LANCE_ERRORS as exc:
-                raise BindspaceError(f"{self.uri}: cannot open the index table ({_lance_error(exc)})") from exc
+                raise BindspaceError(f"{self.uri}: cannot open the index table "
+                                     f"({_cause(exc, self.uri, self.storage_options)})") from exc
             if META_KEY not in (self._table_obj.schema.metadata or {}):
                 self._table_obj = None
                 raise BindspaceError(f"{self.uri}: table {TABLE!r} was not written by bindspace (no model record)")
@@ -189,7 +255,8 @@ class LanceStore(Store):
             try:
                 self.db.create_table(TABLE, schema=_schema(info), exist_ok=True)
             except LANCE_ERRORS as exc:
-                raise BindspaceError(f"{self.uri}: cannot create the index table ({_lance_error(exc)})") from exc
+                raise BindspaceError(f"{self.uri}: cannot create the index table "
+                                     f"({_cause(exc, self.uri, self.storage_options)})") from exc
             self._table_obj = None
             current = self.model_info()  # another process may have created it first
             assert current is not None
@@ -203,26 +270,39 @@ class LanceStore(Store):
         table = self._require_table()
         info = self.model_info()
         assert info is not None
-        dim = info.embed_dim
-        vectors = np.empty((len(items), dim), dtype=np.float32)
-        for i, item in enumerate(items):
-            if item.model_checksum != info.checksum:
-                raise BindspaceError(
-                    f"{self.uri}: refusing to mix models: item {item.uri} was embedded by {item.model} "
-                    f"({item.model_checksum}), the index holds vectors of {info.name} ({info.checksum})")
-            if item.vector is None:
-                raise BindspaceError(f"item {item.uri}: has no vector")
-            vector = np.asarray(item.vector, dtype=np.float32).reshape(-1)
-            if vector.shape[0] != dim:
-                raise BindspaceError(f"item {item.uri}: vector has {vector.shape[0]} dimensions, the index {dim}")
-            vectors[i] = vector
-        columns = {c: [getattr(item, c) for item in items] for c in META_COLUMNS}
-        schema = table.schema
-        arrays = [pa.array(columns[c], type=schema.field(c).type) for c in META_COLUMNS]
-        arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim))  # (n*dim,) -> n x [dim]
-        batch = pa.Table.from_arrays(arrays, schema=schema)
+        batch = _arrow_rows(self.uri, table.schema, info, items)
         with self._writing():
             table.add(batch)
+
+    def row_writer(self) -> RowWriter:
+        """What a worker needs to write rows as Lance data files for `commit_written` (needs pylance)."""
+        try:
+            import lance  # noqa: F401
+        except ImportError as err:
+            raise BindspaceError(f"workers writing to the index need pylance ({err.name} is missing): "
+                                 "pip install 'bindspace[ray]'") from None
+        table = self._require_table()
+        info = self.model_info()
+        assert info is not None
+        with self._writing():
+            dataset = table.to_lance()
+        return RowWriter(dataset.uri, table.schema, info, dict(self.storage_options),
+                         str(dataset.data_storage_version))
+
+    def commit_written(self, payloads: Sequence[str]) -> None:
+        """Make data files written by `RowWriter.write` part of the table, in one atomic Append commit."""
+        import lance
+        from lance.fragment import FragmentMetadata
+
+        fragments = [FragmentMetadata.from_json(json.dumps(f)) for p in payloads if p for f in json.loads(p)]
+        if not fragments:
+            return
+        table = self._require_table()
+        with self._writing():
+            dataset = table.to_lance()
+            # read_version is where this commit starts from; Lance rebases an Append over concurrent commits
+            lance.LanceDataset.commit(dataset.uri, lance.LanceOperation.Append(fragments),
+                                      read_version=dataset.version, storage_options=self.storage_options or None)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -230,7 +310,8 @@ class LanceStore(Store):
         try:
             yield
         except (RuntimeError, OSError) as exc:
-            raise BindspaceError(f"{self.uri}: cannot write to the index ({_lance_error(exc)}); everything "
+            raise BindspaceError(f"{self.uri}: cannot write to the index "
+                                 f"({_cause(exc, self.uri, self.storage_options)}); everything "
                                  "committed before is kept, run again to continue") from exc
 
     def delete(self, ids: Sequence[str]) -> int:

@@ -1,15 +1,21 @@
-"""Scale-out indexing with Ray Data: decoding and embedding on a Ray cluster, writes from the driver.
+"""Scale-out indexing with Ray Data: decoding, embedding and row writing on a Ray cluster.
 
 The driver plans the run exactly as locally (walk, change detection, stale rows), then streams
 the files to embed through `map_batches` with a pool of actors that each hold the model (one
-GPU per actor where the cluster has GPUs). Results stream back to the driver, which commits
-them to the same table with the same crash-safe protocol as a local run: a file's rows are
-only committed once all of them have arrived. Files must be readable at the same path on
-every node (a shared filesystem), and so must the checkpoint.
+GPU per actor where the cluster has GPUs). Where the store can take rows written elsewhere
+(LanceDB: `Store.row_writer`), each actor writes its batch's rows as Lance data files straight
+to the index's storage and sends back only row ids and the files' metadata; the driver commits
+that metadata (no vectors pass through it). Otherwise the vectors come back and the driver
+writes them. Either way the crash-safe protocol of a local run holds: a file's rows (all its
+segments, always in one write) become visible in one commit, after which its stale rows are
+deleted. Files must be readable at the same path on every node (a shared filesystem), and so
+must the checkpoint; an object-store index is reached from every node with the storage options
+and the driver's AWS_*/GOOGLE_*/AZURE_* variables, which the driver hands to its workers.
 """
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +24,8 @@ import numpy as np
 
 from ..errors import BindspaceError
 from ..kinds import SEGMENTABLE
-from .indexer import FileOutcome, FileTask, embed_isolating, group_by_modality
+from .indexer import FileOutcome, FileTask, WrittenRows, embed_isolating, group_by_modality, rows_for
+from .object_store import forwarded_env
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +46,7 @@ class ModelSpec:
 class EmbedActor:
     """A Ray Data callable class: loads the model once, embeds batches of file tasks."""
 
-    def __init__(self, spec: ModelSpec, segment_seconds: float | None) -> None:
+    def __init__(self, spec: ModelSpec, segment_seconds: float | None, writer: Any = None) -> None:
         import torch
 
         from ..embedding import Embedder
@@ -62,12 +69,13 @@ class EmbedActor:
         self.embedder = Embedder(model, batch_size=spec.batch_size, progress=False)
         self.segment_seconds = segment_seconds
         self.embed_dim = int(model.embed_dim)
+        self.writer = writer  # a Store.row_writer(): write rows here instead of returning vectors
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tasks = [
-            FileTask(str(uri), str(mod), str(digest), int(size), float(mtime))
-            for uri, mod, digest, size, mtime in zip(batch["uri"], batch["modality"], batch["content_hash"],
-                                                     batch["size"], batch["mtime"])
+            FileTask(str(uri), str(mod), str(digest), int(size), float(mtime), tuple(str(old).split()))
+            for uri, mod, digest, size, mtime, old in zip(batch["uri"], batch["modality"], batch["content_hash"],
+                                                          batch["size"], batch["mtime"], batch["old_ids"])
         ]
         numbers = [int(n) for n in batch["task"]]
         by_uri = {t.uri: n for t, n in zip(tasks, numbers)}
@@ -75,7 +83,38 @@ class EmbedActor:
         for modality, group in group_by_modality(tasks):
             seconds = self.segment_seconds if modality in SEGMENTABLE else None
             outcomes.extend(embed_isolating(self.embedder, modality, group, seconds))
-        return _rows(outcomes, by_uri, self.embed_dim)
+        if self.writer is None:
+            return _rows(outcomes, by_uri, self.embed_dim)
+        return _written(outcomes, by_uri, self.writer)
+
+
+def _written(outcomes: Sequence[FileOutcome], numbers: dict[str, int], writer: Any) -> dict[str, np.ndarray]:
+    """Write the batch's new rows as one write; one output row per file: its row ids, or its error.
+
+    Every file of the batch carries the write's key; the first row also carries its payload.
+    """
+    task: list[int] = []
+    ids: list[str] = []
+    error: list[str] = []
+    items = []
+    for out in outcomes:
+        task.append(numbers[out.task.uri])
+        if out.error is not None or out.vectors is None:
+            ids.append("")
+            error.append(out.error or "no embedding")
+            continue
+        file_ids, new_items = rows_for(out.task, out.vectors, out.segments, writer.info)
+        ids.append(" ".join(file_ids))
+        error.append("")
+        items.extend(new_items)
+    payload = writer.write(items)
+    key = uuid.uuid4().hex
+    return {
+        "task": np.asarray(task, dtype=np.int64), "ids": np.asarray(ids, dtype=object),
+        "error": np.asarray(error, dtype=object), "key": np.asarray([key] * len(task), dtype=object),
+        "payload": np.asarray([payload] + [""] * (len(task) - 1), dtype=object),
+        "first": np.asarray([True] + [False] * (len(task) - 1), dtype=bool),
+    }
 
 
 def _rows(outcomes: Sequence[FileOutcome], numbers: dict[str, int], dim: int) -> dict[str, np.ndarray]:
@@ -116,7 +155,8 @@ class RayRunner:
     """Runs the embedding of an index run on Ray; use as `index_paths(..., runner=RayRunner(...))`."""
 
     def __init__(self, spec: ModelSpec, *, address: str | None = None, workers: int | None = None,
-                 batch_files: int = 16, init_kwargs: dict[str, Any] | None = None, quiet: bool = True) -> None:
+                 batch_files: int = 16, init_kwargs: dict[str, Any] | None = None, quiet: bool = True,
+                 worker_writes: bool = True) -> None:
         try:
             import ray  # noqa: F401
             import ray.data  # noqa: F401
@@ -130,6 +170,18 @@ class RayRunner:
         self.init_kwargs = dict(init_kwargs or {})
         self.modalities = spec.modalities
         self.quiet = quiet
+        self.worker_writes = worker_writes  # False: vectors come back and the driver writes them (as before)
+        self.writer: Any = None
+        self.bytes_received = 0  # what the cluster sent the driver (results), for benchmarks
+
+    @property
+    def skip_compaction(self) -> bool:
+        """With worker writes the driver does not compact: that would pull every row through it again."""
+        return self.writer is not None
+
+    def bind(self, store: Any) -> None:
+        """Called by `index_paths` once the store holds the model: workers write rows where the store can."""
+        self.writer = store.row_writer() if self.worker_writes else None
 
     def _connect(self) -> Any:
         import ray
@@ -139,7 +191,10 @@ class RayRunner:
             logging.getLogger("ray.data").setLevel(logging.WARNING)
             ray.data.DataContext.get_current().enable_progress_bars = False
         if not ray.is_initialized():
-            kwargs = {"include_dashboard": False, "log_to_driver": False, **self.init_kwargs}
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, **self.init_kwargs}
+            env = forwarded_env()
+            if env and "runtime_env" not in kwargs:  # workers on other nodes reach the same object store
+                kwargs["runtime_env"] = {"env_vars": env}
             if self.address:
                 kwargs["address"] = self.address
             try:
@@ -161,16 +216,25 @@ class RayRunner:
         ordered = sorted(range(len(tasks)), key=lambda i: tasks[i].modality)  # homogeneous batches embed faster
         items = [
             {"task": i, "uri": tasks[i].uri, "modality": tasks[i].modality, "content_hash": tasks[i].content_hash,
-             "size": tasks[i].size, "mtime": tasks[i].mtime}
+             "size": tasks[i].size, "mtime": tasks[i].mtime, "old_ids": " ".join(tasks[i].old_ids)}
             for i in ordered
         ]
         ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // self.chunk_files)))
         ds = ds.map_batches(
-            EmbedActor, fn_constructor_args=(self.spec, segment_seconds), batch_size=self.chunk_files,
+            EmbedActor, fn_constructor_args=(self.spec, segment_seconds, self.writer), batch_size=self.chunk_files,
             batch_format="numpy", concurrency=size, num_gpus=gpus, num_cpus=0 if gpus else 1,
         )
+        batches = ds.iter_batches(batch_size=None, batch_format="numpy")
+        if self.writer is None:
+            yield from self._collect_vectors(tasks, batches)
+        else:
+            yield from self._collect_written(tasks, batches)
+
+    def _collect_vectors(self, tasks: Sequence[FileTask], batches: Any) -> Iterator[FileOutcome]:
+        """Outcomes from vectors sent back row by row (segments of a file may arrive apart)."""
         pending: dict[int, list[tuple[np.ndarray, float, float]]] = {}
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in batches:
+            self.bytes_received += _nbytes(batch)
             for r in range(len(batch["task"])):
                 n, expected = int(batch["task"][r]), int(batch["rows"][r])
                 if batch["error"][r]:
@@ -186,6 +250,43 @@ class RayRunner:
                     yield FileOutcome(tasks[n], vectors=np.stack([v for v, _, _ in rows]), segments=segments)
         for n in pending:  # cannot happen unless Ray lost rows; report rather than commit part of a file
             yield FileOutcome(tasks[n], error="incomplete result from the Ray cluster")
+
+    def _collect_written(self, tasks: Sequence[FileTask], batches: Any) -> Iterator[FileOutcome]:
+        """Outcomes of files whose rows workers wrote; a file is yielded once its write's payload is known."""
+        writes: dict[str, WrittenRows] = {}
+        waiting: dict[str, list[FileOutcome]] = {}
+        seen: set[int] = set()
+        for batch in batches:
+            self.bytes_received += _nbytes(batch)
+            for r in range(len(batch["task"])):
+                n, key = int(batch["task"][r]), str(batch["key"][r])
+                if n in seen:  # a retried batch's second result (Ray delivers each once; never commit twice)
+                    continue
+                seen.add(n)
+                if batch["first"][r]:
+                    writes[key] = WrittenRows(key, str(batch["payload"][r]))
+                if batch["error"][r]:
+                    yield FileOutcome(tasks[n], error=str(batch["error"][r]))
+                    continue
+                waiting.setdefault(key, []).append(FileOutcome(tasks[n], ids=tuple(str(batch["ids"][r]).split())))
+            for key in [k for k in waiting if k in writes]:
+                for out in waiting.pop(key):
+                    out.written = writes[key]
+                    yield out
+        for outs in waiting.values():  # a write whose metadata never arrived: its rows are not committed
+            for out in outs:
+                yield FileOutcome(out.task, error="incomplete result from the Ray cluster")
+
+
+def _nbytes(batch: dict[str, np.ndarray]) -> int:
+    """Payload bytes of a result batch (strings counted by their UTF-8 length)."""
+    total = 0
+    for column in batch.values():
+        if column.dtype == object:
+            total += sum(len(str(v).encode()) for v in column)
+        else:
+            total += int(column.nbytes)
+    return total
 
 
 def spec_for_model(model: Any, *, batch_size: int = 32, dtype: str = "float32") -> ModelSpec:

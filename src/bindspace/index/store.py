@@ -169,11 +169,22 @@ class Store(abc.ABC):
     def optimize(self) -> None:  # noqa: B027 - optional hook: doing nothing is a valid implementation
         """Compact storage after many small commits."""
 
+    def row_writer(self) -> Any:
+        """A picklable writer workers use to write rows straight to storage (None: this store cannot)."""
+        return None
 
-def open_store(uri: str | os.PathLike[str], *, create: bool = False) -> Store:
+    def commit_written(self, payloads: Sequence[str]) -> None:
+        """Commit, in one atomic commit, the rows workers wrote with `row_writer()` (its `write` results)."""
+        raise BindspaceError(f"{type(self).__name__} does not take rows written by workers")
+
+
+def open_store(uri: str | os.PathLike[str], *, create: bool = False,
+               storage_options: dict[str, str] | None = None) -> Store:
     """Open the LanceDB index at `uri` (a local directory or a LanceDB URI such as s3://bucket/path).
 
     With create=False a missing index is an error (a typo must not search an empty index).
+    `storage_options` configure an object store (endpoint, region, allow_http, credentials);
+    what they leave out comes from the environment (AWS_ENDPOINT, AWS_ACCESS_KEY_ID, ...).
     """
     try:
         from .lance_store import LanceStore
@@ -188,4 +199,4 @@ def open_store(uri: str | os.PathLike[str], *, create: bool = False) -> Store:
         if not create and not path.is_dir():
             raise BindspaceError(f"{path}: no index here (build one with `bindspace index PATH --db {path}`)")
         text = str(path.resolve())
-    return LanceStore.open(text, create=create)
+    return LanceStore.open(text, create=create, storage_options=storage_options)
