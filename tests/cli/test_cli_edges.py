@@ -244,7 +244,7 @@ def test_help_texts(capsys):
     recipes = help_text(capsys, "train")
     assert "llm" in RECIPES and f"print a recipe's config ({', '.join(RECIPES)})" in recipes
     assert "real ImageBind weights" not in help_text(capsys, "embed")
-    assert "--dtype {auto,float32,bfloat16,float16} the weights of the encoder, projector and LM; default auto" \
+    assert "--dtype {auto,float32,bfloat16,float16,int8} the weights of the encoder, projector and LM; default auto" \
         in help_text(capsys, "chat")
 
 
