@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from .training import FitSettings, fit_detector
 class DetectDemoSettings:
     """Knobs of the demo (defaults: about two CPU minutes for the detector after the demo model)."""
 
-    steps: int = 600
+    steps: int = 400
     batch_size: int = 32
     lr: float = 2e-3
     test_scenes: int = 200
@@ -44,7 +45,7 @@ class DetectDemoSettings:
     threshold: float = 0.3
     distill: bool = True
     seed: int = 0
-    threads: int = 1
+    threads: int = 2
     progress: bool = True
 
 
@@ -69,7 +70,8 @@ class DetectDemoResult:
     def report(self) -> str:
         """Human-readable summary."""
         lines = [
-            f"text-queried  (classes as trained):  recall {self.text_recall:6.1%}  precision {self.text_precision:6.1%}",
+            f"text-queried  (classes as trained):  recall {self.text_recall:6.1%}  precision "
+            f"{self.text_precision:6.1%}",
             f"tone-queried  (never seen in training): recall {self.tone_recall:6.1%}  precision "
             f"{self.tone_precision:6.1%}",
             f"tone recall / text recall: {self.ratio:.2f}  ({self.objects} digits in held-out scenes, IoU >= 0.5)",
@@ -106,6 +108,7 @@ def _run(out: Path | None, s: DetectDemoSettings, checkpoint: str | Path | None,
         log("the demo model: image, text and audio towers (bindspace demo)")
         demo = run_demo(model_dir, DemoSettings(seed=s.seed, progress=s.progress, threads=s.threads), log=log)
         checkpoint = demo.model_dir
+    assert checkpoint is not None  # run_demo saved the model to model_dir
     model = create_model(checkpoint=checkpoint, modalities=[Modality.VISION, Modality.TEXT, Modality.AUDIO])
     stages["model"] = time.perf_counter() - tick
 
@@ -133,7 +136,7 @@ def _run(out: Path | None, s: DetectDemoSettings, checkpoint: str | Path | None,
     stages["detector"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    space = SpaceInfo(config.embed_dim, str(checkpoint))
+    space = SpaceInfo(config.embed_dim, os.path.abspath(checkpoint))
     detector = Detector(network, space)
     tone_classes, tone_waves = _tone_classes(model, s)
     rng = np.random.default_rng([s.seed, 2])
@@ -169,7 +172,7 @@ def scene_targets(scene: Scene, canvas: int, image_views: torch.Tensor | None) -
 
 
 def recall_precision(scenes: list[Scene], found: list[list[Detection]], iou: float = 0.5) -> tuple[float, float]:
-    """Share of objects found (right class, IoU >= `iou`) and share of detections that found one (greedy, best first)."""
+    """Share of objects found (right class, IoU >= `iou`) and of detections that found one (greedy, best first)."""
     hits = total = detections = 0
     for scene, dets in zip(scenes, found):
         taken = np.zeros(len(scene.labels), dtype=bool)
@@ -226,10 +229,11 @@ def _save(out: Path, detector: Detector, result: DetectDemoResult, s: DetectDemo
     for d in range(10):
         sf.write(examples / f"tone_{d}.wav", tone_waves[d].numpy(), SAMPLE_RATE, subtype="FLOAT")
     tiles = [draw_detections(Image.fromarray(scene.image), dets) for scene, dets in zip(test[:8], found_tone[:8])]
-    side = tiles[0].width
-    sheet = Image.new("RGB", (side * 4, side * ((len(tiles) + 3) // 4)), "white")
+    side, gap = tiles[0].width, 6
+    rows = (len(tiles) + 3) // 4
+    sheet = Image.new("RGB", (side * 4 + gap * 5, side * rows + gap * (rows + 1)), "#888888")
     for i, tile in enumerate(tiles):
-        sheet.paste(tile, ((i % 4) * side, (i // 4) * side))
+        sheet.paste(tile, (gap + (i % 4) * (side + gap), gap + (i // 4) * (side + gap)))
     sheet.save(out / "contact_sheet.png")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import BindspaceError, CheckpointError, InputError
+from ..errors import BindspaceError, CheckpointError
 from .boxes import nms
 from .config import DetectorConfig
 from .network import RegionNetwork
@@ -89,7 +89,8 @@ class Detector:
         """The network's config."""
         return self.network.config
 
-    def prepare(self, images: Sequence[Any], names: Sequence[str] | None = None) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    def prepare(self, images: Sequence[Any],
+                names: Sequence[str] | None = None) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """Images (paths, bytes, PIL, uint8 arrays) -> normalised pixels (B, 3, S, S) and each one's (width, height)."""
         from PIL import Image
 
@@ -222,12 +223,3 @@ def load_detector(path: str | os.PathLike[str]) -> Detector:
         raise CheckpointError(f"{folder / WEIGHTS_FILE}: cannot load detector weights ({first})") from None
     return Detector(network, space)
 
-
-def check_image_input(item: Any, name: str) -> None:
-    """Raise InputError early for a path that is missing or a directory (before any model work)."""
-    if isinstance(item, (str, os.PathLike)):
-        p = Path(item)
-        if p.is_dir():
-            raise InputError(name, "is a directory, not a file")
-        if not p.exists():
-            raise InputError(name, "no such file")

@@ -23,6 +23,7 @@ def draw_detections(image: Image.Image, detections: Sequence[Detection], min_sid
         text = f"{det.label} {det.score:.2f}"
         left, top, right, bottom = pen.textbbox((x0, y0), text)
         lift = bottom - top + 2
-        pen.rectangle((x0, y0 - lift, x0 + right - left + 4, y0), fill=colour)
-        pen.text((x0 + 2, y0 - lift), text, fill="white")
+        top_edge = y0 - lift if y0 >= lift else y0  # no room above the box: label inside its top edge
+        pen.rectangle((x0, top_edge, x0 + right - left + 4, top_edge + lift), fill=colour)
+        pen.text((x0 + 2, top_edge), text, fill="white")
     return canvas

@@ -52,9 +52,10 @@ class RegionNetwork(nn.Module):
         # Detic-style open-vocabulary classifier: logit = scale * cos(region, class) + bias.
         self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.logit_bias = nn.Parameter(torch.tensor(-4.0))
-        nn.init.constant_(self.objectness.bias, -4.0)  # a rare positive at the start (focal-loss prior)
-        nn.init.zeros_(self.box.weight)
-        nn.init.zeros_(self.box.bias)
+        with torch.no_grad():
+            self.objectness.bias.fill_(-4.0)  # type: ignore[union-attr]  # a rare positive at first (focal prior)
+            self.box.weight.zero_()
+            self.box.bias.zero_()  # type: ignore[union-attr]
 
     def forward(self, pixels: torch.Tensor) -> Regions:
         """Regions for a batch of normalised images (B, 3, S, S)."""

@@ -53,7 +53,7 @@ def fit_detector(network: RegionNetwork, batches: Callable[[int], Batch], classe
         optimizer.step()
         schedule.step()
         if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
-            row = {"step": float(step + 1), **{k: float(v) for k, v in losses.items()}}
+            row = {"step": float(step + 1), **{k: float(v.detach()) for k, v in losses.items()}}
             history.append(row)
             log(f"detector step {step + 1}/{settings.steps}: loss {row['total']:.3f} (heat {row['heat']:.3f}, "
                 f"boxes {row['box_l1']:.3f}/{row['giou']:.3f}, classes {row['classes']:.3f})")
