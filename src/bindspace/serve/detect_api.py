@@ -72,7 +72,8 @@ async def detect(body: DetectRequest, request: Request) -> dict:
     async def run() -> list:
         rows = []
         for i, cls in enumerate(body.classes):
-            named = [p.model_copy(update={"name": p.name or f"classes[{i}].parts[{j}]"}) for j, p in enumerate(cls.parts)]
+            named = [p.model_copy(update={"name": p.name or f"classes[{i}].parts[{j}]"})
+                     for j, p in enumerate(cls.parts)]
             vectors = await asyncio.gather(*(_embed_part(state, j, part) for j, part in enumerate(named)))
             rows.append(combine(np.concatenate(vectors), np.asarray([p.weight for p in cls.parts], dtype=np.float32)))
         return await asyncio.to_thread(detector.detect, pictures, np.stack(rows), names, threshold=body.threshold,
