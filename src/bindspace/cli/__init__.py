@@ -26,6 +26,7 @@ COMMANDS = {
     "export": "export",
     "quantize": "quantize",
     "chat": "chat",
+    "detect": "detect",
 }
 
 

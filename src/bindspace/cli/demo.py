@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     # Further demos are sub-commands (`bindspace demo generate --out DIR`); plain `bindspace demo` stays the
     # zero-shot one. Each listed cli module has `register_demo(demos)`, which sets its own handler.
     demos = parser.add_subparsers(dest="demo", metavar="DEMO", title="more demos")
-    for module_name in ("generate", "chat"):
+    for module_name in ("generate", "chat", "detect"):
         importlib.import_module(f".{module_name}", __package__).register_demo(demos)
     return parser
 

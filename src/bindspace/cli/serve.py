@@ -113,6 +113,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "(default: the one it names)")
     parser.add_argument("--pipeline", metavar="DIR", help="also answer POST /v1/generate (write key) with this "
                         "generator: a Stable unCLIP directory or `bindspace demo generate`'s (docs/generate.md)")
+    parser.add_argument("--detector", metavar="DIR", help="also answer POST /v1/detect (read key) with this "
+                        "detector directory (docs/detect.md); its space must be the served model's")
     add_model_args(parser)
     return parser
 
@@ -174,6 +176,13 @@ def run(args: argparse.Namespace) -> int:
         routers.append(chat_router)
         print(f"bindspace serve: POST /v1/chat/completions answers with the bridge {args.bridge} "
               f"({extras['bridge_name']})", file=sys.stderr)
+    if args.detector:
+        from ..serve.detect_api import detector_extras
+        from ..serve.detect_api import router as detect_router
+
+        extras.update(detector_extras(args.detector, model))
+        routers.append(detect_router)
+        print(f"bindspace serve: POST /v1/detect finds objects with the detector {args.detector}", file=sys.stderr)
     if args.pipeline:
         from ..generate import open_pipeline
         from ..serve.generation import generator_extras
