@@ -12,7 +12,7 @@ import pytest
 
 from bindspace.index.indexer import ENV_COMMIT_PAUSE
 from bindspace.index.store import open_store
-from bindspace.model.checkpoint import sha256_file
+from bindspace.integrity import sha256_file
 
 TINY = "imagebind_tiny_test"
 GOOD = 12

@@ -12,7 +12,7 @@ from bindspace.embedding import Embedder
 from bindspace.errors import BindspaceError
 from bindspace.index.indexer import NOT_MEDIA, index_paths
 from bindspace.index.store import open_store
-from bindspace.model.checkpoint import sha256_file
+from bindspace.integrity import sha256_file
 
 
 class CountingEmbedder:

@@ -27,7 +27,7 @@ import pytest
 
 from bindspace.index.indexer import ENV_COMMIT_PAUSE, index_paths
 from bindspace.index.store import open_store
-from bindspace.model.checkpoint import sha256_file
+from bindspace.integrity import sha256_file
 
 TINY = "imagebind_tiny_test"
 BUCKET = "bindspace-ci"

@@ -7,7 +7,7 @@ import torch
 
 import bindspace
 from bindspace.cli import main
-from bindspace.model.checkpoint import sha256_file
+from bindspace.integrity import sha256_file
 
 
 def test_convert_writes_verified_layout(tiny_pth, tiny_state, tmp_path, capsys):

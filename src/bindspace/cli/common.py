@@ -192,14 +192,14 @@ def model_label(name: str | None, checkpoint: str) -> str:
     """The model's name for messages: the preset, else the name a model directory records."""
     if name:
         return name
-    from ..model.checkpoint import manifest_config
+    from ..model.factory import manifest_config
 
     return manifest_config(checkpoint).name
 
 
 def model_config(name: str | None, checkpoint: str) -> ModelConfig:
     """The model's config: the preset's, else the one a model directory records (nothing loaded)."""
-    from ..model.checkpoint import manifest_config
+    from ..model.factory import manifest_config
     from ..model.presets import get_config
 
     return get_config(name) if name else manifest_config(checkpoint)

@@ -44,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..errors import BindspaceError
-    from ..export import manifest as mf
     from ..export.onnx_export import export_onnx
     from ..index.fingerprint import model_fingerprint
     from ..model import create_model
+    from ..model import onnx_manifest as mf
     from ..model.checkpoint import is_model_dir
     from ..model.hub import resolve_pretrained
 

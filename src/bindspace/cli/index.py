@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
 def _precision(args: argparse.Namespace, checkpoint: str) -> str | None:
     """What the index records as the vectors' precision, known without loading the model (as `precision_of`
     would read it from the loaded one: the torch dtype; None for ONNX directories and the int8 cache)."""
-    from ..export.manifest import is_onnx_dir
+    from ..model.onnx_manifest import is_onnx_dir
 
     if args.dtype == INT8 or is_onnx_dir(checkpoint):
         return None

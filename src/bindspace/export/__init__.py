@@ -1,10 +1,10 @@
-"""Deployment formats: ONNX export (one graph per tower), int8 quantization, the exported manifest.
+"""Deployment formats: ONNX export (one graph per tower), int8 quantization, writing the exported manifest.
 
 Heavy dependencies (onnx, onnxruntime, the torch exporter) are imported inside the functions.
+Reading an exported directory is `bindspace.model.onnx_manifest`, beside the runtime.
 """
-from .manifest import FORMAT, is_onnx_dir, onnx_fingerprint, read_onnx_manifest
 
-__all__ = ["FORMAT", "export_onnx", "is_onnx_dir", "onnx_fingerprint", "quantize_dir", "read_onnx_manifest"]
+__all__ = ["export_onnx", "quantize_dir"]
 
 
 def __getattr__(name: str):  # lazy: `from bindspace.export import export_onnx` loads torch.onnx only then

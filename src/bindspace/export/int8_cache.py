@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import CheckpointError
 from ..fsio import atomic_write
 from ..modality import Modality
-from . import manifest as mf
+from ..model import onnx_manifest as mf
 from .recipe import Recipe
 
 LAYOUT = 1  # bumped when the cache's layout changes

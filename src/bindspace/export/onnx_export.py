@@ -17,8 +17,9 @@ import torch
 from ..errors import BindspaceError
 from ..fsio import publish_dir
 from ..modality import Modality, as_modality
-from . import manifest as mf
+from ..model import onnx_manifest as mf
 from .graphs import INPUT_NAMES, MIN_TEXT_LENGTH, TowerGraph, input_shape, sample_input
+from .manifest import file_entry, write_manifest
 
 EXPORT_DTYPES = ("float32", "float16")
 # The export check: least cosine between ONNX Runtime and torch outputs over the sample inputs.
@@ -77,7 +78,7 @@ def export_onnx(
             "fingerprint": fingerprint if dtype == "float32" else None, "source_fingerprint": fingerprint,
             "towers": entries, "software": _versions(),
         }
-        mf.write_manifest(work, manifest)
+        write_manifest(work, manifest)
         publish_dir(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -108,8 +109,8 @@ def _export_tower(model: Any, tower: Modality, root: Path, opset: int, dtype: st
             raise ExportError(f"{tower}: ONNX export failed: {first}") from exc
     extra = sorted(p.name for p in root.iterdir() if p.name.startswith(file.name + "."))
     entry: dict[str, Any] = {
-        "graph": mf.file_entry(root, file.name),
-        "external_data": [mf.file_entry(root, n) for n in extra],
+        "graph": file_entry(root, file.name),
+        "external_data": [file_entry(root, n) for n in extra],
         "input": {"name": name, "shape": input_shape(tower, cfg),
                   "dtype": "int64" if tower == Modality.TEXT else dtype},
         "output": {"name": mf.OUTPUT_NAME, "shape": ["batch", model.config.embed_dim], "dtype": dtype},

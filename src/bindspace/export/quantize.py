@@ -22,9 +22,10 @@ import torch
 from ..errors import BindspaceError
 from ..fsio import publish_dir
 from ..modality import Modality, as_modality
-from . import manifest as mf
+from ..model import onnx_manifest as mf
 from .calibration import plain_rows
 from .graphs import sample_input
+from .manifest import file_entry, write_manifest
 from .onnx_export import ExportError, quiet
 from .recipe import MODES, KindWarning, Recipe, quantization_recipe
 
@@ -102,8 +103,8 @@ def quantize_dir(
                 src_graph = source / entry["graph"]["file"]
                 graph, fusions[str(tower)] = _fused_copy(src_graph, Path(tmp), cfg.heads, cfg.width)
                 _quantize_graph(graph, work / f"{tower}.onnx", recipe, feeds)
-            entry["graph"] = mf.file_entry(work, f"{tower}.onnx")
-            entry["external_data"] = [mf.file_entry(work, p.name) for p in sorted(work.glob(f"{tower}.onnx.*"))
+            entry["graph"] = file_entry(work, f"{tower}.onnx")
+            entry["external_data"] = [file_entry(work, p.name) for p in sorted(work.glob(f"{tower}.onnx.*"))
                                       if not p.name.endswith(".verified")]
             entry.pop("check", None)
             entries[str(tower)] = entry
@@ -111,13 +112,13 @@ def quantize_dir(
                "quantization": {"mode": mode, "recipe": recipe.to_dict(), "fusions": fusions,
                                 "calibration": {str(t): ("media" if t in given else "synthetic") for t in towers},
                                 "report_rows": "held out from calibration" if mode == "static" else "all"}}
-        mf.write_manifest(work, new)
+        write_manifest(work, new)
         with warnings.catch_warnings():  # made for another kind on purpose: the report shows what it costs here
             warnings.simplefilter("ignore", KindWarning)
             int8 = OnnxModel(work)
         report = quality_report(fp32, int8, evaluation)
         new["report"] = report
-        mf.write_manifest(work, new)
+        write_manifest(work, new)
         del int8
         publish_dir(work, out)
     finally:

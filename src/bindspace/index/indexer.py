@@ -31,8 +31,8 @@ import numpy as np
 
 from ..embedding.loading import DECODE_ERRORS, as_failure
 from ..errors import BindspaceError
+from ..integrity import sha256_file
 from ..kinds import SEGMENTABLE, tower_of
-from ..model.checkpoint import sha256_file
 from .detect import detect_modality, why_not_media
 from .store import (
     MEDIA_MODALITIES,

@@ -222,7 +222,7 @@ def load_bridge(bridge_dir: str | os.PathLike[str], *, checkpoint: str | os.Path
 def _check_towers(encoder_path: str, name: str | None, modalities: Iterable[str] | None) -> None:
     """A one-line error, before any weights load, when the encoder lacks a tower the media need."""
     from ..modality import as_modality
-    from ..model.checkpoint import manifest_config
+    from ..model.factory import manifest_config
     from ..model.presets import get_config
 
     if modalities is None:

@@ -93,6 +93,6 @@ def check_gguf_file(path: Path) -> None:
 
 def gguf_sha256(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a GGUF file (what a bridge records to refuse another file)."""
-    from ..model.checkpoint import sha256_file
+    from ..integrity import sha256_file
 
     return sha256_file(path)

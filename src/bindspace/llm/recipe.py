@@ -117,7 +117,8 @@ def build_bridge(recipe: LlmRecipe, lm: LanguageModel, space: SpaceInfo) -> Brid
 
 
 def _encoder_space(recipe: LlmRecipe) -> tuple[str | None, SpaceInfo]:
-    from ..model.checkpoint import is_model_dir, manifest_config
+    from ..model.checkpoint import is_model_dir
+    from ..model.factory import manifest_config
     from ..model.presets import get_config
 
     path = Path(os.path.expanduser(recipe.encoder))

@@ -1,7 +1,6 @@
 """Reading and writing weights: the official .pth and our per-modality safetensors layout."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -16,6 +15,7 @@ import torch
 from ..config import ModelConfig
 from ..errors import CheckpointError
 from ..fsio import atomic_path, atomic_write
+from ..integrity import sha256_file, verified
 from ..modality import Modality, as_modality
 
 MANIFEST = "manifest.json"
@@ -49,24 +49,6 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
         raise CheckpointError(f"{file}: not a bindspace model directory manifest")
     return manifest
-
-
-def manifest_config(path: str | os.PathLike[str]) -> ModelConfig:
-    """The model config stored in a model directory (safetensors, or exported by `bindspace export`)."""
-    from ..export.manifest import is_onnx_dir, onnx_config
-
-    if is_onnx_dir(path):
-        return onnx_config(path)
-    return ModelConfig.from_dict(read_manifest(path)["config"])
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 24) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_state_dict(
@@ -229,29 +211,10 @@ def _load_model_dir(
         file = path / entry["file"]
         if not file.is_file():
             raise CheckpointError(f"{file}: listed in the manifest but missing")
-        if verify and not _verified(file, entry["sha256"]):
+        if verify and not verified(file, entry["sha256"]):
             raise CheckpointError(f"{file}: sha256 does not match the manifest (corrupt or modified file)")
         state.update(_load_safetensors(file, dtype, keep))
     return state
-
-
-def _verified(file: Path, expected: str) -> bool:
-    """Check a file's sha256, hashing only once per (size, mtime): the result is remembered in a stamp file."""
-    stat = file.stat()
-    stamp = file.with_name(file.name + ".verified")
-    key = f"{stat.st_size} {stat.st_mtime_ns} {expected}"
-    try:
-        if stamp.read_text() == key:
-            return True
-    except OSError:
-        pass
-    if sha256_file(file) != expected:
-        return False
-    try:
-        atomic_write(stamp, key)
-    except OSError:  # a read-only model directory: verify again next time
-        pass
-    return True
 
 
 def save_model_dir(

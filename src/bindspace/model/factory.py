@@ -14,6 +14,7 @@ from ..modality import Modality, as_modality
 from . import checkpoint as ckpt
 from .hub import resolve_pretrained
 from .imagebind import ImageBindModel
+from .onnx_manifest import is_onnx_dir, onnx_config
 from .presets import get_config
 
 
@@ -43,8 +44,6 @@ def create_model(
     if isinstance(dtype, str) and dtype.strip().lower() == "int8":
         return _int8_model(name, checkpoint, modalities, device=device, verify=verify)
     if checkpoint is not None:
-        from ..export.manifest import is_onnx_dir
-
         if is_onnx_dir(checkpoint):
             from .onnx_backend import load_onnx_model
 
@@ -77,8 +76,6 @@ def _int8_model(name: str | ModelConfig | None, checkpoint: str | os.PathLike[st
     """The int8 towers of these weights from the cache, built on first use (see export.int8_cache)."""
     if checkpoint is None:
         raise BindspaceError("dtype='int8' quantizes real weights: pass pretrained=True or checkpoint=")
-    from ..export.manifest import is_onnx_dir
-
     if is_onnx_dir(checkpoint):
         raise BindspaceError(f"{Path(checkpoint)}: an exported directory runs at its own precision; "
                              "dtype='int8' quantizes torch weights (or: bindspace quantize)")
@@ -102,10 +99,17 @@ def _int8_model(name: str | ModelConfig | None, checkpoint: str | os.PathLike[st
     return cast(ImageBindModel, OnnxModel(folder, towers, device=device))
 
 
+def manifest_config(path: str | os.PathLike[str]) -> ModelConfig:
+    """The model config stored in a model directory (safetensors, or exported by `bindspace export`)."""
+    if is_onnx_dir(path):
+        return onnx_config(path)
+    return ModelConfig.from_dict(ckpt.read_manifest(path)["config"])
+
+
 def _resolve_config(name: str | ModelConfig | None, checkpoint: str | os.PathLike[str] | None) -> ModelConfig:
     if isinstance(name, ModelConfig):
         return name
-    stored = ckpt.manifest_config(checkpoint) if checkpoint is not None and ckpt.is_model_dir(checkpoint) else None
+    stored = manifest_config(checkpoint) if checkpoint is not None and ckpt.is_model_dir(checkpoint) else None
     if name is None:
         if stored is None:
             raise BindspaceError(

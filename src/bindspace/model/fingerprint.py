@@ -38,7 +38,7 @@ Reader = Callable[[int | None], torch.Tensor]
 
 def model_fingerprint(model: Any = None, checkpoint: str | os.PathLike[str] | None = None) -> str:
     """Fingerprint of the weights in `checkpoint` (a .pth, .safetensors or model directory), else of `model`."""
-    from ..export.manifest import is_onnx_dir, onnx_fingerprint
+    from .onnx_manifest import is_onnx_dir, onnx_fingerprint
 
     if checkpoint is not None and is_onnx_dir(checkpoint):
         return onnx_fingerprint(checkpoint)  # an fp32 export keeps its source weights' fingerprint

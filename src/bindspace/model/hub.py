@@ -103,7 +103,7 @@ def download_file(url: str, target: Path, *, size: int | None = None, sha256: st
 
 def _verify_download(part: Path, url: str, announced: int | None, size: int | None, sha256: str | None) -> None:
     """Delete `part` and raise a CheckpointError unless it has the expected length and digest."""
-    from .checkpoint import sha256_file
+    from ..integrity import sha256_file
 
     got = part.stat().st_size
     problem = None

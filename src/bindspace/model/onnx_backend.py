@@ -19,8 +19,8 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import BindspaceError, CheckpointError
-from ..export import manifest as mf
 from ..modality import Modality, as_modality
+from . import onnx_manifest as mf
 from .contract import EmbeddingModel, text_run_length
 
 _NUMPY = {"float32": np.float32, "float16": np.float16, "int64": np.int64}

@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from ..layers.heads import LogitScale
 from ..modality import Modality, as_modality
 from ..model import checkpoint as ckpt
+from ..model.factory import manifest_config
 from ..model.imagebind import ImageBindModel
 from ..model.presets import get_config
 from .config import LoraConfig, LossConfig, TowerSpec, TrainConfig, adopt_model_dir, resolved_init
@@ -113,11 +114,11 @@ def tower_source(spec: TowerSpec, side: str) -> tuple[ModelConfig, TowerConfig]:
     """(full model config the tower comes from, the tower's config with overrides applied)."""
     modality = as_modality(spec.modality)
     if spec.model and ckpt.is_model_dir(spec.model):
-        base = ckpt.manifest_config(spec.model)
+        base = manifest_config(spec.model)
     elif spec.model:
         base = get_config(spec.model)
     elif spec.checkpoint and ckpt.is_model_dir(spec.checkpoint):
-        base = ckpt.manifest_config(spec.checkpoint)
+        base = manifest_config(spec.checkpoint)
     else:
         base = get_config(DEFAULT_BASE)
     try:
