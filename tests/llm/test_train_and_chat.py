@@ -136,6 +136,7 @@ def test_recipe_errors_name_the_setting(tmp_path, rows_file, llama_dir, encoder_
 def test_an_interrupted_run_resumes_to_the_same_bridge(tmp_path, rows_file, llama_dir, encoder_dir):
     from safetensors.torch import load_file
 
+    import bindspace.llm.recipe  # noqa: F401  registers kind = "llm" with bindspace.train
     from bindspace.train import load_config, train
 
     def config(folder: Path):

@@ -115,3 +115,21 @@ def test_overrides_parse_values_and_create_sections(tmp_path):
 def test_recipes_are_valid_configs(name):
     config = TrainConfig.from_dict(tomllib.loads(recipe_text(name)), name)
     assert config.anchor.freeze is not False and config.anchor.checkpoint
+
+
+def test_a_recipe_kind_whose_package_is_not_loaded_is_a_one_line_error() -> None:
+    from bindspace.train.config import train_kind
+
+    with pytest.raises(ConfigError) as info:
+        train_kind("speech", "recipe.toml")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("recipe.toml: kind = 'speech': no trainer registered")
+
+
+def test_the_llm_package_registers_its_recipe_kind() -> None:
+    from bindspace.llm import recipe
+    from bindspace.train.config import train_kind
+
+    kind = train_kind("llm")
+    assert (kind.validate, kind.train, kind.export_checkpoint) == (
+        recipe.validate_recipe, recipe.train_bridge, recipe.export_bridge_checkpoint)

@@ -27,7 +27,7 @@ import torch
 
 from ..errors import ConfigError, InputError
 from ..train.api import TrainOutput
-from ..train.config import TrainConfig, _build
+from ..train.config import TrainConfig, TrainKind, build_section, register_kind
 from .bridge import Bridge
 from .data import Example, ExampleSource, Row, embed_all, make_example, read_rows
 from .lm import LanguageModel, LmLoraConfig, add_lora, load_language_model, quiet_libraries
@@ -59,7 +59,7 @@ class LlmRecipe:
 
 def recipe_of(config: TrainConfig, source: str = "config") -> LlmRecipe:
     """The parsed, typed `[llm]` section."""
-    recipe = _build(LlmRecipe, config.llm, source, "llm")
+    recipe = build_section(LlmRecipe, config.llm, source, "llm")
     return cast(LlmRecipe, recipe)
 
 
@@ -254,3 +254,6 @@ def export_bridge_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike[
     steps = load_trained_weights(cast(Any, BridgeObjective(bridge)), path)
     return cast(Path, bridge.save(Path(out_dir) if out_dir else _bridge_dir(config, recipe),
                                   extra={"steps": steps, "checkpoint": str(path)}))
+
+
+register_kind("llm", TrainKind(validate_recipe, train_bridge, export_bridge_checkpoint))

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import ConfigError
 from .build import BuiltModel, build_model
-from .config import TrainConfig, load_config
+from .config import TrainConfig, load_config, train_kind
 from .data import ManifestSource, PairDataset, PairSource, records_for
 from .distributed import DistInfo, init_distributed, shutdown_distributed
 from .evaluate import PairEvaluator
@@ -130,10 +130,8 @@ def train(
         config = load_config(config, overrides)
     elif overrides:
         raise ConfigError("overrides apply to config files; edit the TrainConfig directly")
-    if config.kind == "llm":
-        from ..llm.recipe import train_bridge
-
-        return train_bridge(config, evaluate=evaluate, max_steps=max_steps)
+    if config.kind != "bind":
+        return train_kind(config.kind).train(config, evaluate=evaluate, max_steps=max_steps)
     dist = init_distributed(config.run.device)
     try:
         seed_everything(config.run.seed)
@@ -189,10 +187,8 @@ def export_checkpoint(config: TrainConfig | str | os.PathLike[str], checkpoint: 
 
     if not isinstance(config, TrainConfig):
         config = load_config(config)
-    if config.kind == "llm":
-        from ..llm.recipe import export_bridge_checkpoint
-
-        return export_bridge_checkpoint(config, checkpoint, out_dir)
+    if config.kind != "bind":
+        return train_kind(config.kind).export_checkpoint(config, checkpoint, out_dir)
     path = Path(checkpoint) if checkpoint else ck.latest_checkpoint(Path(config.run.out_dir) / CHECKPOINT_DIR)
     if path is None:
         raise ConfigError(f"{config.run.out_dir}: no training checkpoint to export")

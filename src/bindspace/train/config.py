@@ -7,7 +7,7 @@ import json
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -154,7 +154,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> TrainConfig:
         """Parse and validate a mapping (as read from a config file)."""
-        config = _build(cls, data, source, "")
+        config = build_section(cls, data, source, "")
         validate(config, source)
         return config
 
@@ -232,6 +232,35 @@ def _parse_value(raw: str) -> Any:
     return raw
 
 
+# ----------------------------------------------------------------------------- recipe kinds
+
+
+@dataclass(frozen=True)
+class TrainKind:
+    """How recipes of a `kind` other than "bind" are checked, trained and exported."""
+
+    validate: Callable[[TrainConfig, str], None]
+    train: Callable[..., Any]  # (config, *, evaluate=None, max_steps=None) -> a TrainOutput
+    export_checkpoint: Callable[[TrainConfig, str | os.PathLike[str] | None, str | os.PathLike[str] | None], Path]
+
+
+# train/ sits below the packages that define other kinds (llm/), so they register here when imported.
+_KINDS: dict[str, TrainKind] = {}
+
+
+def register_kind(name: str, kind: TrainKind) -> None:
+    """Make `kind = name` recipes trainable (bindspace.llm.recipe registers "llm")."""
+    _KINDS[name] = kind
+
+
+def train_kind(name: str, source: str = "config") -> TrainKind:
+    """The registered trainer of recipe kind `name`; a one-line ConfigError when its package is not loaded."""
+    if name not in _KINDS:
+        raise ConfigError(f"{source}: kind = {name!r}: no trainer registered "
+                          "(import bindspace.llm.recipe first; `bindspace train` does)")
+    return _KINDS[name]
+
+
 # ----------------------------------------------------------------------------- validation
 
 
@@ -241,10 +270,8 @@ def validate(config: TrainConfig, source: str = "config") -> None:
     def fail(where: str, problem: str) -> None:
         raise ConfigError(f"{source}: {where}: {problem}")
 
-    if config.kind == "llm":  # the bridge recipe checks its own sections
-        from ..llm.recipe import validate_recipe
-
-        validate_recipe(config, source)
+    if config.kind != "bind":  # a registered kind (the LLM bridge) checks its own sections
+        train_kind(config.kind, source).validate(config, source)
         return
     if config.llm:
         fail("llm", "applies to kind = \"llm\" recipes only")
@@ -391,7 +418,7 @@ def _suggest(name: str, choices: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _build(cls: type, data: Any, source: str, where: str) -> Any:
+def build_section(cls: type, data: Any, source: str, where: str) -> Any:
     """Instantiate dataclass `cls` from a mapping, checking keys and value types."""
     label = where or "top level"
     if not isinstance(data, Mapping):
@@ -411,7 +438,7 @@ def _coerce(tp: Any, value: Any, source: str, path: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _build(tp, value, source, path)
+        return build_section(tp, value, source, path)
     if origin in (Union, types.UnionType):
         if value is None:
             if type(None) in args:
