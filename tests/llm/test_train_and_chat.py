@@ -133,6 +133,18 @@ def test_recipe_errors_name_the_setting(tmp_path, rows_file, llama_dir, encoder_
     assert "llm.projector.kind" in err and "'linear', 'mlp'" in err
 
 
+@pytest.mark.parametrize("override, setting", [("optim.betas=[0.9, 1.5]", "optim.betas"),
+                                               ("run.eval_every=-1", "run.eval_every"),
+                                               ("run.batch_size=0", "run.batch_size")])
+def test_llm_recipes_get_the_same_run_and_optim_checks_as_bind_recipes(
+        tmp_path, rows_file, llama_dir, encoder_dir, capsys, override, setting):
+    recipe = write_recipe(tmp_path, rows_file, llama_dir, encoder_dir)
+    capsys.readouterr()
+    assert main(["train", str(recipe), "--check", "--set", override]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{setting}:" in err[0]
+
+
 def test_an_interrupted_run_resumes_to_the_same_bridge(tmp_path, rows_file, llama_dir, encoder_dir):
     from safetensors.torch import load_file
 

@@ -27,7 +27,7 @@ import torch
 
 from ..errors import ConfigError, InputError
 from ..train.api import TrainOutput
-from ..train.config import TrainConfig, TrainKind, build_section, register_kind
+from ..train.config import TrainConfig, TrainKind, build_section, register_kind, validate_run
 from .bridge import Bridge
 from .data import Example, ExampleSource, Row, embed_all, make_example, read_rows
 from .lm import LanguageModel, LmLoraConfig, add_lora, load_language_model, quiet_libraries
@@ -87,16 +87,7 @@ def validate_recipe(config: TrainConfig, source: str = "config") -> None:
         fail("llm.lora.rank", f"must be >= 1, got {recipe.lora.rank}")
     if not config.data.train:
         fail("data.train", "give at least one JSONL file of {media, prompt, response} rows")
-    run = config.run
-    if (run.steps is None) == (run.epochs is None):
-        fail("run", "set exactly one of steps and epochs")
-    for name in ("steps", "epochs", "batch_size", "grad_accum", "log_every"):
-        value = getattr(run, name)
-        if value is not None and value < 1:
-            fail(f"run.{name}", f"must be >= 1, got {value}")
-    if not config.optim.lr > 0:
-        fail("optim.lr", f"must be > 0, got {config.optim.lr}")
-
+    validate_run(config, source)
 
 def template_of(recipe: LlmRecipe, tokenizer: Any = None) -> PromptTemplate:
     """The prompt template a recipe describes (`"chat"`: the tokenizer's own chat template)."""

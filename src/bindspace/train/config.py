@@ -311,39 +311,12 @@ def validate(config: TrainConfig, source: str = "config") -> None:
         fail("anchor.checkpoint", "a frozen anchor needs trained weights (set anchor.checkpoint)")
     if not config.data.train:
         fail("data.train", "give at least one manifest (.csv/.jsonl) or tar shard")
-    run = config.run
-    if (run.steps is None) == (run.epochs is None):
-        fail("run", "set exactly one of steps and epochs")
-    for name in ("steps", "epochs"):
-        value = getattr(run, name)
-        if value is not None and value < 1:
-            fail(f"run.{name}", f"must be >= 1, got {value}")
-    _positive(fail, "run.batch_size", run.batch_size)
-    _positive(fail, "run.grad_accum", run.grad_accum)
-    _positive(fail, "run.log_every", run.log_every)
-    for name in ("eval_every", "save_every", "keep_checkpoints"):
-        if getattr(run, name) < 0:
-            fail(f"run.{name}", f"must be >= 0, got {getattr(run, name)}")
-    if run.resume not in ("auto", "never") and not Path(run.resume).exists():
-        fail("run.resume", f"{run.resume!r} is neither 'auto', 'never' nor an existing checkpoint")
+    validate_run(config, source)
     if config.data.format == "tar" or any(str(p).endswith(".tar") for p in config.data.train):
-        if run.steps is None:
+        if config.run.steps is None:
             fail("run.steps", "tar shards are streamed without a fixed length: set steps instead of epochs")
     if config.data.num_workers < 0:
         fail("data.num_workers", f"must be >= 0, got {config.data.num_workers}")
-    opt = config.optim
-    if not opt.lr > 0:
-        fail("optim.lr", f"must be > 0, got {opt.lr}")
-    if opt.weight_decay < 0:
-        fail("optim.weight_decay", f"must be >= 0, got {opt.weight_decay}")
-    if not all(0 <= b < 1 for b in opt.betas):
-        fail("optim.betas", f"each must be in [0, 1), got {list(opt.betas)}")
-    if opt.warmup_steps < 0:
-        fail("optim.warmup_steps", f"must be >= 0, got {opt.warmup_steps}")
-    if not 0 <= opt.min_lr <= opt.lr:
-        fail("optim.min_lr", f"must be in [0, lr={opt.lr}], got {opt.min_lr}")
-    if opt.grad_clip is not None and not opt.grad_clip > 0:
-        fail("optim.grad_clip", f"must be > 0 (or omitted), got {opt.grad_clip}")
     loss = config.loss
     if loss.temperature == "model" and loss.learnable:
         fail("loss.learnable", "applies to a numeric temperature; with 'model' the towers' own scale is used")
@@ -369,6 +342,42 @@ def validate(config: TrainConfig, source: str = "config") -> None:
                                             f"(choose from {', '.join(sorted(allowed))})")
         if not lora.targets:
             fail("target.lora.targets", "is empty")
+
+
+def validate_run(config: TrainConfig, source: str = "config") -> None:
+    """Checks of the [run] and [optim] sections, shared by every recipe kind (they drive the same Trainer)."""
+
+    def fail(where: str, problem: str) -> None:
+        raise ConfigError(f"{source}: {where}: {problem}")
+
+    run = config.run
+    if (run.steps is None) == (run.epochs is None):
+        fail("run", "set exactly one of steps and epochs")
+    for name in ("steps", "epochs"):
+        value = getattr(run, name)
+        if value is not None and value < 1:
+            fail(f"run.{name}", f"must be >= 1, got {value}")
+    _positive(fail, "run.batch_size", run.batch_size)
+    _positive(fail, "run.grad_accum", run.grad_accum)
+    _positive(fail, "run.log_every", run.log_every)
+    for name in ("eval_every", "save_every", "keep_checkpoints"):
+        if getattr(run, name) < 0:
+            fail(f"run.{name}", f"must be >= 0, got {getattr(run, name)}")
+    if run.resume not in ("auto", "never") and not Path(run.resume).exists():
+        fail("run.resume", f"{run.resume!r} is neither 'auto', 'never' nor an existing checkpoint")
+    opt = config.optim
+    if not opt.lr > 0:
+        fail("optim.lr", f"must be > 0, got {opt.lr}")
+    if opt.weight_decay < 0:
+        fail("optim.weight_decay", f"must be >= 0, got {opt.weight_decay}")
+    if not all(0 <= b < 1 for b in opt.betas):
+        fail("optim.betas", f"each must be in [0, 1), got {list(opt.betas)}")
+    if opt.warmup_steps < 0:
+        fail("optim.warmup_steps", f"must be >= 0, got {opt.warmup_steps}")
+    if not 0 <= opt.min_lr <= opt.lr:
+        fail("optim.min_lr", f"must be in [0, lr={opt.lr}], got {opt.min_lr}")
+    if opt.grad_clip is not None and not opt.grad_clip > 0:
+        fail("optim.grad_clip", f"must be > 0 (or omitted), got {opt.grad_clip}")
 
 
 def _positive(fail: Any, where: str, value: int) -> None:
