@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..errors import ContextLengthError, InputError
-    from ..llm.lm import quiet_libraries
+    from ..quiet import quiet_hf
     from ..llm.media import media, towers_for
     from ..llm.template import with_markers
     from .common import UsageError, check_input_file
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.question.strip():
         raise InputError("question", "is empty")
     with_markers(args.question, len(items), "question")  # <media> markers that do not match: before any loading
-    quiet_libraries()
+    quiet_hf()
     from ..llm.bridge import Bridge
 
     bridge = Bridge.load(args.bridge, checkpoint=args.checkpoint, llm=args.llm,
@@ -121,7 +121,7 @@ def run_demo_llm(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..llm.demo import CHANCE, NATURAL_QUESTION, PLAIN_QUESTION, QUESTION, LlmDemoSettings, run_llm_demo
-    from ..llm.lm import quiet_libraries
+    from ..quiet import quiet_hf
     from .common import UsageError, check_output_dir
 
     check_output_dir(args.out, "demo directory")  # before minutes of training
@@ -140,7 +140,7 @@ def run_demo_llm(args: argparse.Namespace) -> int:
         if not (args.quiet or args.json):
             print(message, file=sys.stderr, flush=True)
 
-    quiet_libraries()
+    quiet_hf()
     result = run_llm_demo(args.out, settings, log=log)
     if args.json:
         print(json.dumps({"audio_answers": result.audio_answers, "image_answers": result.image_answers,

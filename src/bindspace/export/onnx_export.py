@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 import os
 import shutil
-import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ from ..errors import BindspaceError
 from ..fsio import publish_dir
 from ..modality import Modality, as_modality
 from ..model import onnx_manifest as mf
+from ..quiet import quiet
 from .graphs import INPUT_NAMES, MIN_TEXT_LENGTH, TowerGraph, input_shape, sample_input
 from .manifest import file_entry, write_manifest
 
@@ -98,7 +96,7 @@ def _export_tower(model: Any, tower: Modality, root: Path, opset: int, dtype: st
     if tower == Modality.TEXT:
         dims[1] = torch.export.Dim("length", min=MIN_TEXT_LENGTH, max=cfg.input_size[0])
     file = root / f"{tower}.onnx"
-    with quiet(), torch.inference_mode(False), torch.no_grad():
+    with quiet(EXPORTER_LOGGERS, stdout=True), torch.inference_mode(False), torch.no_grad():
         try:
             torch.onnx.export(
                 graph, (example,), str(file), dynamo=True, opset_version=opset, input_names=[name],
@@ -164,17 +162,5 @@ def _versions() -> dict[str, str]:
     return out
 
 
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence the exporter's progress prints and warnings (its errors still raise)."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+# The exporter's progress prints and warnings, silenced while it runs (its errors still raise).
+EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "")

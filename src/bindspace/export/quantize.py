@@ -23,10 +23,11 @@ from ..errors import BindspaceError
 from ..fsio import publish_dir
 from ..modality import Modality, as_modality
 from ..model import onnx_manifest as mf
+from ..quiet import quiet
 from .calibration import plain_rows
 from .graphs import sample_input
 from .manifest import file_entry, write_manifest
-from .onnx_export import ExportError, quiet
+from .onnx_export import EXPORTER_LOGGERS, ExportError
 from .recipe import MODES, KindWarning, Recipe, quantization_recipe
 
 SYNTHETIC_ITEMS = 8
@@ -149,7 +150,7 @@ def _fused_copy(src: Path, tmp: Path, heads: int, width: int) -> tuple[Path, dic
     """
     from onnxruntime.transformers.optimizer import optimize_model
 
-    with quiet():
+    with quiet(EXPORTER_LOGGERS, stdout=True):
         model = optimize_model(str(src.resolve()), model_type="vit", num_heads=heads, hidden_size=width, opt_level=1,
                                use_gpu=False)
         stats = {k: int(v) for k, v in model.get_fused_operator_statistics().items() if v}
@@ -171,7 +172,7 @@ def _quantize_graph(src: Path, dst: Path, recipe: Recipe, calibration: list[dict
         "extra_options": {"MatMulConstBOnly": True},
     }
     try:
-        with quiet():
+        with quiet(EXPORTER_LOGGERS, stdout=True):
             if recipe.mode == "dynamic":
                 quantize_dynamic(src, dst, **common)
             else:

@@ -9,10 +9,7 @@ Nothing is ever downloaded: a directory that is not there or not complete is an 
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import BindspaceError
+from ..quiet import quiet
 from .scaling import EmbedNorm, resolve_embed_norm, to_image_embeds
 
 UNCLIP_CLASS = "StableUnCLIPImg2ImgPipeline"
@@ -131,13 +129,13 @@ class UnCLIPPipeline:
 
     def _load(self) -> Any:
         try:
-            with quiet_loading():
+            with quiet(hf=True, ignore=FutureWarning):  # torch_dtype -> dtype rename in newer diffusers
                 from diffusers import StableUnCLIPImg2ImgPipeline
         except ImportError:
             raise BindspaceError("generation with unCLIP needs diffusers and transformers: "
                                  "pip install 'bindspace[generate]'") from None
         try:
-            with quiet_loading():
+            with quiet(hf=True, ignore=FutureWarning):  # torch_dtype -> dtype rename in newer diffusers
                 # safetensors only: a pickled .bin could run code on load.
                 pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(str(self.path), torch_dtype=self.dtype,
                                                                    local_files_only=True, use_safetensors=True)
@@ -232,32 +230,6 @@ class TinyPipeline:
         """Kind, width, defaults."""
         return {"kind": "bindspace-tiny-diffusion", "path": str(self.path), "embed_dim": self.embed_dim,
                 "defaults": self.defaults, "embedding": {"transform": "unit query as is (trained on unit vectors)"}}
-
-
-@contextlib.contextmanager
-def quiet_loading() -> Iterator[None]:
-    """No per-component loading bars or deprecation chatter while a pipeline loads (the denoising bar stays)."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    bars = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
-    verbosity = transformers_logging.get_verbosity(), diffusers_logging.get_verbosity()
-    # e.g. "CLIPImageProcessor requires torchvision" (it falls back to PIL); load failures become our one line.
-    transformers_logging.set_verbosity_error()
-    diffusers_logging.set_verbosity(diffusers_logging.CRITICAL)  # its load errors are logged, then raised
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch_dtype -> dtype rename in newer diffusers
-            yield
-    finally:
-        transformers_logging.set_verbosity(verbosity[0])
-        diffusers_logging.set_verbosity(verbosity[1])
-        if bars[0]:
-            diffusers_logging.enable_progress_bar()
-        if bars[1]:
-            transformers_logging.enable_progress_bar()
 
 
 def _settings(path: Path) -> dict[str, Any]:

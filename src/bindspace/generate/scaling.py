@@ -28,6 +28,7 @@ import torch
 
 from ..errors import BindspaceError
 from ..fsio import atomic_write
+from ..quiet import quiet
 
 SETTINGS_FILE = "bindspace_generate.json"
 CALIBRATION_IMAGES = 8
@@ -115,11 +116,9 @@ def resolve_embed_norm(pipeline_dir: str | Path, pipe: Any = None, given: float 
 
 def calibrate(pipeline_dir: str | Path, images: list[Any] | None = None, *, write: bool = True) -> EmbedNorm:
     """Measure the pipeline encoder's norm on `images` (default: the procedural set); save it in the dir."""
-    from .pipelines import quiet_loading
-
     folder = Path(pipeline_dir)
     try:
-        with quiet_loading():
+        with quiet(hf=True, ignore=FutureWarning):
             from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
             encoder = CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder",

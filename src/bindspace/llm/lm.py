@@ -179,14 +179,3 @@ def load_lora_state(model: nn.Module, state: dict[str, torch.Tensor], source: st
     if unexpected or missing:
         raise CheckpointError(f"{source}: the LoRA adapter does not fit this language model "
                               f"(unexpected {unexpected[:3]}, missing {sorted(missing)[:3]})")
-
-
-def quiet_libraries() -> None:
-    """No transformers progress bars or advisory warnings in command output."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:
-        return
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()

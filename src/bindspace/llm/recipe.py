@@ -26,11 +26,12 @@ from typing import Any, cast
 import torch
 
 from ..errors import ConfigError, InputError
+from ..quiet import quiet_hf
 from ..train.api import TrainOutput
 from ..train.config import TrainConfig, TrainKind, build_section, register_kind, validate_run
 from .bridge import Bridge
 from .data import Example, ExampleSource, Row, embed_all, make_example, read_rows
-from .lm import LanguageModel, LmLoraConfig, add_lora, load_language_model, quiet_libraries
+from .lm import LanguageModel, LmLoraConfig, add_lora, load_language_model
 from .objective import BridgeObjective
 from .projector import Projector, ProjectorConfig
 from .space import SpaceInfo, space_of
@@ -160,7 +161,7 @@ def train_bridge(config: TrainConfig, *, evaluate: Callable[[Any], dict[str, flo
     from ..train.loop import Trainer
 
     recipe = recipe_of(config)
-    quiet_libraries()  # transformers' loading bars and notices would interleave with the training log
+    quiet_hf()  # transformers' loading bars and notices would interleave with the training log
     rows = [r for path in config.data.train for r in read_rows(path, config.data.root)]
     val_rows = [r for path in config.data.val for r in read_rows(path, config.data.root)]
     encoder_name, space = _encoder_space(recipe)

@@ -275,9 +275,9 @@ def bridge_extras(bridge_dir: str, model: Any, fingerprint: str | None, *, llm: 
     from pathlib import Path
 
     from ..llm.bridge_dir import load_bridge
-    from ..llm.lm import quiet_libraries
+    from ..quiet import quiet_hf
 
-    quiet_libraries()
+    quiet_hf()
     if fingerprint is None:
         from ..index.fingerprint import model_fingerprint
 

@@ -1,0 +1,43 @@
+"""bindspace.quiet: the one way libraries are silenced, and everything comes back afterwards."""
+from __future__ import annotations
+
+import logging
+import warnings
+
+import pytest
+
+from bindspace.quiet import quiet
+
+
+def test_loggers_and_stdout_are_silenced_inside_and_restored_after(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = logging.getLogger("bindspace.test.noisy")
+    logger.setLevel(logging.DEBUG)
+    with quiet(["bindspace.test.noisy"], stdout=True):
+        assert logger.level == logging.ERROR
+        print("progress 10%")
+    print("after")
+    assert logger.level == logging.DEBUG
+    assert capsys.readouterr().out == "after\n"
+
+
+def test_only_the_named_warning_category_is_dropped() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet(ignore=FutureWarning):
+            warnings.warn("renamed", FutureWarning, stacklevel=1)
+            warnings.warn("real problem", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["real problem"]
+
+
+def test_hugging_face_verbosity_and_bars_come_back() -> None:
+    transformers_logging = pytest.importorskip("transformers.utils.logging")
+    transformers_logging.set_verbosity_info()
+    transformers_logging.enable_progress_bar()
+    try:
+        with quiet(hf=True):
+            assert transformers_logging.get_verbosity() == transformers_logging.ERROR
+            assert not transformers_logging.is_progress_bar_enabled()
+        assert transformers_logging.get_verbosity() == transformers_logging.INFO
+        assert transformers_logging.is_progress_bar_enabled()
+    finally:
+        transformers_logging.set_verbosity_warning()
