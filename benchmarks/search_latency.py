@@ -29,8 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from bindspace.index import open_store
 from bindspace.index.lance_store import LanceStore  # noqa: E402
-from bindspace.index.store import Item, ModelInfo, item_id, open_store  # noqa: E402
+from bindspace.index.store import Item, ModelInfo, item_id  # noqa: E402
 
 CHUNK = 100_000
 

@@ -13,7 +13,8 @@ import torch
 pytest.importorskip("lancedb")
 
 from bindspace.cli import main  # noqa: E402
-from bindspace.index.store import model_fingerprint, open_store  # noqa: E402
+from bindspace.index import open_store
+from bindspace.index.store import model_fingerprint  # noqa: E402
 
 TINY = "imagebind_tiny_test"
 

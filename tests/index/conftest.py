@@ -79,6 +79,6 @@ def embedder(tiny_model):
 
 @pytest.fixture()
 def store(tmp_path):
-    from bindspace.index.store import open_store
+    from bindspace.index import open_store
 
     return open_store(tmp_path / "db", create=True)

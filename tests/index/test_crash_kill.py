@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bindspace.index import open_store
 from bindspace.index.indexer import ENV_COMMIT_PAUSE
-from bindspace.index.store import open_store
 from bindspace.integrity import sha256_file
 
 TINY = "imagebind_tiny_test"

@@ -10,8 +10,8 @@ import pytest
 import bindspace
 from bindspace.embedding import Embedder
 from bindspace.errors import BindspaceError
+from bindspace.index import open_store
 from bindspace.index.indexer import NOT_MEDIA, index_paths
-from bindspace.index.store import open_store
 from bindspace.integrity import sha256_file
 
 

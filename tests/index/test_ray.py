@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("ray.data")
 
+from bindspace.index import open_store  # noqa: E402
 from bindspace.index.indexer import index_paths  # noqa: E402
-from bindspace.index.store import open_store  # noqa: E402
 
 
 @pytest.fixture(scope="module")

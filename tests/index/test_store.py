@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from bindspace.errors import BindspaceError
-from bindspace.index.store import Item, ModelInfo, item_id, open_store
+from bindspace.index import open_store
+from bindspace.index.store import Item, ModelInfo, item_id
 
 INFO = ModelInfo("tiny", "w1-aaa", 24, "/models/tiny.pth")
 

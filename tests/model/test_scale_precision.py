@@ -56,7 +56,7 @@ def test_bf16_outputs_have_exact_scales_and_follow_the_float32_model(tiny_model_
 def test_an_index_records_its_precision_and_refuses_the_other(tmp_path, tiny_model_dir, capsys):
     pytest.importorskip("lancedb")
     from bindspace.cli import main
-    from bindspace.index.store import open_store
+    from bindspace.index import open_store
 
     folder = tmp_path / "media"
     folder.mkdir()

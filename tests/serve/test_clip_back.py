@@ -156,11 +156,12 @@ def test_bindspace_serve_db_answers_clip_client(tmp_path, served_media, media_ve
     import uvicorn
 
     from bindspace.cli import main
+    from bindspace.index import open_store
     from bindspace.index import store as store_mod
 
     checksum = store_mod.model_fingerprint(checkpoint=tiny_pth)
     db = tmp_path / "my-photos"
-    store = store_mod.open_store(db, create=True)
+    store = open_store(db, create=True)
     store.bind_model(store_mod.ModelInfo("imagebind_tiny_test", checksum, 24, checkpoint=str(tiny_pth)))
     items = []
     for name, kind in (("image_1.jpg", "image"), ("audio_3.wav", "audio"), ("video_1.mp4", "video")):

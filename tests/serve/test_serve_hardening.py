@@ -85,7 +85,7 @@ def test_job_table_is_bounded_and_expires_finished_jobs():
 def test_job_records_are_bounded_through_the_api(make_client, tmp_path, served_media):
     import time
 
-    from bindspace.index.store import open_store
+    from bindspace.index import open_store
 
     pytest.importorskip("lancedb", reason="the [index] extra (lancedb) is not installed")
     folder = tmp_path / "media"

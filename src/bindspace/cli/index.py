@@ -106,7 +106,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run `bindspace index`; returns the exit status."""
     from ..index.indexer import index_paths
-    from ..index.store import ModelInfo, open_store
+    from ..index import open_store
+    from ..index.store import ModelInfo
     from ..index.walk import walk_paths
 
     walk_paths(args.paths)  # a missing PATH fails before anything is loaded or written
@@ -173,7 +174,7 @@ def _precision(args: argparse.Namespace, checkpoint: str) -> str | None:
 
 def _kept(db: str, before: int) -> str:
     """What an interrupted run kept: every committed batch (commits are atomic), and how to go on."""
-    from ..index.store import open_store
+    from ..index import open_store
 
     try:
         now = open_store(db, create=False).count()

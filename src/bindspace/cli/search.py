@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..embedding import Embedder
-    from ..index.store import open_store
+    from ..index import open_store
     from ..model import create_model
     from ..tasks.arithmetic import combine_vectors
 

@@ -240,7 +240,7 @@ def _address(host: str, port: int) -> str:
 def open_index(uri: str, options: dict[str, str] | None = None):
     """The existing index at `uri` (never creates one: a typo must not serve an empty index)."""
     try:
-        from ..index.store import open_store
+        from ..index import open_store
     except ImportError as err:
         raise BindspaceError(f"--db needs the [index] extra ({err.name} is missing): "
                              "pip install 'bindspace[index]'") from None

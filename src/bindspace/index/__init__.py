@@ -6,7 +6,11 @@ imports the embedder and torch (seconds at start-up).
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..errors import BindspaceError
 
 if TYPE_CHECKING:
     from .detect import detect_modality as detect_modality
@@ -19,13 +23,11 @@ if TYPE_CHECKING:
     from .store import ModelInfo as ModelInfo
     from .store import Store as Store
     from .store import model_fingerprint as model_fingerprint
-    from .store import open_store as open_store
 
 _HOMES = {
     "detect_modality": ".detect",
     "FileEvent": ".indexer", "IndexSummary": ".indexer", "index_paths": ".indexer", "model_info_for": ".indexer",
     "Hit": ".store", "Item": ".store", "ModelInfo": ".store", "Store": ".store", "model_fingerprint": ".store",
-    "open_store": ".store",
 }
 
 __all__ = [
@@ -38,3 +40,27 @@ def __getattr__(name: str) -> Any:
     if name in _HOMES:
         return getattr(importlib.import_module(_HOMES[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def open_store(uri: str | os.PathLike[str], *, create: bool = False,
+               storage_options: dict[str, str] | None = None) -> Store:
+    """Open the LanceDB index at `uri` (a local directory or a LanceDB URI such as s3://bucket/path).
+
+    With create=False a missing index is an error (a typo must not search an empty index).
+    `storage_options` configure an object store (endpoint, region, allow_http, credentials);
+    what they leave out comes from the environment (AWS_ENDPOINT, AWS_ACCESS_KEY_ID, ...).
+    """
+    try:
+        from .lance_store import LanceStore
+    except ImportError as err:
+        raise BindspaceError(f"the index needs the [index] extra ({err.name} is missing): "
+                             "pip install 'bindspace[index]'") from None
+    text = os.fspath(uri)
+    if "://" not in text:
+        path = Path(text).expanduser()
+        if path.exists() and not path.is_dir():
+            raise BindspaceError(f"{path}: not a directory (an index is a directory)")
+        if not create and not path.is_dir():
+            raise BindspaceError(f"{path}: no index here (build one with `bindspace index PATH --db {path}`)")
+        text = str(path.resolve())
+    return LanceStore.open(text, create=create, storage_options=storage_options)

@@ -1,16 +1,14 @@
 """The vector store behind `bindspace index`, `search` and `serve`: items, the model that made them, search.
 
-`Store` is the small interface the rest of bindspace codes against; `open_store` returns the
-LanceDB implementation (`lance_store.LanceStore`), the only one today.
+`Store` is the small interface the rest of bindspace codes against; `bindspace.index.open_store`
+returns the LanceDB implementation (`lance_store.LanceStore`), the only one today.
 """
 from __future__ import annotations
 
 import abc
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +18,7 @@ from ..kinds import MEDIA_KINDS
 from .fingerprint import model_fingerprint
 
 __all__ = [
-    "Item", "Hit", "ModelInfo", "Store", "open_store", "item_id", "model_fingerprint",
+    "Item", "Hit", "ModelInfo", "Store", "item_id", "model_fingerprint",
     "MEDIA_MODALITIES",
 ]
 
@@ -176,27 +174,3 @@ class Store(abc.ABC):
     def commit_written(self, payloads: Sequence[str]) -> None:
         """Commit, in one atomic commit, the rows workers wrote with `row_writer()` (its `write` results)."""
         raise BindspaceError(f"{type(self).__name__} does not take rows written by workers")
-
-
-def open_store(uri: str | os.PathLike[str], *, create: bool = False,
-               storage_options: dict[str, str] | None = None) -> Store:
-    """Open the LanceDB index at `uri` (a local directory or a LanceDB URI such as s3://bucket/path).
-
-    With create=False a missing index is an error (a typo must not search an empty index).
-    `storage_options` configure an object store (endpoint, region, allow_http, credentials);
-    what they leave out comes from the environment (AWS_ENDPOINT, AWS_ACCESS_KEY_ID, ...).
-    """
-    try:
-        from .lance_store import LanceStore
-    except ImportError as err:
-        raise BindspaceError(f"the index needs the [index] extra ({err.name} is missing): "
-                             "pip install 'bindspace[index]'") from None
-    text = os.fspath(uri)
-    if "://" not in text:
-        path = Path(text).expanduser()
-        if path.exists() and not path.is_dir():
-            raise BindspaceError(f"{path}: not a directory (an index is a directory)")
-        if not create and not path.is_dir():
-            raise BindspaceError(f"{path}: no index here (build one with `bindspace index PATH --db {path}`)")
-        text = str(path.resolve())
-    return LanceStore.open(text, create=create, storage_options=storage_options)
