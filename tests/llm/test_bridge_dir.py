@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from bindspace.errors import CheckpointError
 from bindspace.llm.bridge import Bridge
+from bindspace.llm.bridge_dir import load_bridge, save_bridge
 from bindspace.llm.lm import LmLoraConfig, add_lora, load_language_model
 from bindspace.llm.projector import Projector, ProjectorConfig
 from bindspace.llm.space import space_of
@@ -34,7 +35,7 @@ def bridge(llama_dir, encoder_dir) -> Bridge:
 
 
 def test_only_projector_and_adapter_are_saved(bridge, tmp_path):
-    out = bridge.save(tmp_path / "bridge")
+    out = save_bridge(bridge, tmp_path / "bridge")
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == ["adapter/adapter_model.safetensors", "bridge.json", "projector.safetensors"]
     projector = load_file(str(out / "projector.safetensors"))
@@ -52,8 +53,8 @@ def test_only_projector_and_adapter_are_saved(bridge, tmp_path):
 
 
 def test_reload_gives_identical_greedy_generations(bridge, tmp_path, media):
-    out = bridge.save(tmp_path / "bridge")
-    loaded = Bridge.load(out)
+    out = save_bridge(bridge, tmp_path / "bridge")
+    loaded = load_bridge(out)
     items = [("image", media["image"]), ("audio", media["audio"])]
     prompt = "<media> and <media> what is this ?"
     with torch.no_grad():
@@ -73,19 +74,19 @@ def bridge_items(pairs):
 
 
 def test_a_bridge_refuses_an_encoder_from_another_space(bridge, tmp_path, other_encoder_dir):
-    out = bridge.save(tmp_path / "bridge")
+    out = save_bridge(bridge, tmp_path / "bridge")
     with pytest.raises(CheckpointError, match="another embedding space"):
-        Bridge.load(out, checkpoint=other_encoder_dir)
+        load_bridge(out, checkpoint=other_encoder_dir)
 
 
 def test_a_bridge_refuses_a_language_model_of_another_shape(bridge, tmp_path, gpt2_dir):
-    out = bridge.save(tmp_path / "bridge")
+    out = save_bridge(bridge, tmp_path / "bridge")
     with pytest.raises(CheckpointError, match="hidden_size 24 differs"):
-        Bridge.load(out, llm=gpt2_dir)
+        load_bridge(out, llm=gpt2_dir)
 
 
 def test_saving_over_a_bridge_replaces_it_whole(bridge, tmp_path, monkeypatch):
-    out = bridge.save(tmp_path / "bridge")
+    out = save_bridge(bridge, tmp_path / "bridge")
     before = (out / "projector.safetensors").read_bytes()
 
     def explode(*args, **kwargs):
@@ -95,6 +96,6 @@ def test_saving_over_a_bridge_replaces_it_whole(bridge, tmp_path, monkeypatch):
     with torch.no_grad():
         next(bridge.projector.parameters()).add_(1.0)
     with pytest.raises(OSError, match="disk full"):
-        bridge.save(out)
+        save_bridge(bridge, out)
     assert (out / "projector.safetensors").read_bytes() == before  # the old bridge is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bridge"]  # and no half-written folder remains

@@ -10,6 +10,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from bindspace.llm.bridge import Bridge
+from bindspace.llm.bridge_dir import save_bridge
 from bindspace.llm.lm import load_language_model
 from bindspace.llm.projector import Projector, ProjectorConfig
 from bindspace.llm.space import space_of
@@ -122,7 +123,7 @@ def test_serving_a_bridge_needs_the_served_model_to_be_its_space(served, tmp_pat
     from bindspace.serve.chat import bridge_encoder, bridge_extras
 
     bridge, _ = served
-    folder = bridge.save(tmp_path / "bridge")
+    folder = save_bridge(bridge, tmp_path / "bridge")
     assert bridge_encoder(str(folder)) == bridge.space.checkpoint
     extras = bridge_extras(str(folder), bridge.encoder, bridge.space.fingerprint)
     assert extras["bridge"].encoder is bridge.encoder and extras["bridge_name"] == "llama"

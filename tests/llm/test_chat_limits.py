@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from bindspace.cli import main
 from bindspace.llm.bridge import Bridge
+from bindspace.llm.bridge_dir import save_bridge
 from bindspace.llm.lm import load_language_model
 from bindspace.llm.projector import Projector, ProjectorConfig
 from bindspace.llm.space import space_of
@@ -106,7 +107,7 @@ def test_markers_are_checked_before_the_media_are_embedded(http, media, monkeypa
 
 @pytest.fixture(scope="module")
 def bridge_dir(bridge, tmp_path_factory):
-    return bridge.save(tmp_path_factory.mktemp("bridge") / "bridge")
+    return save_bridge(bridge, tmp_path_factory.mktemp("bridge") / "bridge")
 
 
 def test_cli_refuses_a_question_over_the_context_with_one_line(bridge_dir, capsys):

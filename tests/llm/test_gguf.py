@@ -10,7 +10,7 @@ import torch
 from bindspace.cli import main
 from bindspace.errors import CheckpointError
 from bindspace.llm.bridge import Bridge
-from bindspace.llm.bridge_dir import load_bridge
+from bindspace.llm.bridge_dir import load_bridge, save_bridge
 from bindspace.llm.gguf import KNOWN, resolve_gguf_name
 from bindspace.llm.lm import load_language_model
 from bindspace.llm.projector import Projector, ProjectorConfig
@@ -80,7 +80,7 @@ def gguf_bridge(tmp_path, llama_dir, encoder_dir):
     projector = Projector(ProjectorConfig("linear", tokens=1, in_dim=16, out_dim=32))
     bridge = Bridge(None, projector, lm, PromptTemplate(text="question : {prompt} answer :"),
                     space_of(encoder_dir, "llm_test_encoder", 16))
-    folder = bridge.save(tmp_path / "bridge")
+    folder = save_bridge(bridge, tmp_path / "bridge")
     manifest = json.loads((folder / "bridge.json").read_text())
     manifest["llm"].update(format="gguf", sha256="ab" * 32)
     (folder / "bridge.json").write_text(json.dumps(manifest))
@@ -129,7 +129,7 @@ def smol_bridge(tmp_path_factory, encoder_dir):
     projector = Projector(ProjectorConfig("linear", tokens=1, in_dim=16, out_dim=lm.hidden_size))
     projector.start_among(lm.model.get_input_embeddings().weight)
     bridge = Bridge(None, projector, lm, chat_template(lm.tokenizer), space_of(encoder_dir, "llm_test_encoder", 16))
-    return bridge, bridge.save(tmp_path_factory.mktemp("smol") / "bridge")
+    return bridge, save_bridge(bridge, tmp_path_factory.mktemp("smol") / "bridge")
 
 
 @pytest.mark.slow

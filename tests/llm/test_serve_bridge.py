@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from bindspace.cli import main
 from bindspace.llm.bridge import Bridge
+from bindspace.llm.bridge_dir import save_bridge
 from bindspace.llm.lm import load_language_model
 from bindspace.llm.projector import Projector, ProjectorConfig
 from bindspace.llm.space import space_of
@@ -25,7 +26,7 @@ def bridge_dir(tmp_path, llama_dir, encoder_dir):
     projector.start_among(lm.model.get_input_embeddings().weight)
     bridge = Bridge(None, projector, lm, PromptTemplate(text="question : {prompt} answer :"),
                     space_of(encoder_dir, "llm_test_encoder", 16))
-    return bridge.save(tmp_path / "bridge")
+    return save_bridge(bridge, tmp_path / "bridge")
 
 
 @pytest.fixture()

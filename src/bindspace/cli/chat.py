@@ -65,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("question", "is empty")
     with_markers(args.question, len(items), "question")  # <media> markers that do not match: before any loading
     quiet_hf()
-    from ..llm.bridge import Bridge
+    from ..llm.bridge_dir import load_bridge
 
-    bridge = Bridge.load(args.bridge, checkpoint=args.checkpoint, llm=args.llm,
+    bridge = load_bridge(args.bridge, checkpoint=args.checkpoint, llm=args.llm,
                          modalities=[str(t) for t in towers_for(items)], device=args.device,
                          dtype=model_dtype(args))
     try:  # the question's length against the LM's positions needs its tokenizer, not the media

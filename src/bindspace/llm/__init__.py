@@ -1,7 +1,7 @@
 """Language models that see through bindspace (PandaGPT / NExT-GPT style): any modality in, text out.
 
-    from bindspace.llm import Bridge
-    bridge = Bridge.load("runs/bridge/bridge")                 # names its LM and encoder
+    from bindspace.llm import load_bridge
+    bridge = load_bridge("runs/bridge/bridge")                 # names its LM and encoder
     print(bridge.generate("what is making this sound?", [("audio", "dog.wav")]))
 
 A `Bridge` is the frozen bindspace encoder, a trained projector (linear, MLP, or k soft
@@ -14,10 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["Bridge", "Media", "PromptTemplate", "Projector", "ProjectorConfig", "LmLoraConfig", "SpaceInfo",
-           "load_language_model", "MEDIA_TOKEN"]
+           "load_language_model", "MEDIA_TOKEN", "load_bridge", "save_bridge"]
 
 _LAZY = {
     "Bridge": ("bridge", "Bridge"),
+    "load_bridge": ("bridge_dir", "load_bridge"),
+    "save_bridge": ("bridge_dir", "save_bridge"),
     "Media": ("media", "Media"),
     "PromptTemplate": ("template", "PromptTemplate"),
     "MEDIA_TOKEN": ("template", "MEDIA_TOKEN"),

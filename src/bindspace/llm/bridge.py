@@ -1,7 +1,6 @@
 """`Bridge`: a frozen bindspace encoder -> projector -> a causal LM; prompts with media in, text out."""
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -192,24 +191,6 @@ class Bridge(nn.Module):
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         if len(text) > len(sent) and text.startswith(sent):
             yield text[len(sent):]
-
-    # ------------------------------------------------------------------ files
-
-    def save(self, out_dir: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> Any:
-        """Write the bridge directory (projector, adapter, manifest) atomically; returns its path."""
-        from .bridge_dir import save_bridge
-
-        return save_bridge(self, out_dir, extra=extra)
-
-    @classmethod
-    def load(cls, bridge_dir: str | os.PathLike[str], *, checkpoint: str | os.PathLike[str] | None = None,
-             llm: str | os.PathLike[str] | None = None, modalities: Iterable[str] | None = None,
-             device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Bridge:
-        """Load a bridge directory with its LM (default: the one it names) and encoder towers (default: all)."""
-        from .bridge_dir import load_bridge
-
-        return load_bridge(bridge_dir, checkpoint=checkpoint, llm=llm, modalities=modalities, device=device,
-                           dtype=dtype)
 
 
 def _cache_argument(model: nn.Module) -> str:

@@ -206,7 +206,7 @@ def run_llm_demo(out: str | Path, settings: LlmDemoSettings | None = None,
 
 def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoResult:
     from ..train.config import DataConfig, OptimConfig, RunConfig, TrainConfig
-    from .bridge import Bridge
+    from .bridge_dir import load_bridge
     from .recipe import train_bridge
 
     wall, cpu = time.perf_counter(), time.process_time()
@@ -259,7 +259,7 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
     stages["bridge"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    bridge = Bridge.load(out / "bridge", modalities=["vision", "audio"])
+    bridge = load_bridge(out / "bridge", modalities=["vision", "audio"])
     question = QUESTION if lm_source is None else NATURAL_QUESTION
     if lm_source is not None:
         s.test_tones = min(s.test_tones, s.pretrained_test_tones)

@@ -30,6 +30,7 @@ from ..quiet import quiet_hf
 from ..train.api import TrainOutput
 from ..train.config import TrainConfig, TrainKind, build_section, register_kind, validate_run
 from .bridge import Bridge
+from .bridge_dir import save_bridge
 from .data import Example, ExampleSource, Row, embed_all, make_example, read_rows
 from .lm import LanguageModel, LmLoraConfig, add_lora, load_language_model
 from .objective import BridgeObjective
@@ -206,7 +207,7 @@ def train_bridge(config: TrainConfig, *, evaluate: Callable[[Any], dict[str, flo
         result = trainer.fit(max_steps=max_steps)
         bridge_dir = None
         if dist.is_main and not result.stopped_early:
-            bridge_dir = bridge.save(_bridge_dir(config, recipe), extra={"steps": result.steps,
+            bridge_dir = save_bridge(bridge, _bridge_dir(config, recipe), extra={"steps": result.steps,
                                                                           "rows": len(examples)})
             log.info("bridge directory: %s  (bindspace chat --bridge %s ...)", bridge_dir, bridge_dir)
         return BridgeOutput(result, bridge_dir, None)
@@ -244,7 +245,7 @@ def export_bridge_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike[
     _, space = _encoder_space(recipe)
     bridge = build_bridge(recipe, load_language_model(os.path.expanduser(recipe.model)), space)
     steps = load_trained_weights(cast(Any, BridgeObjective(bridge)), path)
-    return cast(Path, bridge.save(Path(out_dir) if out_dir else _bridge_dir(config, recipe),
+    return cast(Path, save_bridge(bridge, Path(out_dir) if out_dir else _bridge_dir(config, recipe),
                                   extra={"steps": steps, "checkpoint": str(path)}))
 
 
