@@ -13,6 +13,7 @@ from serve_helpers import MEDIA, CountingModel
 pytest.importorskip("lancedb", reason="the [index] extra (lancedb) is not installed")
 
 import bindspace.index.store as store_mod  # noqa: E402
+from bindspace.index import open_store  # noqa: E402
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def lance_index(tmp_path, served_media, media_vectors, tiny_pth):
     """A real index of the fixture media, bound to the tiny weights in `tiny_pth`; returns (dir, store)."""
     checksum = store_mod.model_fingerprint(checkpoint=tiny_pth)
     db = tmp_path / "index"
-    store = store_mod.open_store(db, create=True)
+    store = open_store(db, create=True)
     store.bind_model(store_mod.ModelInfo("imagebind_tiny_test", checksum, 24, checkpoint=str(tiny_pth)))
     items = []
     for name, kind in MEDIA.items():
@@ -105,7 +106,7 @@ def _wait_for_job(client, job_id: str, headers: dict) -> dict:
 
 
 def test_index_endpoint_runs_a_background_job_on_the_model_thread(make_client, tmp_path, served_media, tiny_model):
-    store = store_mod.open_store(tmp_path / "jobindex", create=True)
+    store = open_store(tmp_path / "jobindex", create=True)
     counting = CountingModel(tiny_model)
     client = make_client(store=store, model=counting, api_key="k", index_roots=[str(tmp_path)])
     folder = tmp_path / "to_index"
@@ -128,7 +129,7 @@ def test_index_endpoint_runs_a_background_job_on_the_model_thread(make_client, t
 
 
 def test_index_paths_must_be_under_an_index_root(make_client, tmp_path, served_media):
-    store = store_mod.open_store(tmp_path / "rootindex", create=True)
+    store = open_store(tmp_path / "rootindex", create=True)
     allowed, outside = tmp_path / "allowed", tmp_path / "outside"
     for folder in (allowed, outside):
         folder.mkdir()
