@@ -34,10 +34,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import ContextLengthError, InputError
 from .auth import require_read
+from .body import read_json
 from .errors import ApiError, TooLarge
 from .exclusive import ExclusiveWorker
 from .media import parse_kind
-from .openai_api import OpenAIRoute, _json
+from .openai_api import OpenAIRoute
 from .routes import with_timeout
 
 router = APIRouter(route_class=OpenAIRoute, tags=["openai"], dependencies=[Depends(require_read)])
@@ -134,7 +135,7 @@ async def chat_completions(request: Request) -> Any:
     if bridge is None:
         raise ApiError("this server has no bridge: start it with --bridge DIR", status=404, kind="no_bridge")
     started = time.monotonic()
-    body = ChatRequest.model_validate(await _json(request))
+    body = ChatRequest.model_validate(await read_json(request, empty_status=400))
     question, media = parse_messages(body.messages)
     if not question.strip() and not media:
         raise ApiError("the user message has neither text nor media", status=400, kind="validation")

@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from ..tasks.arithmetic import combine_vectors
 from .errors import ApiError, TooLarge
 from .fetch import FetchPolicy, fetch, is_remote
 from .media import data_url_type, parse_kind
-from .routes import combine
 
 # A part type -> the kind of its media when nothing more specific says ("vision": image or video by the bytes).
 _URL_PARTS = {"image_url": "vision", "image_base64": "vision", "video_url": "video", "audio_url": "audio"}
@@ -222,7 +222,7 @@ async def embed_units(state: Any, units: Sequence[Unit], policy: FetchPolicy | N
     for unit in units:
         own = np.stack(rows[start:start + len(unit)])  # (parts, D)
         start += len(unit)
-        out.append(own[0] if len(unit) == 1 else combine(own, np.ones(len(unit), dtype=np.float32)))
+        out.append(own[0] if len(unit) == 1 else combine_vectors(own, np.ones(len(unit), dtype=np.float32)))
     return np.stack(out).astype(np.float32)  # (units, D)
 
 

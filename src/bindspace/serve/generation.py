@@ -7,7 +7,6 @@ and one image is drawn at a time.
 """
 from __future__ import annotations
 
-import asyncio
 import io
 import threading
 from typing import Any
@@ -18,7 +17,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from .auth import require_write
-from .errors import ApiError, TooLarge, Unavailable
+from .errors import Unavailable
 from .exclusive import ExclusiveWorker
 from .schemas import ErrorResponse, QueryPart
 
@@ -79,25 +78,20 @@ class GenerateRequest(BaseModel):
 async def generate(body: GenerateRequest, request: Request) -> Response:
     """The parts are embedded by the served model, combined, and drawn by the server's generator."""
     from ..generate import GenerateOptions
-    from .routes import _embed_part, combine, with_timeout
+    from .query import embed_query, query_weights
+    from .routes import with_timeout
 
     state = request.app.state.bindspace
     service: GeneratorService | None = state.extras.get(GENERATOR)
     if service is None:
         raise Unavailable("this server has no generator: start it with `bindspace serve --pipeline DIR`")
-    if len(body.parts) > state.limits.max_query_parts:
-        raise TooLarge(f"{len(body.parts)} query parts, more than the limit of {state.limits.max_query_parts}")
-    weights = body.weights if body.weights is not None else [p.weight for p in body.parts]
-    if len(weights) != len(body.parts):
-        raise ApiError(f"got {len(weights)} weights for {len(body.parts)} query parts", status=422,
-                       kind="validation")
+    weights = query_weights(state, body.parts, body.weights)
     options = GenerateOptions(seed=body.seed, steps=body.steps, guidance=body.guidance, noise_level=body.noise_level,
                               prompt=body.prompt, negative_prompt=body.negative_prompt, num_images=1,
                               height=body.height, width=body.width)
 
     async def run() -> bytes:
-        vectors = await asyncio.gather(*(_embed_part(state, i, part) for i, part in enumerate(body.parts)))
-        query = combine(np.concatenate(vectors), np.asarray(weights, dtype=np.float32))
+        query = await embed_query(state, body.parts, weights)
         return await service.worker.run(lambda stop: service.draw(query, options))
 
     png = await with_timeout(request, run())

@@ -10,7 +10,6 @@ are read by content_parts.py. Remote URLs are fetched only from hosts allowed wi
 from __future__ import annotations
 
 import base64
-import json
 import time
 from typing import Any, Literal
 
@@ -19,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from .auth import require_read
+from .body import read_json
 from .content_parts import Unit, embed_units, input_units, inputs_units, messages_unit, unit_texts
 from .errors import ApiError, openai_body
 from .fetch import FETCH_POLICY, FetchPolicy
@@ -85,7 +85,7 @@ def _units(body: EmbeddingsRequest, policy: FetchPolicy | None) -> list[Unit]:
 async def embeddings(request: Request) -> dict:
     """Unit-norm vectors, one per input, as OpenAI's `{object: list, data: [...], model, usage}`."""
     state = request.app.state.bindspace
-    body = EmbeddingsRequest.model_validate(await _json(request))
+    body = EmbeddingsRequest.model_validate(await read_json(request, empty_status=400))
     policy: FetchPolicy | None = state.extras.get(FETCH_POLICY)
     units = _units(body, policy)
     if body.dimensions is not None and body.dimensions > int(state.model.embed_dim):
@@ -119,16 +119,6 @@ def _token_count(state: Any, texts: list[str]) -> int:
     length = int(state.pipeline.options_for("text")["context_length"])
     tokenizer = get_tokenizer()
     return sum(min(len(tokenizer.encode(text)) + 2, length) for text in texts)
-
-
-async def _json(request: Request) -> Any:
-    body = await request.body()
-    if not body:
-        raise ApiError("empty request body: send a JSON object", status=400, kind="validation")
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ApiError(f"request body is not valid JSON ({err})", status=400, kind="bad_json") from None
 
 
 def _model_card(state: Any) -> dict:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import stat
 import threading
@@ -11,7 +10,6 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import numpy as np
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse, Response
 from starlette.datastructures import UploadFile
@@ -19,9 +17,11 @@ from starlette.datastructures import UploadFile
 from ..errors import BindspaceError, InputError
 from ..fsio import real_path_inside
 from .auth import require_read, require_write
+from .body import read_json
 from .errors import ApiError, NotFound, TooLarge, Unavailable
 from .jobs import check_index_paths, run_index_job
 from .media import is_video_path, local_path, make_thumbnail, media_type, parse_kind
+from .query import embed_query, query_weights
 from .schemas import (
     DeleteResponse,
     EmbedRequest,
@@ -96,7 +96,7 @@ async def embed(request: Request) -> dict:
         kind, texts, media, names = await _read_multipart(request)
         is_base64 = False
     elif content_type in ("application/json", ""):
-        payload = EmbedRequest.model_validate(await _read_json(request))
+        payload = EmbedRequest.model_validate(await read_json(request))
         kind, texts, media, names = parse_kind(payload.modality), payload.texts, payload.items, payload.names
         is_base64 = True
     else:
@@ -120,16 +120,6 @@ async def embed(request: Request) -> dict:
         work = embed_media(kind, media, names)
     vectors = await with_timeout(request, work)
     return {"model": state.model_name, "modality": kind, "dim": int(vectors.shape[1]), "vectors": vectors.tolist()}
-
-
-async def _read_json(request: Request) -> Any:
-    body = await request.body()
-    if not body:
-        raise ApiError("empty request body: send a JSON object", status=422, kind="validation")
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ApiError(f"request body is not valid JSON ({err})", status=400, kind="bad_json") from None
 
 
 async def _read_multipart(request: Request) -> tuple[str, list[str], list[bytes], list[str] | None]:
@@ -169,44 +159,17 @@ async def search(body: SearchRequest, request: Request) -> dict:
     """Query parts are embedded, combined by weighted sum, normalised, and matched against the index."""
     state = _state(request)
     store = _store(state)
-    limits = state.limits
-    if len(body.parts) > limits.max_query_parts:
-        raise TooLarge(f"{len(body.parts)} query parts, more than the limit of {limits.max_query_parts}")
-    weights = body.weights if body.weights is not None else [p.weight for p in body.parts]
-    if len(weights) != len(body.parts):
-        raise ApiError(f"got {len(weights)} weights for {len(body.parts)} query parts", status=422,
-                       kind="validation")
+    weights = query_weights(state, body.parts, body.weights)
     started = time.perf_counter()
 
     async def run() -> list:
-        vectors = await asyncio.gather(*(_embed_part(state, i, part) for i, part in enumerate(body.parts)))
-        query = combine(np.concatenate(vectors), np.asarray(weights, dtype=np.float32))
+        query = await embed_query(state, body.parts, weights)
         modality = body.modality.strip().lower() if body.modality else None
         return await asyncio.to_thread(store.search, query, body.k, modality=modality or None)
 
     hits = await with_timeout(request, run())
     return {"model": state.model_name, "took_ms": round((time.perf_counter() - started) * 1000, 3),
             "hits": [{**item_info(hit.item), "score": float(hit.score)} for hit in hits]}
-
-
-async def _embed_part(state, index: int, part) -> np.ndarray:
-    """One query part -> (1, D)."""
-    kind = parse_kind(part.modality)
-    name = part.name or f"parts[{index}]"
-    if kind == "text":
-        if part.text is None or not part.text.strip():
-            raise ApiError(f"{name}: a text part needs a non-empty 'text'", status=422, kind="validation")
-        return await state.pipeline.embed_texts([part.text], [name])
-    if not part.data:
-        raise ApiError(f"{name}: a {kind} part needs base64 'data'", status=422, kind="validation")
-    return await state.pipeline.embed_base64(kind, [part.data], [name])
-
-
-def combine(vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted sum of unit vectors (n, D) -> unit (D,) (embedding arithmetic)."""
-    from ..tasks.arithmetic import combine_vectors
-
-    return combine_vectors(vectors, weights)
 
 
 # ---------------------------------------------------------------- items
