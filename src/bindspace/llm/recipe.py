@@ -245,8 +245,8 @@ def export_bridge_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike[
     _, space = _encoder_space(recipe)
     bridge = build_bridge(recipe, load_language_model(os.path.expanduser(recipe.model)), space)
     steps = load_trained_weights(cast(Any, BridgeObjective(bridge)), path)
-    return cast(Path, save_bridge(bridge, Path(out_dir) if out_dir else _bridge_dir(config, recipe),
-                                  extra={"steps": steps, "checkpoint": str(path)}))
+    return save_bridge(bridge, Path(out_dir) if out_dir else _bridge_dir(config, recipe),
+                       extra={"steps": steps, "checkpoint": str(path)})
 
 
 register_kind("llm", TrainKind(validate_recipe, train_bridge, export_bridge_checkpoint))
