@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from bindspace.cli import main
-from bindspace.train import demo
+from bindspace.train import demo, digits_world
 
 
 def test_batched_demo_features_equal_the_standard_audio_loader():
     from bindspace.preprocess.audio import load_audio
 
-    waves = demo.dtmf_waveforms(torch.tensor([1, 5, 0]), torch.Generator().manual_seed(0))
-    feats = demo.audio_features(waves)
+    waves = digits_world.dtmf_waveforms(torch.tensor([1, 5, 0]), torch.Generator().manual_seed(0))
+    feats = digits_world.audio_features(waves)
     assert feats.shape == (3, 1, 128, 204)
     for i in range(3):
         standard = load_audio((waves[i].numpy(), 16000))  # (3 clips, 1, 128, 204), all the same 2 s
@@ -23,7 +23,7 @@ def test_batched_demo_features_equal_the_standard_audio_loader():
 
 @pytest.mark.parametrize("digit", [1, 5, 9, 0])
 def test_tones_hold_the_two_keypad_frequencies(digit):
-    wave = demo.dtmf_waveforms(torch.tensor([digit] * 4), torch.Generator().manual_seed(digit))
+    wave = digits_world.dtmf_waveforms(torch.tensor([digit] * 4), torch.Generator().manual_seed(digit))
     spectrum = np.abs(np.fft.rfft(wave.double().numpy(), axis=1)).mean(axis=0)
     freqs = np.fft.rfftfreq(wave.shape[1], 1 / 16000)
     low_band, high_band = (freqs > 600) & (freqs < 1000), (freqs > 1150) & (freqs < 1700)
@@ -55,6 +55,6 @@ def test_short_demo_learns_emergent_audio_to_text(tmp_path):
     examples = tmp_path / "model" / "examples"
     images = torch.stack([load_image(str(examples / f"digit_{d}.png"), size=16) for d in range(10)])
     with torch.no_grad():
-        classes = demo._class_embeddings(model, demo.tokenized_prompts())
+        classes = demo._class_embeddings(model, digits_world.tokenized_prompts())
         predicted = (model.encode("vision", images) @ classes.T).argmax(dim=1)
     assert (predicted == torch.arange(10)).float().mean() >= 0.6

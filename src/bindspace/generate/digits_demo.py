@@ -78,7 +78,7 @@ def run_generate_demo(out: str | Path, settings: GenerateDemoSettings | None = N
                       log: Callable[[str], None] = print) -> GenerateDemoResult:
     """Train the demo space if `out` has none, then the generator and the classifier; evaluate; save."""
     s = settings or GenerateDemoSettings()
-    from ..train.demo import torch_threads
+    from ..train.digits_world import torch_threads
 
     with torch_threads(s.threads):
         return _run(Path(out), s, log)
@@ -87,14 +87,8 @@ def run_generate_demo(out: str | Path, settings: GenerateDemoSettings | None = N
 def _run(out: Path, s: GenerateDemoSettings, log: Callable[[str], None]) -> GenerateDemoResult:
     from ..model.checkpoint import is_model_dir
     from ..model.factory import create_model
-    from ..train.demo import (
-        DemoSettings,
-        _load_digits,
-        digit_images,
-        jitter_images,
-        run_demo,
-        tone_features,
-    )
+    from ..train.demo import DemoSettings, run_demo
+    from ..train.digits_world import digit_images, jitter_images, load_digits, tone_features
 
     wall, cpu = time.perf_counter(), time.process_time()
     stages: dict[str, float] = {}
@@ -109,7 +103,7 @@ def _run(out: Path, s: GenerateDemoSettings, log: Callable[[str], None]) -> Gene
 
     tick = time.perf_counter()
     pictures, labels = digit_images(model.config.towers[Modality.VISION].input_size[-1])
-    raw, _ = _load_digits()
+    raw, _ = load_digits()
     ink = torch.from_numpy(np.clip(raw, 0, 16) / 8.0 - 1.0).float().flatten(1)  # (N, 64) in [-1, 1]
     split = torch.randperm(len(labels), generator=_gen(s.seed, 1))
     test_ids, train_ids = split[:400], split[400:]
@@ -241,7 +235,7 @@ def _contact_sheet(images: torch.Tensor, labels: torch.Tensor, reads: torch.Tens
     from PIL import Image, ImageDraw
 
     from ..fsio import atomic_path
-    from ..train.demo import DTMF_HIGH, DTMF_LOW
+    from ..train.digits_world import DTMF_HIGH, DTMF_LOW
 
     pixels = to_uint8(images, ink)[..., 0].numpy()  # (B, 8, 8)
     label_width, pad, caption, top_margin = 150, 6, 12, 24

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from ..modality import Modality
-from ..train.demo import TEMPLATES, WORDS, DemoSettings, _gen, _load_digits, render_digit, run_demo
+from ..train.demo import DemoSettings, run_demo
+from ..train.digits_world import TEMPLATES, WORDS, generator, load_digits, render_digit
 from .template import CHAT, PromptTemplate
 
 QUESTION = "what digit is this?"
@@ -154,7 +155,7 @@ def train_world_lm(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) ->
         targets[row, len(context):len(context) + len(continuation)] = torch.tensor(continuation)
     optimizer = torch.optim.AdamW(model.parameters(), lr=s.lm_lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, s.lm_lr, total_steps=s.lm_steps, pct_start=0.1)
-    gen = _gen(s.seed, 20)
+    gen = generator(s.seed, 20)
     model.train()
     loss = torch.tensor(0.0)
     for _ in range(s.lm_steps):
@@ -179,9 +180,9 @@ def write_image_rows(folder: Path, train_ids: torch.Tensor, seed: int, natural: 
     """
     from PIL import Image
 
-    images, labels = _load_digits()
+    images, labels = load_digits()
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    gen = _gen(seed, 21)
+    gen = generator(seed, 21)
     rows = []
     for i in train_ids.tolist():
         Image.fromarray(render_digit(images[i])).save(folder / "images" / f"{i}.png")
@@ -198,7 +199,7 @@ def run_llm_demo(out: str | Path, settings: LlmDemoSettings | None = None,
                  log: Callable[[str], None] = print) -> LlmDemoResult:
     """Encoder demo, world LM, image-only bridge, then questions about tones; everything saved under `out`."""
     s = settings or LlmDemoSettings()
-    from ..train.demo import torch_threads
+    from ..train.digits_world import torch_threads
 
     with torch_threads(s.threads):
         return _run(Path(out), s, log)
@@ -226,8 +227,8 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
         stages["language model"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    _, labels = _load_digits()
-    split = torch.randperm(len(labels), generator=_gen(s.seed, 1))  # the encoder demo's split
+    _, labels = load_digits()
+    split = torch.randperm(len(labels), generator=generator(s.seed, 1))  # the encoder demo's split
     test_ids, train_ids = split[:400], split[400:]
     scratch = Path(tempfile.mkdtemp(prefix="bindspace-llm-demo-"))
     try:
@@ -290,14 +291,14 @@ def pretrained_lm(spec: str) -> Path:
 def _evaluate(bridge: Any, test_ids: torch.Tensor, s: LlmDemoSettings,
               question: str) -> tuple[float, float, list[tuple[str, str]]]:
     """Greedy answers about the held-out digit images and about fresh random tones."""
-    from ..train.demo import digit_images, tone_features
+    from ..train.digits_world import digit_images, tone_features
 
     encoder = bridge.encoder
     pixels, labels = digit_images(encoder.tower_config(Modality.VISION).input_size[-1])
-    tone_labels = torch.randint(0, 10, (s.test_tones,), generator=_gen(s.seed, 22))
+    tone_labels = torch.randint(0, 10, (s.test_tones,), generator=generator(s.seed, 22))
     with torch.no_grad():
         image_emb = encoder.encode(Modality.VISION, pixels[test_ids])
-        audio_emb = encoder.encode(Modality.AUDIO, tone_features(tone_labels, _gen(s.seed, 23)))
+        audio_emb = encoder.encode(Modality.AUDIO, tone_features(tone_labels, generator(s.seed, 23)))
     samples: list[tuple[str, str]] = []
 
     def score(embeddings: torch.Tensor, truth: torch.Tensor, what: str) -> float:
