@@ -31,3 +31,9 @@ class CheckpointError(BindspaceError):
 
 class ConfigError(BindspaceError, ValueError):
     """An unknown preset or an invalid configuration (a ValueError, as callers validating values expect)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty): for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import BindspaceError
+from ..errors import BindspaceError, first_line
 from ..fsio import publish_dir
 from ..modality import Modality, as_modality
 from ..model import onnx_manifest as mf
@@ -103,7 +103,7 @@ def _export_tower(model: Any, tower: Modality, root: Path, opset: int, dtype: st
                 output_names=[mf.OUTPUT_NAME], dynamic_shapes=(dims,), external_data=True, optimize=True,
             )
         except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; the user needs one line
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ExportError(f"{tower}: ONNX export failed: {first}") from exc
     extra = sorted(p.name for p in root.iterdir() if p.name.startswith(file.name + "."))
     entry: dict[str, Any] = {

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import BindspaceError
+from ..errors import BindspaceError, first_line
 from ..fsio import publish_dir
 from ..modality import Modality, as_modality
 from ..model import onnx_manifest as mf
@@ -180,7 +180,7 @@ def _quantize_graph(src: Path, dst: Path, recipe: Recipe, calibration: list[dict
                 quantize_static(src, dst, _Reader(calibration), quant_format=fmt,
                                 activation_type=types[recipe.activation_type], **common)
     except Exception as exc:  # noqa: BLE001 - onnxruntime.quantization raises many kinds
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ExportError(f"{src}: quantization failed: {first}") from exc
     mask = os.umask(0)
     os.umask(mask)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ..errors import BindspaceError
+from ..errors import BindspaceError, first_line
 from ..quiet import quiet
 from .scaling import EmbedNorm, resolve_embed_norm, to_image_embeds
 
@@ -140,7 +140,7 @@ class UnCLIPPipeline:
                 pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(str(self.path), torch_dtype=self.dtype,
                                                                    local_files_only=True, use_safetensors=True)
         except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
-            raise BindspaceError(f"{self.path}: cannot load the unCLIP pipeline ({_first_line(exc)})") from None
+            raise BindspaceError(f"{self.path}: cannot load the unCLIP pipeline ({first_line(exc)})") from None
         return pipe.to(self.device)
 
     def generate(self, query: np.ndarray, options: GenerateOptions) -> list[Any]:
@@ -161,7 +161,7 @@ class UnCLIPPipeline:
                        num_images_per_prompt=int(options.num_images), generator=generator,
                        height=options.height, width=options.width, output_type="pil", **kwargs)
         except ValueError as exc:  # the pipeline's own argument checks (sizes not multiples of 8, ...)
-            raise BindspaceError(f"{self.path}: {_first_line(exc)}") from None
+            raise BindspaceError(f"{self.path}: {first_line(exc)}") from None
         return list(out.images)
 
     def describe(self) -> dict[str, Any]:
@@ -238,6 +238,3 @@ def _settings(path: Path) -> dict[str, Any]:
     return read_settings(path)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import BindspaceError
+from ..errors import BindspaceError, first_line
 from ..fsio import atomic_write
 from ..quiet import quiet
 
@@ -125,7 +125,7 @@ def calibrate(pipeline_dir: str | Path, images: list[Any] | None = None, *, writ
                                                                     use_safetensors=True).eval()
             extractor = CLIPImageProcessor.from_pretrained(folder / "feature_extractor")
     except (OSError, ValueError) as exc:
-        raise BindspaceError(f"{folder}: cannot load the pipeline's image encoder ({_first_line(exc)})") from None
+        raise BindspaceError(f"{folder}: cannot load the pipeline's image encoder ({first_line(exc)})") from None
     pictures = images if images is not None else calibration_images()
     norms = measure_norms(encoder, extractor, [_rgb(p) for p in pictures])
     result = EmbedNorm(float(norms.mean()), "measured", float(norms.std()), len(norms))
@@ -163,6 +163,3 @@ def _check_norm(value: Any, what: str) -> float:
     return norm
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

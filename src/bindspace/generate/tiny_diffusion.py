@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import BindspaceError
+from ..errors import BindspaceError, first_line
 from ..fsio import atomic_path, atomic_write
 
 CONFIG_FILE = "generator.json"
@@ -170,6 +170,6 @@ def load_generator(folder: str | Path) -> tuple[TinyDiffusion, dict[str, object]
         state = load_file(str(folder / WEIGHTS_FILE))
         model.load_state_dict(state)
     except (OSError, SafetensorError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise BindspaceError(f"{folder / WEIGHTS_FILE}: unreadable generator weights ({first})") from None
     return model.eval(), meta

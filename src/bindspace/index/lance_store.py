@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..errors import BindspaceError
+from ..errors import BindspaceError, first_line
 from .exact import ExactIndex
 from .object_store import plain_error
 from .store import Hit, Item, ModelInfo, Store, modality_values, unit_query
@@ -78,8 +78,7 @@ _RUST_NOISE = re.compile(r"^lance error: (LanceError\(\w+\): )?|( at path \"[^\"
 
 def _lance_error(exc: BaseException) -> str:
     """The first line of a LanceDB error, without its Rust source location."""
-    text = str(exc).strip().splitlines()
-    return _RUST_NOISE.sub("", text[0]).strip() if text else type(exc).__name__
+    return _RUST_NOISE.sub("", first_line(exc)).strip()
 
 
 def _cause(exc: BaseException, uri: str, options: dict[str, str] | None = None) -> str:

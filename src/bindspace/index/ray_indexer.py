@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BindspaceError
+from ..errors import BindspaceError, first_line
 from ..kinds import SEGMENTABLE
 from .indexer import FileOutcome, FileTask, WrittenRows, embed_isolating, group_by_modality, rows_for
 from .object_store import forwarded_env
@@ -201,7 +201,7 @@ class RayRunner:
                 ray.init(**kwargs)
             except Exception as exc:  # noqa: BLE001 - e.g. no cluster at the address
                 raise BindspaceError(f"cannot start or reach Ray{f' at {self.address}' if self.address else ''}: "
-                                     f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+                                     f"{first_line(exc)}"
                                      ) from None
         return ray
 

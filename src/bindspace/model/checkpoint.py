@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..config import ModelConfig
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 from ..fsio import atomic_path, atomic_write
 from ..integrity import sha256_file, verified
 from ..modality import Modality, as_modality
@@ -128,7 +128,7 @@ def read_pth(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             raise ValueError("neither a zip archive nor a legacy torch.save file")
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except _UNREADABLE as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or unsafe): {reason}") from None
     for wrapper in ("model", "state_dict", "module"):

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..errors import BindspaceError, CheckpointError
+from ..errors import BindspaceError, CheckpointError, first_line
 from ..modality import Modality, as_modality
 from . import onnx_manifest as mf
 from .contract import EmbeddingModel, text_run_length
@@ -88,7 +88,7 @@ class OnnxModel(EmbeddingModel):
         try:
             return ort.InferenceSession(str(file), options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise CheckpointError(f"{file}: onnxruntime cannot load it: {first}") from None
 
     def _device(self) -> torch.device:

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import BindspaceError, InputError
+from ..errors import BindspaceError, InputError, first_line
 from ..modality import Modality
 from .batcher import MicroBatcher
 from .docs_pages import add_docs_pages
@@ -224,7 +224,7 @@ def _add_error_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
     @app.exception_handler(BindspaceError)
     async def bindspace_error(request: Request, exc: BindspaceError) -> JSONResponse:
         metrics.input_errors.inc(type="bad_request")
-        return error_response(400, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, "bad_request")
+        return error_response(400, first_line(exc), "bad_request")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

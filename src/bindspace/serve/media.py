@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from ..embedding.loading import DECODE_ERRORS, item_loader, vision_kind_of
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ..kinds import KINDS as _KINDS
 from ..kinds import tower_of, vision_kind
 from ..modality import Modality
@@ -220,5 +220,5 @@ def _video_frame(path: str, at: float) -> Image.Image:
 
 def _short(err: BaseException) -> str:
     """The first line of an exception message, at most 160 characters."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = first_line(err)
     return text[:160]

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from ..errors import BindspaceError, InputError
+from ..errors import BindspaceError, InputError, first_line
 from .errors import ApiError
 
 log = logging.getLogger("bindspace.serve")
@@ -57,7 +57,7 @@ class ShapedErrorRoute(APIRoute):
                 message, param = _validation_message(list(err.errors()))
                 return self._answer(400, message, "validation", param)
             except BindspaceError as err:
-                return self._answer(400, str(err).splitlines()[0] if str(err) else type(err).__name__, "bad_request")
+                return self._answer(400, first_line(err), "bad_request")
             except HTTPException as err:
                 return self._answer(err.status_code, str(err.detail), "http")
             except asyncio.TimeoutError:

@@ -9,7 +9,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 from ..fsio import atomic_open, atomic_write
 
 FORMAT = "bindspace-train"
@@ -58,7 +58,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise CheckpointError(f"{path}: cannot read training checkpoint ({reason})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a bindspace training checkpoint")
