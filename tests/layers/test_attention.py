@@ -43,3 +43,11 @@ def test_causal_output_ignores_later_positions():
     y[:, 5:] = torch.randn(2, 2, 16)
     with torch.no_grad():
         torch.testing.assert_close(ours(x, causal=True)[:, :5], ours(y, causal=True)[:, :5])
+
+
+@pytest.mark.parametrize("dim, heads", [(64, 3), (10, 4), (8, 0)])
+def test_a_width_that_does_not_split_into_the_heads_is_a_one_line_config_error(dim: int, heads: int) -> None:
+    from bindspace.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"attention width {dim} does not split into {heads} heads"):
+        SelfAttention(dim, heads)

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 
 class SelfAttention(nn.Module):
     """Self-attention whose state dict loads `nn.MultiheadAttention` weights as they are.
@@ -15,6 +17,8 @@ class SelfAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int, *, add_bias_kv: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
+        if heads < 1 or dim % heads:
+            raise ConfigError(f"attention width {dim} does not split into {heads} heads (width % heads must be 0)")
         self.dim, self.heads, self.dropout = dim, heads, dropout
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))  # rows: q, k, v
         self.in_proj_bias = nn.Parameter(torch.empty(3 * dim))
