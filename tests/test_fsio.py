@@ -121,3 +121,30 @@ def test_publish_dir_replaces_only_an_empty_placeholder(tmp_path):
     with pytest.raises(OSError):  # a folder that holds files is never replaced
         publish_dir(again, tmp_path / "out")
     assert (tmp_path / "out" / "a.onnx").exists()
+
+
+def test_publish_dir_with_replace_swaps_an_older_folder_whole(tmp_path):
+    from bindspace.fsio import publish_dir
+
+    out = tmp_path / "bridge"
+    out.mkdir()
+    (out / "old.json").write_text("old")
+    work = tmp_path / ".bridge.partial"
+    work.mkdir()
+    (work / "new.json").write_text("new")
+    publish_dir(work, out, replace=True)
+    assert [p.name for p in out.iterdir()] == ["new.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bridge"]  # no work or moved-aside folder left
+
+
+def test_work_dir_is_removed_when_the_build_fails_and_gone_once_published(tmp_path):
+    from bindspace.fsio import publish_dir, work_dir
+
+    with pytest.raises(RuntimeError), work_dir(tmp_path / "out") as work:
+        (work / "half.onnx").write_bytes(b"x")
+        raise RuntimeError("export failed")
+    assert list(tmp_path.iterdir()) == []
+    with work_dir(tmp_path / "out") as work:
+        (work / "a.onnx").write_bytes(b"graph")
+        publish_dir(work, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

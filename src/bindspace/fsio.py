@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 
-def _umask() -> int:
+def umask() -> int:
     """The process umask; read from /proc where possible, as setting it to probe it races with threads."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
@@ -76,7 +77,7 @@ def commit_file(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> 
     """Make a finished temp file `target`: fsync it, give it umask permissions, rename, fsync the directory."""
     with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~umask())
     os.replace(tmp, target)
     fsync_dir(Path(target).parent)
 
@@ -94,13 +95,36 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[Pat
     return target
 
 
-def publish_dir(work: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
-    """Rename a finished folder `work` onto `target` (absent or an empty folder), then flush the parent."""
+@contextlib.contextmanager
+def work_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """A fresh `.NAME.partial-PID` folder beside `target` to build it in; removed on exit unless published."""
     out = Path(target)
-    if out.exists():
+    work = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)  # left by a killed run of this pid
+    work.mkdir(parents=True)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def publish_dir(work: str | os.PathLike[str], target: str | os.PathLike[str], *, replace: bool = False) -> Path:
+    """Rename a finished folder `work` onto `target`, then flush the parent.
+
+    `target` may be absent or an empty folder; with `replace`, an older `target` is moved aside
+    first and removed after, so readers see the old or the new folder, never a mix.
+    """
+    out = Path(target)
+    old = None
+    if out.exists() and replace:
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    elif out.exists():
         out.rmdir()  # only an empty placeholder may be replaced: never a folder with someone's files
     os.replace(work, out)
     fsync_dir(out.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return out
 
 

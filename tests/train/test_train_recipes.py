@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from bindspace.errors import ConfigError, InputError
+from bindspace.fsio import umask
 from bindspace.train.recipes import prepare
 from bindspace.train.recipes.sunrgbd import sunrgbd_depth_metres
 
@@ -99,12 +100,4 @@ def test_manifest_write_is_atomic_and_leaves_no_temp_file(tmp_path):
         write_jsonl([{"image": "b.png", "depth": "b.npy"}, {"image": object()}], path)
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["pairs.jsonl"]
-    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # a plain open()'s permissions
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~umask())  # a plain open()'s permissions

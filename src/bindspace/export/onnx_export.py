@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import BindspaceError, first_line
-from ..fsio import publish_dir
+from ..fsio import publish_dir, work_dir
 from ..modality import Modality, as_modality
 from ..model import onnx_manifest as mf
 from ..quiet import quiet
@@ -60,10 +59,7 @@ def export_onnx(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out}: already exists and is not an empty directory")
     say = log or (lambda _msg: None)
-    work = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
+    with work_dir(out) as work:
         entries = {}
         for tower in towers:
             say(f"exporting {tower}")
@@ -78,8 +74,6 @@ def export_onnx(
         }
         write_manifest(work, manifest)
         publish_dir(work, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return out
 
 

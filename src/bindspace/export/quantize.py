@@ -9,7 +9,6 @@ tower) where the directory has a text tower.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import BindspaceError, first_line
-from ..fsio import publish_dir
+from ..fsio import publish_dir, umask, work_dir
 from ..modality import Modality, as_modality
 from ..model import onnx_manifest as mf
 from ..quiet import quiet
@@ -90,10 +89,7 @@ def quantize_dir(
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out}: already exists and is not an empty directory")
-    work = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
+    with work_dir(out) as work:
         entries: dict[str, Any] = {}
         fusions: dict[str, dict[str, int]] = {}
         for tower in towers:
@@ -122,8 +118,6 @@ def quantize_dir(
         write_manifest(work, new)
         del int8
         publish_dir(work, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return report
 
 
@@ -182,8 +176,7 @@ def _quantize_graph(src: Path, dst: Path, recipe: Recipe, calibration: list[dict
     except Exception as exc:  # noqa: BLE001 - onnxruntime.quantization raises many kinds
         first = first_line(exc)
         raise ExportError(f"{src}: quantization failed: {first}") from exc
-    mask = os.umask(0)
-    os.umask(mask)
+    mask = umask()
     for file in dst.parent.glob(dst.name + "*"):  # the quantizer writes private (0600) temp files
         file.chmod(0o666 & ~mask)
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import CheckpointError
-from ..fsio import atomic_open, atomic_path, fsync_dir
+from ..fsio import atomic_open, atomic_path, publish_dir, work_dir
 from .lm import LmLoraConfig, add_lora, load_language_model, load_lora_state, lora_state
 from .projector import Projector, ProjectorConfig
 from .space import SpaceInfo, check_space
@@ -90,8 +88,7 @@ def save_bridge(bridge: Bridge, out_dir: str | os.PathLike[str], *, extra: dict[
         "files": {"projector": PROJECTOR_FILE, **({"adapter": ADAPTER_FILE} if bridge.lora is not None else {})},
         "training": extra or {},
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with work_dir(out) as tmp:
         state = {k: v.detach().float().cpu().contiguous() for k, v in bridge.projector.state_dict().items()}
         with atomic_path(tmp / PROJECTOR_FILE) as path:
             save_file(state, str(path))
@@ -101,30 +98,8 @@ def save_bridge(bridge: Bridge, out_dir: str | os.PathLike[str], *, extra: dict[
                 save_file(lora_state(bridge.lm_model), str(path))
         with atomic_open(tmp / MANIFEST) as handle:
             handle.write(json.dumps(manifest, indent=1) + "\n")
-        os.chmod(tmp, 0o777 & ~_umask())
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        publish_dir(tmp, out, replace=True)
     return out
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Rename the finished `tmp` to `out`; an older `out` is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    fsync_dir(out.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _find(given: str | os.PathLike[str] | None, entry: dict[str, Any] | None, folder: Path) -> str | None:
