@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..errors import ContextLengthError, InputError
-    from ..quiet import quiet_hf
     from ..llm.media import media, towers_for
     from ..llm.template import with_markers
+    from ..quiet import quiet_hf
     from .common import UsageError, check_input_file
 
     items = [media(kind, path) for kind, path in args.media]

@@ -105,8 +105,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run `bindspace index`; returns the exit status."""
-    from ..index.indexer import index_paths
     from ..index import open_store
+    from ..index.indexer import index_paths
     from ..index.store import ModelInfo
     from ..index.walk import walk_paths
 
