@@ -69,9 +69,9 @@ def main() -> None:
     from ray.cluster_utils import Cluster
 
     import bindspace
+    from bindspace.index import open_store
     from bindspace.index.indexer import index_paths, model_info_for
     from bindspace.index.ray_indexer import ModelSpec, RayRunner
-    from bindspace.index.store import open_store
     from bindspace.precision import cpu_flags
 
     work = Path(tempfile.mkdtemp(prefix="ray_s3_bench_"))

@@ -30,6 +30,8 @@ def __getattr__(name: str) -> Any:  # heavy submodules load on first use
     if name in _LAZY:
         import importlib
 
+        if name == "create_model":  # registers the int8 builder, so create_model(dtype="int8") works
+            importlib.import_module(".export.int8_cache", __name__)
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     if name == "Embedder":
         from .embedding import Embedder as Embedder

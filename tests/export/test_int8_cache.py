@@ -68,7 +68,7 @@ def test_first_use_builds_then_reuses_then_rebuilds_a_corrupt_entry(tmp_path, mo
 
 def test_the_cache_honours_xdg_and_the_key_covers_weights_and_recipe(tmp_path, monkeypatch):
     from bindspace.export.int8_cache import cache_key, int8_root
-    from bindspace.export.recipe import forced_recipe
+    from bindspace.model.int8_recipe import forced_recipe
 
     monkeypatch.delenv("BINDSPACE_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

@@ -44,7 +44,7 @@ def int8_dir(tmp_path_factory, onnx_dir, parity_inputs):
     return out, report
 
 
-from bindspace.export.recipe import Recipe  # noqa: E402
+from bindspace.model.int8_recipe import Recipe  # noqa: E402
 
 
 @pytest.mark.parametrize("tower", TOWERS)
@@ -143,9 +143,9 @@ def test_int8_built_for_another_kind_warns_in_one_line_or_stays_accurate(onnx_di
     """A VNNI directory made here (int8 weights), then run on this machine's real kernels."""
     import warnings
 
-    import bindspace.export.recipe as recipe_module
+    import bindspace.model.int8_recipe as recipe_module
     from bindspace.export import quantize_dir
-    from bindspace.export.recipe import KindWarning, forced_recipe
+    from bindspace.model.int8_recipe import KindWarning, forced_recipe
     from bindspace.model.onnx_backend import OnnxModel
 
     vnni = forced_recipe("avx512-vnni")
@@ -171,9 +171,9 @@ def test_int8_built_for_another_kind_warns_in_one_line_or_stays_accurate(onnx_di
 def test_a_manifest_from_before_recipes_is_treated_as_int8_weights(int8_dir, tmp_path, monkeypatch):
     import shutil
 
-    import bindspace.export.recipe as recipe_module
+    import bindspace.model.int8_recipe as recipe_module
     from bindspace.export import manifest as mf
-    from bindspace.export.recipe import KindWarning
+    from bindspace.model.int8_recipe import KindWarning
     from bindspace.model.onnx_backend import OnnxModel
 
     old = tmp_path / "old"

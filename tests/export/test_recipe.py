@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bindspace.errors import BindspaceError
-from bindspace.export.recipe import Recipe, forced_recipe, kind_mismatch, quantization_recipe
+from bindspace.model.int8_recipe import Recipe, forced_recipe, kind_mismatch, quantization_recipe
 from bindspace.precision import CPU_KINDS, cpu_kind, parse_cpuinfo
 
 SAPPHIRE_RAPIDS = {"sse4_1", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8"}

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bindspace.index import open_store
 from bindspace.index.indexer import ENV_COMMIT_PAUSE, index_paths
-from bindspace.index.store import open_store
 from bindspace.integrity import sha256_file
 
 TINY = "imagebind_tiny_test"

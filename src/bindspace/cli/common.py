@@ -215,8 +215,8 @@ def load_model(args: argparse.Namespace, modalities: Iterable[str] | None, recor
     import sys
     import warnings
 
-    from ..export.recipe import KindWarning
     from ..model import create_model
+    from ..model.int8_recipe import KindWarning
 
     name, checkpoint = resolve_model(args, recorded)
     with warnings.catch_warnings(record=True) as caught:
@@ -235,7 +235,11 @@ def model_dtype(args: argparse.Namespace) -> Any:
     """What create_model takes for --dtype: a torch dtype, or "int8" for the int8 cache."""
     import torch
 
-    return INT8 if args.dtype == INT8 else getattr(torch, args.dtype)
+    if args.dtype == INT8:
+        from ..export import int8_cache  # noqa: F401 - registers the int8 builder create_model uses
+
+        return INT8
+    return getattr(torch, args.dtype)
 
 
 def weights_fingerprint(args: argparse.Namespace, checkpoint: str) -> str:
@@ -246,7 +250,7 @@ def weights_fingerprint(args: argparse.Namespace, checkpoint: str) -> str:
     if getattr(args, "dtype", None) != INT8:
         return fingerprint
     from ..export.int8_cache import int8_fingerprint
-    from ..export.recipe import quantization_recipe
+    from ..model.int8_recipe import quantization_recipe
     from ..precision import cpu_flags
 
     return int8_fingerprint(fingerprint, quantization_recipe(cpu_flags()))

@@ -25,7 +25,8 @@ from ..errors import CheckpointError
 from ..fsio import atomic_write
 from ..modality import Modality
 from ..model import onnx_manifest as mf
-from .recipe import Recipe
+from ..model.factory import register_int8_builder
+from ..model.int8_recipe import Recipe
 
 LAYOUT = 1  # bumped when the cache's layout changes
 VIEW_PREFIX = "view-"
@@ -146,3 +147,6 @@ def _view(folder: Path, towers: list[Modality]) -> Path:
     view.mkdir(exist_ok=True)
     atomic_write(view / mf.MANIFEST, json.dumps(combined, indent=1))  # same text from every process
     return view
+
+
+register_int8_builder(cached_int8_dir)  # create_model(dtype="int8") builds through this cache

@@ -22,12 +22,12 @@ from ..errors import BindspaceError, first_line
 from ..fsio import publish_dir, umask, work_dir
 from ..modality import Modality, as_modality
 from ..model import onnx_manifest as mf
+from ..model.int8_recipe import MODES, KindWarning, Recipe, quantization_recipe
 from ..quiet import quiet
 from .calibration import plain_rows
 from .graphs import sample_input
 from .manifest import file_entry, write_manifest
 from .onnx_export import EXPORTER_LOGGERS, ExportError
-from .recipe import MODES, KindWarning, Recipe, quantization_recipe
 
 SYNTHETIC_ITEMS = 8
 HOLD_OUT_EVERY = 3  # static: every third row is kept out of calibration and scored instead

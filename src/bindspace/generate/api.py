@@ -30,6 +30,8 @@ def load_embedder(pipeline: ImagePipeline, parts: Sequence[Part], *, checkpoint:
     from ..model import create_model
     from ..model.checkpoint import is_model_dir
 
+    if dtype == "int8":
+        from ..export import int8_cache  # noqa: F401 - registers the int8 builder create_model uses
     source = checkpoint or pipeline.checkpoint
     towers = query_towers(parts)
     if source:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import cast
 
@@ -16,6 +16,16 @@ from .hub import resolve_pretrained
 from .imagebind import ImageBindModel
 from .onnx_manifest import is_onnx_dir, onnx_config
 from .presets import get_config
+
+# model/ sits below export/, which builds int8 towers (ONNX export + quantization): export.int8_cache
+# registers its builder here when imported (`import bindspace`'s create_model and --dtype int8 import it).
+Int8Builder = Callable[..., Path]  # (towers, fingerprint, recipe, load_torch) -> folder OnnxModel opens
+_INT8_BUILDER: list[Int8Builder] = []
+
+
+def register_int8_builder(builder: Int8Builder) -> None:
+    """Make create_model(dtype="int8") build and cache int8 towers with `builder` (export.int8_cache registers)."""
+    _INT8_BUILDER[:] = [builder]
 
 
 def create_model(
@@ -79,10 +89,12 @@ def _int8_model(name: str | ModelConfig | None, checkpoint: str | os.PathLike[st
     if is_onnx_dir(checkpoint):
         raise BindspaceError(f"{Path(checkpoint)}: an exported directory runs at its own precision; "
                              "dtype='int8' quantizes torch weights (or: bindspace quantize)")
-    from ..export.int8_cache import cached_int8_dir
-    from ..export.recipe import quantization_recipe
+    if not _INT8_BUILDER:
+        raise BindspaceError("dtype='int8' needs the int8 builder: import bindspace.export.int8_cache first "
+                             "(bindspace.create_model and --dtype int8 do)")
     from ..precision import cpu_flags
     from .fingerprint import model_fingerprint
+    from .int8_recipe import quantization_recipe
     from .onnx_backend import OnnxModel
 
     config = _resolve_config(name, checkpoint)
@@ -94,7 +106,7 @@ def _int8_model(name: str | ModelConfig | None, checkpoint: str | os.PathLike[st
     def load_torch(wanted: list[Modality]) -> ImageBindModel:
         return create_model(config, checkpoint=checkpoint, modalities=wanted, dtype=torch.float32, verify=verify)
 
-    folder = cached_int8_dir(towers, model_fingerprint(None, checkpoint), quantization_recipe(cpu_flags()),
+    folder = _INT8_BUILDER[0](towers, model_fingerprint(None, checkpoint), quantization_recipe(cpu_flags()),
                              load_torch)
     return cast(ImageBindModel, OnnxModel(folder, towers, device=device))
 

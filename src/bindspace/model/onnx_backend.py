@@ -38,7 +38,7 @@ class OnnxModel(EmbeddingModel):
         self.precision = str(self.manifest["precision"])
         self.kind_warning = _kind_warning(self.path, self.manifest)
         if self.kind_warning:
-            from ..export.recipe import KindWarning
+            from .int8_recipe import KindWarning
 
             warnings.warn(self.kind_warning, KindWarning, stacklevel=2)
         entries: dict[str, Any] = self.manifest["towers"]
@@ -124,7 +124,7 @@ def _kind_warning(path: Path, manifest: dict[str, Any]) -> str | None:
     quantization = manifest.get("quantization")
     if not isinstance(quantization, dict):
         return None
-    from ..export.recipe import Recipe, kind_mismatch
+    from .int8_recipe import Recipe, kind_mismatch
 
     # before recipes were recorded, every directory had int8 weights: the old manifests read as such
     recorded = quantization.get("recipe") or {"mode": quantization.get("mode", "dynamic")}
