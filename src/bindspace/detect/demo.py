@@ -85,7 +85,7 @@ class DetectDemoResult:
 def run_detect_demo(out: str | Path | None = None, settings: DetectDemoSettings | None = None,
                     checkpoint: str | Path | None = None, log: Callable[[str], None] = print) -> DetectDemoResult:
     """Train (or load) the demo model, train the detector with text classes, evaluate with text and tones."""
-    from ..train.demo import torch_threads
+    from ..train.digits_world import torch_threads
 
     s = settings or DetectDemoSettings()
     with torch_threads(s.threads), contextlib.ExitStack() as stack:
@@ -99,7 +99,8 @@ def run_detect_demo(out: str | Path | None = None, settings: DetectDemoSettings 
 def _run(out: Path | None, s: DetectDemoSettings, checkpoint: str | Path | None,
          log: Callable[[str], None], model_dir: Path | None) -> DetectDemoResult:
     from ..model.factory import create_model
-    from ..train.demo import DemoSettings, _load_digits, digit_images, run_demo, tokenized_prompts
+    from ..train.demo import DemoSettings, run_demo
+    from ..train.digits_world import digit_images, load_digits, tokenized_prompts
 
     wall = time.perf_counter()
     stages: dict[str, float] = {}
@@ -113,7 +114,7 @@ def _run(out: Path | None, s: DetectDemoSettings, checkpoint: str | Path | None,
     stages["model"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    ink, labels = _load_digits()
+    ink, labels = load_digits()
     order = np.random.default_rng(s.seed).permutation(len(labels))
     test_pool, train_pool = order[:400], order[400:]
     with torch.no_grad():
@@ -197,7 +198,7 @@ def _text_classes(model: Any, prompts: torch.Tensor) -> torch.Tensor:
 
 def _tone_classes(model: Any, s: DetectDemoSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """(10, D) class embeddings from fresh keypad tones (a few per digit, combined) and one waveform per digit."""
-    from ..train.demo import audio_features, dtmf_waveforms
+    from ..train.digits_world import audio_features, dtmf_waveforms
 
     digits = torch.arange(10).repeat_interleave(s.tones_per_class)
     gen = torch.Generator().manual_seed(10_000 + s.seed)
@@ -213,7 +214,7 @@ def _save(out: Path, detector: Detector, result: DetectDemoResult, s: DetectDemo
     import soundfile as sf
     from PIL import Image
 
-    from ..train.demo import SAMPLE_RATE
+    from ..train.digits_world import SAMPLE_RATE
     from .draw import draw_detections
 
     detector.space.checkpoint = "../model" if (out / "model").is_dir() else detector.space.checkpoint

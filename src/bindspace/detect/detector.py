@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import BindspaceError, CheckpointError
+from ..errors import BindspaceError, CheckpointError, first_line
 from .boxes import nms
 from .config import DetectorConfig
 from .network import RegionNetwork
@@ -219,7 +219,6 @@ def load_detector(path: str | os.PathLike[str]) -> Detector:
     except FileNotFoundError:
         raise CheckpointError(f"{folder}: detector weights missing ({WEIGHTS_FILE})") from None
     except (SafetensorError, OSError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{folder / WEIGHTS_FILE}: cannot load detector weights ({first})") from None
+        raise CheckpointError(f"{folder / WEIGHTS_FILE}: cannot load detector weights ({first_line(exc)})") from None
     return Detector(network, space)
 

@@ -43,7 +43,7 @@ def draw_scene(ink: np.ndarray, labels: np.ndarray, pool: np.ndarray, rng: np.ra
     """A scene of digits drawn from `pool` (indices into `ink` (N, 8, 8) and `labels` (N,))."""
     from PIL import Image
 
-    from ..train.demo import render_digit
+    from ..train.digits_world import render_digit
 
     sheet = np.full((spec.canvas, spec.canvas), 255, dtype=np.uint8)
     count = int(rng.integers(spec.min_objects, spec.max_objects + 1))

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from .auth import require_read
 from .errors import TooLarge, Unavailable
 from .media import decode_base64
-from .routes import _embed_part, _state, combine, with_timeout
+from .query import embed_query
+from .routes import with_timeout
 from .schemas import QueryPart
 
 router = APIRouter()
@@ -58,7 +59,7 @@ def detector_extras(path: str, model: Any) -> dict[str, Any]:
              summary="Find and name objects in images; classes are any mix of texts and media.")
 async def detect(body: DetectRequest, request: Request) -> dict:
     """Each class's parts are embedded and combined; the detector's regions are scored against them."""
-    state = _state(request)
+    state = request.app.state.bindspace
     detector = state.extras.get(DETECTOR)
     if detector is None:
         raise Unavailable("this server has no detector: start it with `bindspace serve --detector DIR`")
@@ -74,8 +75,7 @@ async def detect(body: DetectRequest, request: Request) -> dict:
         for i, cls in enumerate(body.classes):
             named = [p.model_copy(update={"name": p.name or f"classes[{i}].parts[{j}]"})
                      for j, p in enumerate(cls.parts)]
-            vectors = await asyncio.gather(*(_embed_part(state, j, part) for j, part in enumerate(named)))
-            rows.append(combine(np.concatenate(vectors), np.asarray([p.weight for p in cls.parts], dtype=np.float32)))
+            rows.append(await embed_query(state, named, [p.weight for p in cls.parts]))
         return await asyncio.to_thread(detector.detect, pictures, np.stack(rows), names, threshold=body.threshold,
                                        iou=body.iou, max_detections=body.max_detections,
                                        names=[f"images[{i}]" for i in range(len(pictures))])
