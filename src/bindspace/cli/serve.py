@@ -15,6 +15,7 @@ from .common import (
     positive_float,
     positive_int,
     storage_options,
+    UsageError,
 )
 
 EPILOG = """\
@@ -78,6 +79,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="hosts (or host:port) whose http(s) URLs /v1/embeddings may fetch media from; redirects "
                              "only to the same host, at most --max-item-mb and --fetch-timeout seconds each "
                              "(default: none, remote URLs are refused)")
+    parser.add_argument("--cors-origin", metavar="ORIGIN", nargs="+", action="extend", default=[],
+                        help="origins (http(s)://HOST[:PORT]) whose web pages may call this server from a browser, "
+                             "e.g. clip-retrieval's front-end; they may read, their writes are refused; '*' (every "
+                             "origin) only on a server without keys (default: none, no CORS headers)")
+    parser.add_argument("--cors-writes", action="store_true",
+                        help="let the --cors-origin pages also write (DELETE, POST /v1/index; they must send the "
+                             "write key); needs a write key and named origins")
     parser.add_argument("--fetch-timeout", type=positive_float, default=10.0, metavar="S",
                         help="time limit of one --fetch-allow fetch in seconds (default: %(default)s)")
     group = parser.add_argument_group("batching and limits")
@@ -130,6 +138,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..serve import Limits, create_app
+    from ..serve.cors import CorsError, cors_policy
+    from ..serve.cors import describe as describe_cors
+
+    api_key = args.api_key or os.environ.get("BINDSPACE_API_KEY") or None
+    read_key = args.read_key or os.environ.get("BINDSPACE_READ_KEY") or None
+    try:
+        cors = cors_policy(args.cors_origin, read_key=read_key, api_key=api_key, writes=args.cors_writes)
+    except CorsError as err:
+        raise UsageError(str(err)) from None
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -144,8 +161,6 @@ def run(args: argparse.Namespace) -> int:
         max_inflight_bytes=int(max(args.max_inflight_mb, args.max_body_mb) * 1024 * 1024),
         max_items=args.max_items, request_timeout_s=args.timeout, max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms, fixed_batches=not args.free_batches, decode_threads=args.decode_threads)
-    api_key = args.api_key or os.environ.get("BINDSPACE_API_KEY") or None
-    read_key = args.read_key or os.environ.get("BINDSPACE_READ_KEY") or None
     roots = [os.path.abspath(root) for root in args.index_root]
     for root in roots:
         if not os.path.isdir(root):
@@ -194,8 +209,10 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = os.path.abspath(args.checkpoint) if args.checkpoint and "://" not in args.checkpoint else None
     app = create_app(model, store, api_key=api_key, read_key=read_key, index_roots=roots,
                      imu_layout=args.weaviate_imu, limits=limits, model_name=name, model_checksum=checksum,
-                     model_checkpoint=checkpoint, routers=routers, extras=extras)
+                     model_checkpoint=checkpoint, routers=routers, extras=extras, cors=cors)
     _announce(args, name, store, api_key, read_key, roots)
+    if cors is not None:
+        print(f"bindspace serve: {describe_cors(cors)}", file=sys.stderr)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5,
                     server_header=False)

@@ -29,6 +29,7 @@ from .. import __version__
 from ..errors import BindspaceError, InputError, first_line
 from ..modality import Modality
 from .batcher import MicroBatcher
+from .cors import CORS_POLICY, CorsPolicy, add_cors
 from .docs_pages import add_docs_pages
 from .errors import ApiError, error_body
 from .jobs import JobTable
@@ -77,7 +78,8 @@ def forward_one(model: Any, modality: Modality, x: torch.Tensor) -> torch.Tensor
 def create_app(model: Any, store: Any = None, *, api_key: str | None = None, read_key: str | None = None,
                index_roots: Sequence[str] = (), imu_layout: str = "reshape", limits: Limits = Limits(),
                model_name: str | None = None, model_checksum: str | None = None, model_checkpoint: str | None = None,
-               routers: Sequence[APIRouter] = (), extras: Mapping[str, Any] | None = None) -> FastAPI:
+               routers: Sequence[APIRouter] = (), extras: Mapping[str, Any] | None = None,
+               cors: CorsPolicy | None = None) -> FastAPI:
     """The app for one loaded model and, optionally, one index (without it: embed-only).
 
     `api_key` protects writes, `read_key` (optional) every read but the health probes.
@@ -85,6 +87,7 @@ def create_app(model: Any, store: Any = None, *, api_key: str | None = None, rea
     `imu_layout`: "reshape" (the Weaviate container's channel layout) or "transpose", for /vectorize.
     `model_checksum` is the weights fingerprint: an index holding another model's vectors is refused.
     `model_checkpoint` is recorded by POST /v1/index. `routers` are included after the built-in ones.
+    `cors` lets pages of other origins read (and, if it says so, write); None: no CORS headers at all.
     """
     if imu_layout not in IMU_LAYOUTS:
         raise ValueError(f"imu_layout must be one of {IMU_LAYOUTS}, got {imu_layout!r}")
@@ -104,6 +107,8 @@ def create_app(model: Any, store: Any = None, *, api_key: str | None = None, rea
                        jobs=JobTable(limits.max_jobs, limits.job_ttl_s), read_key=read_key or None,
                        index_roots=tuple(str(root) for root in index_roots), imu_layout=imu_layout,
                        extras=dict(extras or {}))
+    if cors is not None:
+        state.extras[CORS_POLICY] = cors  # require_write refuses writes from these pages unless cors.writes
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -134,6 +139,8 @@ def create_app(model: Any, store: Any = None, *, api_key: str | None = None, rea
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes,
                        max_inflight_bytes=limits.max_inflight_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
+    if cors is not None:  # outside the body limits: a 413/429 must reach the page as itself, not as a CORS error
+        add_cors(app, cors)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _add_error_handlers(app, metrics)
     _include_routers(app, routers)

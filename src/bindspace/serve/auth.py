@@ -2,7 +2,8 @@
 
 Routers use them as dependencies: `dependencies=[Depends(require_read)]` or
 `Depends(require_write)`. Keys come as `Authorization: Bearer KEY` or `X-API-Key: KEY`
-and are compared in constant time.
+and are compared in constant time. With `--cors-origin`, writes from the listed origins' pages
+are refused unless `--cors-writes` (cors.py).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import hmac
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from .cors import CORS_POLICY
 from .errors import Unauthorized
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer KEY`")
@@ -31,10 +33,16 @@ async def require_write(request: Request,
                         bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
                         header_key: str | None = Depends(_key_header)) -> None:
     """Writes need the server's write key; with none configured they are refused outright (403)."""
-    expected = request.app.state.bindspace.api_key
+    state = request.app.state.bindspace
+    expected = state.api_key
     if not expected:
         raise Unauthorized("writes are disabled: start the server with --api-key or BINDSPACE_API_KEY",
                            status=403, kind="forbidden")
+    cors = state.extras.get(CORS_POLICY)
+    origin = request.headers.get("origin")
+    if cors is not None and cors.refuses_write_from(origin):
+        raise Unauthorized(f"writes from pages of {str(origin)[:100]} are refused: --cors-origin lets other origins "
+                           "read only (the operator can add --cors-writes)", status=403, kind="forbidden")
     given = _given(bearer, header_key)
     if not given:
         raise Unauthorized("missing API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",

@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from .auth import require_read
+from .body import read_json
 from .errors import ApiError, TooLarge, Unavailable
 from .fetch import FETCH_POLICY, fetch, is_remote
 from .routes import item_info, with_timeout
 from .shaped_route import ShapedErrorRoute
 
 MAX_RESULT_IDS = 1000  # as /v1/search's k: the rows searched for one query
+Req = TypeVar("Req", bound=BaseModel)
 
 
 class ClipBackRoute(ShapedErrorRoute):
@@ -84,9 +86,25 @@ async def indices_list(request: Request) -> list[str]:
     return [index_name(request.app.state.bindspace)]
 
 
-@router.post("/knn-service", summary="clip-retrieval: the rows nearest a text, image or embedding.")
-async def knn_service(body: KnnRequest, request: Request) -> list[dict[str, Any]]:
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads its JSON itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+async def _read(request: Request, model: type[Req]) -> Req:
+    """The body as JSON whatever its Content-Type, as clip-back's `get_json(force=True)` reads it.
+
+    clip-front posts `JSON.stringify(...)` without a Content-Type, so browsers declare
+    `text/plain;charset=UTF-8` (which also spares a CORS preflight).
+    """
+    return model.model_validate(await read_json(request, empty_status=400))
+
+
+@router.post("/knn-service", summary="clip-retrieval: the rows nearest a text, image or embedding.",
+             openapi_extra=_json_body(KnnRequest))
+async def knn_service(request: Request) -> list[dict[str, Any]]:
     """Best first: {id, similarity, url, caption, ...metadata} per row."""
+    body = await _read(request, KnnRequest)
     state = request.app.state.bindspace
     store = _check(state, body.indice_name)
     if body.modality not in ("image", "text"):
@@ -152,9 +170,10 @@ def _metadata(item: Any, base: str) -> dict[str, Any]:
             "thumbnail_url": f"{base}{info['thumbnail_url']}" if info["thumbnail_url"] else None}
 
 
-@router.post("/metadata", summary="clip-retrieval: the metadata of rows by id.")
-async def metadata(body: MetadataRequest, request: Request) -> list[dict[str, Any]]:
+@router.post("/metadata", summary="clip-retrieval: the metadata of rows by id.", openapi_extra=_json_body(MetadataRequest))
+async def metadata(request: Request) -> list[dict[str, Any]]:
     """[{id, metadata}] in the order asked; unknown ids get empty metadata, as a short parquet would."""
+    body = await _read(request, MetadataRequest)
     state = request.app.state.bindspace
     store = _check(state, body.indice_name)
     state.pipeline.check_count(len(body.ids))
