@@ -8,6 +8,7 @@ import sys
 
 from ..errors import BindspaceError
 from .common import (
+    UsageError,
     add_model_args,
     add_storage_option_arg,
     non_negative_float,
@@ -15,7 +16,6 @@ from .common import (
     positive_float,
     positive_int,
     storage_options,
-    UsageError,
 )
 
 EPILOG = """\

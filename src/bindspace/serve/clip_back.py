@@ -170,7 +170,8 @@ def _metadata(item: Any, base: str) -> dict[str, Any]:
             "thumbnail_url": f"{base}{info['thumbnail_url']}" if info["thumbnail_url"] else None}
 
 
-@router.post("/metadata", summary="clip-retrieval: the metadata of rows by id.", openapi_extra=_json_body(MetadataRequest))
+@router.post("/metadata", summary="clip-retrieval: the metadata of rows by id.",
+             openapi_extra=_json_body(MetadataRequest))
 async def metadata(request: Request) -> list[dict[str, Any]]:
     """[{id, metadata}] in the order asked; unknown ids get empty metadata, as a short parquet would."""
     body = await _read(request, MetadataRequest)

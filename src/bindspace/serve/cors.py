@@ -2,8 +2,9 @@
 
 Off unless `serve --cors-origin ORIGIN...`. Then Starlette's CORSMiddleware lets pages of
 exactly those origins read answers (GET, HEAD, POST; headers Content-Type, Authorization,
-X-API-Key). Browsers never attach a bindspace key by themselves (no cookies, no browser-managed
-auth: `allow_credentials` stays off), so a page can use a key only if it was given one.
+X-API-Key; Chrome's private-network preflight for named origins). Browsers never attach a
+bindspace key by themselves (no cookies, no browser-managed auth: `allow_credentials` stays
+off), so a page can use a key only if it was given one.
 
 Cross-origin pages may only read: a write (`require_write`) whose `Origin` is one of the
 listed origins is refused with 403 unless the operator also passes `--cors-writes`, which
@@ -91,9 +92,12 @@ def add_cors(app: Any, policy: CorsPolicy) -> None:
     from starlette.middleware.cors import CORSMiddleware
 
     methods = [*READ_METHODS, "DELETE"] if policy.writes else list(READ_METHODS)
+    # No expose_headers: Starlette sends those to every origin, allowed or not. Private-network
+    # preflights (Chrome, public page -> this host) pass for named origins only: naming one is the
+    # operator's consent; '*' would open a local server to every public site.
     app.add_middleware(CORSMiddleware, allow_origins=list(policy.origins), allow_methods=methods,
                        allow_headers=list(REQUEST_HEADERS), allow_credentials=False,
-                       expose_headers=["Retry-After"], max_age=PREFLIGHT_MAX_AGE_S)
+                       allow_private_network=not policy.any_origin, max_age=PREFLIGHT_MAX_AGE_S)
 
 
 def describe(policy: CorsPolicy | None) -> str:
