@@ -151,11 +151,12 @@ def create_app(model: Any, store: Any = None, *, api_key: str | None = None, rea
 
 def _include_routers(app: FastAPI, extra: Sequence[APIRouter]) -> None:
     """The built-in routers, then the optional ones handed to create_app (chat, generation, ...)."""
+    from .cohere_api import router as cohere_router
     from .openai_api import router as openai_router
     from .routes import router
     from .weaviate import router as weaviate_router
 
-    for r in (router, openai_router, weaviate_router, *extra):
+    for r in (router, openai_router, cohere_router, weaviate_router, *extra):
         app.include_router(r)
 
 

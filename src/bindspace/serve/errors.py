@@ -2,11 +2,13 @@
 
 On the OpenAI-compatible paths the body is OpenAI's `{"error": {"message", "type", "param", "code"}}`
 instead (the `openai` package shows only "Error code: 413" for any other shape), on clip-retrieval's
-paths Flask-RESTful's `{"message"}`. `error_body` picks the shape for errors answered outside a
-route (the body-limit middleware, 404/405); routes use shaped_route.ShapedErrorRoute.
+paths Flask-RESTful's `{"message"}`, on Cohere's `/v2/embed` Cohere's `{"id", "message"}`.
+`error_body` picks the shape for errors answered outside a route (the body-limit middleware,
+404/405); routes use shaped_route.ShapedErrorRoute.
 """
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from ..errors import BindspaceError
@@ -14,6 +16,7 @@ from ..errors import BindspaceError
 # Paths whose every error is in OpenAI's shape, and those in clip-retrieval's (clip_back.py).
 OPENAI_PATHS = frozenset({"/v1/embeddings", "/v1/chat/completions", "/v1/models"})
 CLIP_BACK_PATHS = frozenset({"/knn-service", "/indices-list", "/metadata"})
+COHERE_PATHS = frozenset({"/v2/embed"})
 _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                  404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
                  422: "invalid_request_error", 429: "rate_limit_error"}
@@ -34,12 +37,19 @@ def openai_body(status: int, message: str, code: str | None = None, param: str |
     return {"error": {"message": message, "type": openai_type(status), "param": param, "code": code}}
 
 
+def cohere_body(message: str) -> dict[str, Any]:
+    """Cohere's error body: {"id": a fresh request id, "message"}."""
+    return {"id": str(uuid.uuid4()), "message": message}
+
+
 def error_body(path: str, status: int, message: str, kind: str) -> dict[str, Any]:
-    """The error body for a request path: OpenAI's or clip-back's shape on their paths, `{error, type}` elsewhere."""
+    """The error body for a path: OpenAI's, clip-back's or Cohere's shape on their paths, else `{error, type}`."""
     if speaks_openai(path):
         return openai_body(status, message, code=kind)
     if path in CLIP_BACK_PATHS:
         return {"message": message}
+    if path in COHERE_PATHS:
+        return cohere_body(message)
     return {"error": message, "type": kind}
 
 

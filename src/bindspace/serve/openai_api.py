@@ -88,15 +88,11 @@ async def embeddings(request: Request) -> dict:
     body = EmbeddingsRequest.model_validate(await read_json(request, empty_status=400))
     policy: FetchPolicy | None = state.extras.get(FETCH_POLICY)
     units = _units(body, policy)
-    if body.dimensions is not None and body.dimensions > int(state.model.embed_dim):
-        raise ApiError(f"dimensions: this model makes {state.model.embed_dim}-d vectors; ask for at most that",
-                       kind="validation")
+    check_dimensions(state, body.dimensions, "dimensions")
     vectors = await with_timeout(request, embed_units(state, units, policy))  # (n, D) unit rows
-    if body.dimensions is not None and body.dimensions < vectors.shape[1]:
-        vectors = vectors[:, : body.dimensions]
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    vectors = first_dimensions(vectors, body.dimensions)
     texts = unit_texts(units)
-    tokens = _token_count(state, texts) if texts else 0
+    tokens = token_count(state, texts) if texts else 0
     return {
         "object": "list",
         "data": [{"object": "embedding", "index": i, "embedding": _encode(row, body.encoding_format)}
@@ -112,7 +108,22 @@ def _encode(row: np.ndarray, encoding: str) -> list[float] | str:
     return [float(x) for x in row]
 
 
-def _token_count(state: Any, texts: list[str]) -> int:
+def check_dimensions(state: Any, dimensions: int | None, field: str) -> None:
+    """A 400 before any work when a request asks for more dimensions than the model makes."""
+    if dimensions is not None and dimensions > int(state.model.embed_dim):
+        raise ApiError(f"{field}: this model makes {state.model.embed_dim}-d vectors; ask for at most that",
+                       kind="validation")
+
+
+def first_dimensions(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
+    """The first `dimensions` of each unit row, re-normalised (None or the full width: unchanged)."""
+    if dimensions is None or dimensions >= vectors.shape[1]:
+        return vectors
+    kept = vectors[:, :dimensions]  # (n, dimensions)
+    return kept / np.maximum(np.linalg.norm(kept, axis=1, keepdims=True), 1e-12)
+
+
+def token_count(state: Any, texts: list[str]) -> int:
     """Tokens the model read: start and end markers included, each text cut at the context length."""
     from ..preprocess.tokenizer import get_tokenizer
 
