@@ -17,9 +17,10 @@ from bindspace.serve.cors import CorsError, CorsPolicy, cors_policy, parse_origi
 
 FRONT = "http://localhost:3005"  # where `clip-retrieval-front 3005` serves clip-front
 OTHER = "https://evil.example"
-KNN = {"text": "a dog", "image": None, "image_url": None, "modality": "image", "num_images": 3,
-       "indice_name": "holiday", "num_result_ids": 3, "use_mclip": False, "deduplicate": True,
-       "use_safety_model": False}
+# clip-front's text search body, as its JSON.stringify writes it (undefined fields dropped).
+KNN = {"text": "a dog", "modality": "image", "num_images": 40, "indice_name": "holiday", "num_result_ids": 3000,
+       "use_mclip": False, "deduplicate": True, "use_safety_model": True, "use_violence_detector": True,
+       "aesthetic_score": "", "aesthetic_weight": "0.5"}
 
 
 def preflight(base: str, path: str, origin: str, method: str = "POST", headers: str | None = "content-type",
@@ -69,7 +70,7 @@ def test_clip_front_request_from_the_allowed_origin(front_server, memory_store):
     assert hits.headers["access-control-allow-origin"] == FRONT
     assert "Origin" in hits.headers["vary"]  # caches must not hand this answer to another origin
     assert "access-control-allow-credentials" not in hits.headers
-    assert len(hits.json()) == 3 and {hit["id"] for hit in hits.json()} <= set(memory_store.items)
+    assert {hit["id"] for hit in hits.json()} == set(memory_store.items)  # num_result_ids 3000: searched as 1000
     indices = httpx.get(f"{front_server}/indices-list", headers={"Origin": FRONT})
     assert indices.json() == ["holiday"] and indices.headers["access-control-allow-origin"] == FRONT
     meta = httpx.post(f"{front_server}/metadata", content=json.dumps({"ids": [item_id("image_1.jpg")],
@@ -193,3 +194,23 @@ def test_cli_refuses_star_with_a_key_before_loading_the_model(capsys, monkeypatc
     assert code == 2 and "--cors-origin '*'" in err and len(err.strip().splitlines()) == 1
     assert main(["serve", "--port", "0", "--cors-origin", "localhost:3005"]) == 2
     assert "expected http(s)://HOST[:PORT]" in capsys.readouterr().err
+
+
+def test_cli_serves_with_the_policy(tiny_pth, monkeypatch, capsys):
+    """`bindspace serve --cors-origin ... --cors-writes` builds the app with the policy and says so."""
+    import uvicorn
+
+    from bindspace.cli import main
+
+    captured: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: captured.update(app=app))
+    monkeypatch.setenv("BINDSPACE_API_KEY", "writer")
+    monkeypatch.delenv("BINDSPACE_READ_KEY", raising=False)
+    assert main(["serve", "--port", "0", "--checkpoint", str(tiny_pth), "--model", "imagebind_tiny_test",
+                 "--cors-origin", "HTTP://LocalHost:1235/", "https://rom1504.github.io", "--cors-writes"]) == 0
+    assert "cross-origin: pages of http://localhost:1235, https://rom1504.github.io may read and write" in \
+        capsys.readouterr().err
+    with live_server(captured["app"]) as base:
+        answer = preflight(base, "/v1/items/x", "http://localhost:1235", method="DELETE", headers="authorization")
+        assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "http://localhost:1235"
+        assert "access-control-allow-origin" not in preflight(base, "/v2/embed", OTHER).headers

@@ -27,6 +27,7 @@ endpoints (OpenAPI at /docs and /openapi.json):
   POST /v1/index             index server-side paths in the background (write key, --index-root)
   POST /v1/embeddings, GET /v1/models                   OpenAI-compatible embeddings (also content parts,
                                                         vLLM messages, Cohere/Voyage inputs)
+  POST /v2/embed                                        Cohere's Embed v2 API (texts, images, inputs)
   POST /knn-service, GET /indices-list, POST /metadata  clip-retrieval's clip-back API (with --db)
   POST /v1/chat/completions (with --bridge DIR)         OpenAI-compatible chat about media (docs/llm.md)
   POST /v1/generate (with --pipeline DIR, write key)    query parts -> a PNG (docs/generate.md)
@@ -38,6 +39,9 @@ command-line key is visible to other users in `ps`) or --api-key; without one, w
 refused. Reads (embed, search, items, media, vectorize, embeddings, info) are open unless a
 read key is set: BINDSPACE_READ_KEY or --read-key (the write key also reads). Health probes
 and /metrics stay open. Clients send `Authorization: Bearer KEY` or `X-API-Key: KEY`.
+
+browsers: pages of other origins (clip-retrieval's front-end) get answers only with
+--cors-origin ORIGIN...; they may read, and write only with --cors-writes.
 
 exit status: 0 stopped cleanly (Ctrl-C or SIGTERM), 1 could not start (the port is in use or not
   allowed, a bad --db/--checkpoint/--index-root; checked before the model loads where possible),

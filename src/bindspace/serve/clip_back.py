@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .auth import require_read
 from .body import read_json
-from .errors import ApiError, TooLarge, Unavailable
+from .errors import ApiError, Unavailable
 from .fetch import FETCH_POLICY, fetch, is_remote
 from .routes import item_info, with_timeout
 from .shaped_route import ShapedErrorRoute
@@ -53,7 +53,8 @@ class KnnRequest(BaseModel):
     embedding_input: list[float] | None = None
     modality: str = Field("image", description="image or text: both search this index's media rows")
     num_images: int = Field(40, ge=1, le=MAX_RESULT_IDS)
-    num_result_ids: int | None = Field(None, ge=1, description="rows searched before deduplication")
+    num_result_ids: int | None = Field(None, ge=1, description="rows searched before deduplication (at most "
+                                                                f"{MAX_RESULT_IDS}: more is searched as that)")
     indice_name: str | None = None
     deduplicate: bool = False
 
@@ -109,9 +110,8 @@ async def knn_service(request: Request) -> list[dict[str, Any]]:
     store = _check(state, body.indice_name)
     if body.modality not in ("image", "text"):
         raise ApiError(f"modality must be image or text, not {body.modality[:40]!r}", kind="validation")
-    searched = max(body.num_result_ids or body.num_images, body.num_images)
-    if searched > MAX_RESULT_IDS:
-        raise TooLarge(f"num_result_ids {searched} is more than the limit of {MAX_RESULT_IDS}")
+    # clip-front always asks num_result_ids=3000: a bound on the rows searched, so more is searched as the limit.
+    searched = min(max(body.num_result_ids or body.num_images, body.num_images), MAX_RESULT_IDS)
 
     async def run() -> list:
         query = await _query(state, body)
