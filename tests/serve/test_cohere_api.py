@@ -108,6 +108,21 @@ def test_images_as_data_uris(client, demo_model, served_media):
     assert response.meta.billed_units.images == 2 and response.texts is None
 
 
+def test_images_may_be_other_media_by_their_data_uri_type(client, demo_model, served_media):
+    audio = served_media / "audio_1.wav"
+    response = client.embed(model="m", input_type="search_document", images=[data_url(audio, "audio/wav")])
+    np.testing.assert_allclose(response.embeddings.float_[0], want(demo_model, "audio", audio), atol=1e-5)
+    assert response.images is None  # no picture header to describe
+
+
+def test_image_info_reads_only_still_images(served_media):
+    from bindspace.serve.cohere_api import image_info
+
+    assert image_info(data_url(served_media / "image_3.png", "image/png"), 10**7)["format"] == "png"
+    for value in ("https://media.example.org/a.png", data_url(served_media / "audio_1.wav", "audio/wav"), "%%"):
+        assert image_info(value, 10**7) is None
+
+
 def test_inputs_content_lists_are_combined(client, demo_model, served_media):
     image = served_media / "image_3.png"
     inputs = [cohere.EmbedInput(content=[

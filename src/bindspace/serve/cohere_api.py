@@ -24,6 +24,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import BindspaceError
 from .auth import require_read
 from .body import read_json
 from .content_parts import Part, Unit, embed_units, inputs_units, parse_part, unit_texts
@@ -151,7 +152,7 @@ def encode(vectors: np.ndarray, types: list[str]) -> dict[str, list[Any]]:
     return out
 
 
-def _image_info(data_url: str, max_bytes: int) -> dict[str, Any] | None:
+def image_info(data_url: str, max_bytes: int) -> dict[str, Any] | None:
     """Cohere's image entry {width, height, format, bit_depth} from the image's header; None if not a still image."""
     from PIL import Image, UnidentifiedImageError
 
@@ -160,14 +161,14 @@ def _image_info(data_url: str, max_bytes: int) -> dict[str, Any] | None:
             bits = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}.get(image.mode, 8)
             return {"width": image.width, "height": image.height, "format": (image.format or "").lower(),
                     "bit_depth": bits}  # bits per channel sample, as a PNG header counts them
-    except (UnidentifiedImageError, OSError, ValueError, ApiError):
+    except (UnidentifiedImageError, OSError, ValueError, BindspaceError):  # not base64 (a fetched URL), not a still
         return None
 
 
 async def _images_info(state: Any, body: CohereEmbedRequest) -> list[dict[str, Any]] | None:
     if not body.images:
         return None
-    infos = await asyncio.gather(*(asyncio.to_thread(_image_info, image, state.limits.max_item_bytes)
+    infos = await asyncio.gather(*(asyncio.to_thread(image_info, image, state.limits.max_item_bytes)
                                    for image in body.images))
     return None if any(info is None for info in infos) else [info for info in infos if info is not None]
 
