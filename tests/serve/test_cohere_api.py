@@ -118,7 +118,8 @@ def test_images_may_be_other_media_by_their_data_uri_type(client, demo_model, se
 def test_image_info_reads_only_still_images(served_media):
     from bindspace.serve.cohere_api import image_info
 
-    assert image_info(data_url(served_media / "image_3.png", "image/png"), 10**7)["format"] == "png"
+    info = image_info(data_url(served_media / "image_3.png", "image/png"), 10**7)
+    assert info is not None and info["format"] == "png" and info["bit_depth"] == 8
     for value in ("https://media.example.org/a.png", data_url(served_media / "audio_1.wav", "audio/wav"), "%%"):
         assert image_info(value, 10**7) is None
 
@@ -145,6 +146,9 @@ def test_raw_request_as_published(server, demo_model):
     data = answer.json()
     assert set(data) == {"id", "embeddings", "texts", "meta", "response_type"}
     np.testing.assert_allclose(data["embeddings"]["float"], want_texts(demo_model, ["hello", "goodbye"]), atol=1e-5)
+    schema = httpx.get(f"{server}/openapi.json").json()["paths"]["/v2/embed"]["post"]["requestBody"]
+    assert {"texts", "images", "inputs", "embedding_types"} <= set(
+        schema["content"]["application/json"]["schema"]["properties"])  # /docs shows the body
 
 
 @pytest.mark.parametrize("kwargs,needle", [

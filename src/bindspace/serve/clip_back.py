@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from .auth import require_read
-from .body import read_json
+from .body import openapi_body, read_json
 from .errors import ApiError, Unavailable
 from .fetch import FETCH_POLICY, fetch, is_remote
 from .routes import item_info, with_timeout
@@ -87,11 +87,6 @@ async def indices_list(request: Request) -> list[str]:
     return [index_name(request.app.state.bindspace)]
 
 
-def _json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI request body of a route that reads its JSON itself."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
-
-
 async def _read(request: Request, model: type[Req]) -> Req:
     """The body as JSON whatever its Content-Type, as clip-back's `get_json(force=True)` reads it.
 
@@ -102,7 +97,7 @@ async def _read(request: Request, model: type[Req]) -> Req:
 
 
 @router.post("/knn-service", summary="clip-retrieval: the rows nearest a text, image or embedding.",
-             openapi_extra=_json_body(KnnRequest))
+             openapi_extra=openapi_body(KnnRequest))
 async def knn_service(request: Request) -> list[dict[str, Any]]:
     """Best first: {id, similarity, url, caption, ...metadata} per row."""
     body = await _read(request, KnnRequest)
@@ -171,7 +166,7 @@ def _metadata(item: Any, base: str) -> dict[str, Any]:
 
 
 @router.post("/metadata", summary="clip-retrieval: the metadata of rows by id.",
-             openapi_extra=_json_body(MetadataRequest))
+             openapi_extra=openapi_body(MetadataRequest))
 async def metadata(request: Request) -> list[dict[str, Any]]:
     """[{id, metadata}] in the order asked; unknown ids get empty metadata, as a short parquet would."""
     body = await _read(request, MetadataRequest)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import BindspaceError
 from .auth import require_read
-from .body import read_json
+from .body import openapi_body, read_json
 from .content_parts import Part, Unit, embed_units, inputs_units, parse_part, unit_texts
 from .errors import ApiError, cohere_body
 from .fetch import FETCH_POLICY, FetchPolicy
@@ -173,7 +173,8 @@ async def _images_info(state: Any, body: CohereEmbedRequest) -> list[dict[str, A
     return None if any(info is None for info in infos) else [info for info in infos if info is not None]
 
 
-@router.post("/v2/embed", summary="Cohere Embed v2: texts, images or content inputs -> embeddings by type.")
+@router.post("/v2/embed", summary="Cohere Embed v2: texts, images or content inputs -> embeddings by type.",
+             openapi_extra=openapi_body(CohereEmbedRequest))
 async def embed(request: Request) -> dict:
     """Cohere's `{id, embeddings: {float: [...], ...}, texts?, images?, meta, response_type}`."""
     state = request.app.state.bindspace
