@@ -21,14 +21,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run `bindspace convert`; returns the exit status."""
-    import torch
-
     from ..model import checkpoint as ckpt
     from ..model.imagebind import ImageBindModel
+    from ..model.meta import meta_device
     from ..model.presets import get_config
 
     config = get_config(args.model)
-    with torch.device("meta"):
+    with meta_device():
         expected = {k: tuple(v.shape) for k, v in ImageBindModel(config).state_dict().items()}
     state = ckpt.load_state_dict(args.checkpoint)
     ckpt.check_keys(expected, state, args.checkpoint)

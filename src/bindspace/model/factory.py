@@ -14,6 +14,7 @@ from ..modality import Modality, as_modality
 from . import checkpoint as ckpt
 from .hub import resolve_pretrained
 from .imagebind import ImageBindModel
+from .meta import meta_device
 from .onnx_manifest import is_onnx_dir, onnx_config
 from .presets import get_config
 
@@ -68,7 +69,7 @@ def create_model(
         model.init_weights()
         return model.to(device=device).to_precision(dtype).eval()
 
-    with torch.device("meta"):
+    with meta_device():
         model = ImageBindModel(config, wanted)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     state = ckpt.load_state_dict(checkpoint, model.modalities, verify=verify, dtype=dtype,

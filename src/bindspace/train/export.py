@@ -67,7 +67,8 @@ def _peft_available() -> bool:
 def _check_loadable(config: ModelConfig, state: dict[str, torch.Tensor]) -> None:
     """Fail before writing if the exported weights would not load into the exported config."""
     from ..model.imagebind import ImageBindModel
+    from ..model.meta import meta_device
 
-    with torch.device("meta"):
+    with meta_device():
         shell = ImageBindModel(config)
     ckpt.check_keys({k: tuple(v.shape) for k, v in shell.state_dict().items()}, state, "export")
