@@ -11,8 +11,10 @@ import functools
 import os
 import warnings
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a function needs it: the CLI resolves "auto" on a CPU without it
+    import torch
 
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
 # Any one of these /proc/cpuinfo flags means the CPU computes bf16 dot products natively.
@@ -94,16 +96,29 @@ def auto_dtype(device: str | torch.device = "cpu") -> str:
         if forced not in DTYPE_NAMES:
             raise ValueError(f"${ENV_DTYPE}={forced!r}: choose from {', '.join(DTYPE_NAMES)}")
         return forced
-    device = torch.device(device)
+    kind = device_type(device)
     capability = None
-    if device.type == "cuda" and torch.cuda.is_available():
-        capability = torch.cuda.get_device_capability(device)
-    return choose_dtype(device.type, flags=cpu_flags() if device.type == "cpu" else (), cuda_capability=capability)
+    if kind == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            capability = torch.cuda.get_device_capability(torch.device(device))
+    return choose_dtype(kind, flags=cpu_flags() if kind == "cpu" else (), cuda_capability=capability)
 
 
-def emulation_warning(dtype: torch.dtype, device: str | torch.device, flags: Iterable[str] | None = None) -> str | None:
-    """A one-line warning when `dtype` is bfloat16 on a CPU without native bf16, else None."""
-    if dtype != torch.bfloat16 or torch.device(device).type != "cpu" or native_bf16_cpu(flags):
+def device_type(device: str | torch.device) -> str:
+    """"cpu", "cuda", "mps", ... of a device or device name (the plain "cpu" is read without importing torch)."""
+    if isinstance(device, str) and device.strip() == "cpu":
+        return "cpu"
+    import torch
+
+    return torch.device(device).type
+
+
+def emulation_warning(dtype: torch.dtype | str, device: str | torch.device,
+                      flags: Iterable[str] | None = None) -> str | None:
+    """A one-line warning when `dtype` (a torch dtype or its name) is bfloat16 on a CPU without native bf16."""
+    if str(dtype).removeprefix("torch.") != "bfloat16" or device_type(device) != "cpu" or native_bf16_cpu(flags):
         return None
     return ("bfloat16 on this CPU is emulated (no AVX-512 BF16 / AMX): expect it to be about 12x slower "
             "than float32; use --dtype auto or float32")
@@ -112,6 +127,8 @@ def emulation_warning(dtype: torch.dtype, device: str | torch.device, flags: Ite
 def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu",
                   warn: Callable[[str], None] | None = None) -> torch.dtype:
     """A torch dtype from a name, a torch dtype or "auto"; warns about emulated bfloat16."""
+    import torch
+
     if isinstance(dtype, str):
         name = dtype.strip().lower()
         if name == "auto":

@@ -82,9 +82,7 @@ def resolve_dtype_arg(args: argparse.Namespace) -> None:
         return  # int8 (or no --dtype) stays as given
     if args.dtype == "auto":
         args.dtype = auto_dtype(args.device)
-    import torch
-
-    message = emulation_warning(getattr(torch, args.dtype), args.device)
+    message = emulation_warning(args.dtype, args.device)
     if message:
         print(f"bindspace: warning: {message}", file=sys.stderr)
 
@@ -127,6 +125,8 @@ def available_devices() -> list[str]:
 
 def check_device(text: str) -> str:
     """`text` if this machine has that device, else UsageError listing the ones it has."""
+    if text == "cpu":
+        return text  # every machine has it: no torch import (seconds) for commands that may load no model
     import torch
 
     available = available_devices()
