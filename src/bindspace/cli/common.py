@@ -157,8 +157,8 @@ def resolve_model(args: argparse.Namespace, recorded: ModelInfo | None = None,
     recorded preset, or of the default ($BINDSPACE_CHECKPOINT, the cache, a download). A name
     of None means the checkpoint is a model directory that names its own config.
     """
-    from ..model.checkpoint import is_model_dir
     from ..model.hub import resolve_pretrained
+    from ..model.model_dir import is_model_dir
 
     def name_for(checkpoint: str) -> str | None:
         if args.model:
@@ -192,15 +192,14 @@ def model_label(name: str | None, checkpoint: str) -> str:
     """The model's name for messages: the preset, else the name a model directory records."""
     if name:
         return name
-    from ..model.factory import manifest_config
+    from ..model.presets import manifest_config
 
     return manifest_config(checkpoint).name
 
 
 def model_config(name: str | None, checkpoint: str) -> ModelConfig:
     """The model's config: the preset's, else the one a model directory records (nothing loaded)."""
-    from ..model.factory import manifest_config
-    from ..model.presets import get_config
+    from ..model.presets import get_config, manifest_config
 
     return get_config(name) if name else manifest_config(checkpoint)
 

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from ..embedding.loading import DECODE_ERRORS, as_failure
 from ..errors import BindspaceError
 from ..integrity import sha256_file
 from ..kinds import SEGMENTABLE, tower_of
@@ -53,10 +52,6 @@ ANN_AUTO_ROWS = 150_000  # above this many rows (and no index yet) `ann=None` bu
 # Testing knob for the crash tests: seconds to sleep between a batch's add and its delete.
 ENV_COMMIT_PAUSE = "BINDSPACE_INDEX_COMMIT_PAUSE"
 NOT_MEDIA = "not a recognised media file"
-# What a whole batch may fail with and still be retried file by file: an input that cannot be
-# decoded. Anything else (a bug, out of memory, a model error) stops the run with its cause;
-# recording it as "skipped files" would hide it and drop those files from the index.
-RETRYABLE: tuple[type[BaseException], ...] = DECODE_ERRORS
 # LanceDB warns in every forked child that its runtime was reset there ("fork support is
 # experimental ... deadlock"). Our decoding workers are forked only while no store call is
 # running (every store call returns before the next batch is embedded) and never touch LanceDB,
@@ -187,6 +182,13 @@ def embed_isolating(embedder: Any, modality: str, tasks: Sequence[FileTask],
 
     Only decode errors become skipped files; any other exception propagates with its cause.
     """
+    # What a whole batch may fail with and still be retried file by file: an input that cannot be
+    # decoded. Anything else (a bug, out of memory, a model error) stops the run with its cause;
+    # recording it as "skipped files" would hide it and drop those files from the index. Imported
+    # here, as the decoders (torch, PyAV, Pillow) are: a run with nothing to embed never loads them.
+    from ..embedding.loading import DECODE_ERRORS as RETRYABLE
+    from ..embedding.loading import as_failure
+
     try:
         with quiet_fork_warning():
             return embed_tasks(embedder, modality, tasks, seconds)

@@ -17,9 +17,12 @@ from ..errors import CheckpointError, first_line
 from ..fsio import atomic_path, atomic_write
 from ..integrity import sha256_file, verified
 from ..modality import Modality, as_modality
+from .model_dir import FORMAT as FORMAT
+from .model_dir import MANIFEST as MANIFEST
+from .model_dir import is_model_dir as is_model_dir
+from .model_dir import read_manifest as read_manifest
+from .model_dir import read_safetensors_header
 
-MANIFEST = "manifest.json"
-FORMAT = "bindspace-safetensors"
 _GROUPS = ("modality_preprocessors", "modality_trunks", "modality_heads", "modality_postprocessors")
 
 
@@ -32,23 +35,6 @@ def key_modality(key: str) -> Modality | None:
         except ValueError:
             return None
     return None
-
-
-def is_model_dir(path: str | os.PathLike[str]) -> bool:
-    """True for a directory written by `save_model_dir` / `bindspace convert`."""
-    return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
-
-
-def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load and sanity-check a model directory's manifest."""
-    file = Path(path) / MANIFEST
-    try:
-        manifest = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{file}: cannot read manifest ({exc})") from None
-    if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
-        raise CheckpointError(f"{file}: not a bindspace model directory manifest")
-    return manifest
 
 
 def load_state_dict(
@@ -156,7 +142,7 @@ def _load_safetensors(path: Path, dtype: torch.dtype | None = None,
     from safetensors.torch import load_file
 
     try:
-        header = _read_header(path)[0]
+        header = read_safetensors_header(path)[0]
         stored = {key: _SAFETENSORS_DTYPES[info["dtype"]] for key, info in header.items() if key != "__metadata__"}
         if dtype is None or all(d == _dtype_of(k, dtype, keep) or not d.is_floating_point for k, d in stored.items()):
             return load_file(str(path), device="cpu")  # memory-mapped, no copy
@@ -165,21 +151,12 @@ def _load_safetensors(path: Path, dtype: torch.dtype | None = None,
         raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or truncated): {exc}") from None
 
 
-def _read_header(path: Path) -> tuple[dict[str, Any], int]:
-    """A safetensors file's JSON header and the offset where tensor data starts."""
-    with open(path, "rb") as handle:
-        header_len = int.from_bytes(handle.read(8), "little")
-        if not 2 <= header_len <= 100_000_000:
-            raise ValueError("invalid header length")
-        return json.loads(handle.read(header_len)), 8 + header_len
-
-
 def _read_safetensors_cast(path: Path, dtype: torch.dtype, keep: frozenset[str] = frozenset()
                            ) -> dict[str, torch.Tensor]:
     """Read tensors one at a time with plain reads and cast each, so peak memory is the cast
     result plus one source tensor (a memory map would keep every touched source page resident)."""
     state = {}
-    header, base = _read_header(path)
+    header, base = read_safetensors_header(path)
     with open(path, "rb") as handle:
         for key, info in header.items():
             if key == "__metadata__":

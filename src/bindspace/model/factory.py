@@ -15,8 +15,9 @@ from . import checkpoint as ckpt
 from .hub import resolve_pretrained
 from .imagebind import ImageBindModel
 from .meta import meta_device
-from .onnx_manifest import is_onnx_dir, onnx_config
+from .onnx_manifest import is_onnx_dir
 from .presets import get_config
+from .presets import manifest_config as manifest_config  # its home before presets; callers import it from here
 
 # model/ sits below export/, which builds int8 towers (ONNX export + quantization): export.int8_cache
 # registers its builder here when imported (`import bindspace`'s create_model and --dtype int8 import it).
@@ -110,13 +111,6 @@ def _int8_model(name: str | ModelConfig | None, checkpoint: str | os.PathLike[st
     folder = _INT8_BUILDER[0](towers, model_fingerprint(None, checkpoint), quantization_recipe(cpu_flags()),
                              load_torch)
     return cast(ImageBindModel, OnnxModel(folder, towers, device=device))
-
-
-def manifest_config(path: str | os.PathLike[str]) -> ModelConfig:
-    """The model config stored in a model directory (safetensors, or exported by `bindspace export`)."""
-    if is_onnx_dir(path):
-        return onnx_config(path)
-    return ModelConfig.from_dict(ckpt.read_manifest(path)["config"])
 
 
 def _resolve_config(name: str | ModelConfig | None, checkpoint: str | os.PathLike[str] | None) -> ModelConfig:

@@ -14,6 +14,10 @@ rounded to bfloat16. Why this and not a file hash:
 A model held in memory is fingerprinted from its own state dict, so pass `checkpoint` when
 the model holds only some towers (the fingerprint must cover the whole checkpoint to agree
 with one computed for other towers), or when it was loaded in float16.
+
+Safetensors files (model directories) are sampled with numpy from the file's bytes, without
+importing torch (seconds at start-up, for a command that may load no model); anything that
+path does not cover bit for bit (.pth files, NaN samples, unusual dtypes) goes through torch.
 """
 from __future__ import annotations
 
@@ -21,19 +25,24 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
 
 SCHEME = "w1"
 ROWS = 4
 PER_ROW = 8
 
 # key -> (shape, reader(row) -> 1-D tensor of that row's values); reader(None) reads a 0-d tensor.
-Reader = Callable[[int | None], torch.Tensor]
+Reader = Callable[[int | None], "torch.Tensor"]
+# safetensors dtype -> numpy dtype of its little-endian values (BF16 is read as its 16 raw bits)
+NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4",
+                "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
 
 
 def model_fingerprint(model: Any = None, checkpoint: str | os.PathLike[str] | None = None) -> str:
@@ -45,6 +54,9 @@ def model_fingerprint(model: Any = None, checkpoint: str | os.PathLike[str] | No
     if checkpoint is None and isinstance(getattr(model, "fingerprint", None), str):
         return str(model.fingerprint)  # an ONNX Runtime model knows its directory's
     if checkpoint is not None:
+        quick = _numpy_fingerprint(Path(checkpoint))
+        if quick is not None:
+            return quick
         tensors = _checkpoint_tensors(Path(checkpoint))
     elif model is not None:
         tensors = list(_state_tensors(model.state_dict()))
@@ -69,6 +81,8 @@ def _positions(n: int, k: int) -> list[int]:
 
 
 def _sample(shape: tuple[int, ...], read: Reader) -> bytes:
+    import torch
+
     if len(shape) == 0:
         values = read(None).reshape(1)
     else:
@@ -85,6 +99,8 @@ def _sample(shape: tuple[int, ...], read: Reader) -> bytes:
 
 
 def _state_tensors(state: dict[str, torch.Tensor]) -> Iterator[tuple[str, tuple[int, ...], Reader]]:
+    import torch
+
     for key, tensor in state.items():
         if isinstance(tensor, torch.Tensor):
             yield key, tuple(tensor.shape), _tensor_reader(tensor)
@@ -133,3 +149,78 @@ def _slice_reader(handle: Any, key: str, piece: Any, shape: tuple[int, ...]) -> 
         return piece[row : row + 1][0]  # (1, ...) -> (...): only that row is read from disk
 
     return read
+
+
+# ---------------------------------------------------------------------------- without torch
+
+def _numpy_fingerprint(path: Path) -> str | None:
+    """`model_fingerprint` of a model directory or .safetensors file from its bytes, or None where only the
+    torch path is sure to give the same digest (or the error it gives)."""
+    from .model_dir import is_model_dir, read_manifest, read_safetensors_header
+
+    if path.is_dir() and is_model_dir(path):
+        try:
+            files = [path / entry["file"] for entry in read_manifest(path)["files"].values()]
+        except (CheckpointError, KeyError, TypeError):
+            return None
+    elif path.is_file() and path.suffix == ".safetensors":
+        files = [path]
+    else:
+        return None
+    entries: dict[str, tuple[tuple[int, ...], Path, int, str]] = {}  # key -> (shape, file, data start, dtype)
+    try:
+        for file in files:
+            header, base = read_safetensors_header(file)
+            size = file.stat().st_size
+            for key, info in header.items():
+                if key == "__metadata__":
+                    continue
+                shape, dtype = tuple(int(n) for n in info["shape"]), info["dtype"]
+                begin, end = (int(n) for n in info["data_offsets"])
+                if key in entries or dtype not in NUMPY_DTYPES or base + end > size:
+                    return None  # a duplicate, an unusual dtype or a damaged file: the torch path decides
+                if end - begin != int(np.prod(shape, dtype=np.int64)) * np.dtype(NUMPY_DTYPES[dtype]).itemsize:
+                    return None
+                entries[key] = (shape, file, base + begin, dtype)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    digest = hashlib.sha256()
+    for key in sorted(entries):
+        shape, file, start, dtype = entries[key]
+        sample = _numpy_sample(file, start, shape, dtype)
+        if sample is None:
+            return None
+        digest.update(f"{key}\x00{shape}\x00".encode())
+        digest.update(sample)
+    if not entries:
+        return None
+    return f"{SCHEME}-{digest.hexdigest()[:40]}"
+
+
+def _numpy_sample(file: Path, start: int, shape: tuple[int, ...], dtype: str) -> bytes | None:
+    """`_sample`'s bytes for one stored tensor (None when a sampled value is NaN: torch's bfloat16 NaN
+    pattern depends on its kernel, so the torch path computes those)."""
+    kind = np.dtype(NUMPY_DTYPES[dtype])
+    row_numel = int(np.prod(shape[1:], dtype=np.int64)) if shape else 1
+    rows = [None] if not shape else _positions(shape[0], ROWS)
+    parts = []
+    with open(file, "rb") as handle:
+        for row in rows:
+            handle.seek(start + (0 if row is None else row * row_numel * kind.itemsize))
+            flat = np.frombuffer(handle.read(row_numel * kind.itemsize), dtype=kind)  # one row, (row_numel,)
+            if row is None:
+                parts.append(flat)
+            elif flat.size:
+                parts.append(flat[_positions(flat.size, PER_ROW)])
+    if not parts:
+        return b""
+    values = np.concatenate(parts)
+    if dtype == "BF16":
+        values = (values.astype(np.uint32) << 16).view(np.float32)  # bfloat16 bits -> the same float32
+    values = values.astype(np.float32)
+    if np.isnan(values).any():
+        return None
+    bits = values.view(np.uint32)
+    # float32 -> bfloat16, rounding to nearest even as torch does: add 0x7FFF plus the kept part's lowest bit
+    rounded = ((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype("<u2")
+    return rounded.tobytes()

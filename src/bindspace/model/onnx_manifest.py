@@ -14,7 +14,7 @@ from typing import Any
 from ..config import ModelConfig
 from ..errors import CheckpointError
 from ..integrity import verified
-from .checkpoint import MANIFEST
+from .model_dir import MANIFEST
 
 FORMAT = "bindspace-onnx"
 VERSION = 1

@@ -1,12 +1,15 @@
-"""Named model presets, read from the JSON files in `bindspace/model/configs/`."""
+"""Model configs: the named presets (JSON files in `bindspace/model/configs/`) and a model directory's own."""
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from importlib import resources
 
 from ..config import ModelConfig
 from ..errors import ConfigError
+from .model_dir import read_manifest
+from .onnx_manifest import is_onnx_dir, onnx_config
 
 _EXTRA: dict[str, ModelConfig] = {}
 
@@ -37,3 +40,10 @@ def get_config(name: str) -> ModelConfig:
 def register_model(config: ModelConfig) -> None:
     """Add a preset at run time (e.g. a trained tower's config)."""
     _EXTRA[config.name] = config
+
+
+def manifest_config(path: str | os.PathLike[str]) -> ModelConfig:
+    """The model config stored in a model directory (safetensors, or exported by `bindspace export`)."""
+    if is_onnx_dir(path):
+        return onnx_config(path)
+    return ModelConfig.from_dict(read_manifest(path)["config"])
