@@ -3,12 +3,14 @@
     python benchmarks/startup.py                 # 3 runs each, median wall time
     python benchmarks/startup.py --runs 5 --imports 15
 
-Targets (issue 21, item 9): `bindspace search` on a 9-item index <= 3 s wall and a re-index of an
-unchanged folder <= 3 s wall, on a 2-core machine. Every run is a fresh `python -m bindspace.cli`
+Targets (issue 21, item 9): `bindspace search` on a small (10-item) index <= 3 s wall and a re-index
+of an unchanged folder <= 3 s wall, on a 2-core machine. Every run is a fresh `python -m bindspace.cli`
 process, as a user's command is; the model is the tiny preset saved as a model directory (random
 weights: the cost measured is start-up, imports and index I/O, not the model). `--help` is timed
 too (it must not import torch). With --imports N the slowest N top-level imports of one `search`
-run (python -X importtime, cumulative) are listed, to see what to make lazy next.
+run (python -X importtime, cumulative) are listed, to see what to make lazy next. The last column
+says which of the heavy packages each command imported (one extra -X importtime run each): an
+unchanged re-index should import neither torch nor lancedb, a search no lancedb and no torch._dynamo.
 
 The CPU flags, core count and load average are printed with the table: on a shared machine the
 load changes the wall figures far more than the code does. The CPU seconds (user + system of the
@@ -32,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 MEDIA = ROOT / "tests" / "fixtures" / "media"
+HEAVY = ("torch", "torch._dynamo", "lancedb", "lance", "PIL", "av")  # what the last column reports
 FLAGS = ("sse4_2", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "asimd", "sve")
 
 
@@ -55,6 +58,13 @@ def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def heavy_imports(args: list[str], env: dict[str, str]) -> str:
+    """Which of HEAVY one run of the command imports."""
+    done = subprocess.run([args[0], "-X", "importtime", *args[1:]], env=env, capture_output=True, text=True)
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    return ", ".join(name for name in HEAVY if name in loaded) or "none of them"
 
 
 def slowest_imports(args: list[str], env: dict[str, str], count: int) -> list[tuple[float, str]]:
@@ -113,16 +123,16 @@ def main() -> None:
             runs = [timed(args_, env) for _ in range(args.runs)]
             walls = [wall for wall, _ in runs]
             rows.append((label, statistics.median(walls), min(walls), max(walls),
-                         statistics.median(cpu for _, cpu in runs)))
+                         statistics.median(cpu for _, cpu in runs), heavy_imports(args_, env)))
         load_after = os.getloadavg()
         imports = slowest_imports(cases[f"search, {items}-item index, -k 3"], env, args.imports) if args.imports else []
 
     print(f"CPU flags: {' '.join(f for f in FLAGS if f in have) or '(none of the listed)'}; "
           f"{os.cpu_count()} cores; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     print(f"Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d %H:%M')}, {args.runs} runs each\n")
-    print("| command | wall s, median | min | max | CPU s (user+sys), median |\n|---|---|---|---|---|")
-    for label, median, low, high, cpu in rows:
-        print(f"| {label} | {median:.2f} | {low:.2f} | {high:.2f} | {cpu:.2f} |")
+    print("| command | wall s, median | min | max | CPU s (user+sys), median | imports |\n|---|---|---|---|---|---|")
+    for label, median, low, high, cpu, heavy in rows:
+        print(f"| {label} | {median:.2f} | {low:.2f} | {high:.2f} | {cpu:.2f} | {heavy} |")
     if imports:
         print("\nslowest top-level imports of one search run (cumulative):")
         for seconds, name in imports:

@@ -22,10 +22,11 @@ path does not cover bit for bit (.pth files, NaN samples, unusual dtypes) goes t
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -179,39 +180,43 @@ def _numpy_fingerprint(path: Path) -> str | None:
                 begin, end = (int(n) for n in info["data_offsets"])
                 if key in entries or dtype not in NUMPY_DTYPES or base + end > size:
                     return None  # a duplicate, an unusual dtype or a damaged file: the torch path decides
-                if end - begin != int(np.prod(shape, dtype=np.int64)) * np.dtype(NUMPY_DTYPES[dtype]).itemsize:
+                if end - begin != math.prod(shape) * np.dtype(NUMPY_DTYPES[dtype]).itemsize:
                     return None
                 entries[key] = (shape, file, base + begin, dtype)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    digest = hashlib.sha256()
-    for key in sorted(entries):
-        shape, file, start, dtype = entries[key]
-        sample = _numpy_sample(file, start, shape, dtype)
-        if sample is None:
-            return None
-        digest.update(f"{key}\x00{shape}\x00".encode())
-        digest.update(sample)
     if not entries:
         return None
+    digest = hashlib.sha256()
+    handles = {file: open(file, "rb") for file in files}  # noqa: SIM115 - closed below
+    try:
+        for key in sorted(entries):
+            shape, file, start, dtype = entries[key]
+            sample = _numpy_sample(handles[file], start, shape, dtype)
+            if sample is None:
+                return None
+            digest.update(f"{key}\x00{shape}\x00".encode())
+            digest.update(sample)
+    finally:
+        for handle in handles.values():
+            handle.close()
     return f"{SCHEME}-{digest.hexdigest()[:40]}"
 
 
-def _numpy_sample(file: Path, start: int, shape: tuple[int, ...], dtype: str) -> bytes | None:
+def _numpy_sample(handle: BinaryIO, start: int, shape: tuple[int, ...], dtype: str) -> bytes | None:
     """`_sample`'s bytes for one stored tensor (None when a sampled value is NaN: torch's bfloat16 NaN
     pattern depends on its kernel, so the torch path computes those)."""
     kind = np.dtype(NUMPY_DTYPES[dtype])
-    row_numel = int(np.prod(shape[1:], dtype=np.int64)) if shape else 1
+    row_numel = math.prod(shape[1:])
     rows = [None] if not shape else _positions(shape[0], ROWS)
     parts = []
-    with open(file, "rb") as handle:
-        for row in rows:
-            handle.seek(start + (0 if row is None else row * row_numel * kind.itemsize))
-            flat = np.frombuffer(handle.read(row_numel * kind.itemsize), dtype=kind)  # one row, (row_numel,)
-            if row is None:
-                parts.append(flat)
-            elif flat.size:
-                parts.append(flat[_positions(flat.size, PER_ROW)])
+    for row in rows:
+        handle.seek(start + (0 if row is None else row * row_numel * kind.itemsize))
+        flat = np.frombuffer(handle.read(row_numel * kind.itemsize), dtype=kind)  # one row, (row_numel,)
+        if row is None:
+            parts.append(flat)
+        elif flat.size:
+            parts.append(flat[_positions(flat.size, PER_ROW)])
     if not parts:
         return b""
     values = np.concatenate(parts)
