@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,22 +61,46 @@ NOT_MEDIA = "not a recognised media file"
 # process flag) for that span: unlike `warnings.catch_warnings`, this leaves the process-wide
 # warning filters alone, which other threads (the server's) may be changing at the same time.
 # Spawned workers would need no silencing but would re-import torch for every batch.
+# pylance (which reads the store) warns before every fork ("lance is not fork-safe"), from a hook
+# that calls its module's `warnings.warn`; for the same reasons, inside the block that name is a
+# stand-in that drops this one message and passes every other warning on.
 _FORK_FLAG = ("lancedb.background_loop", "_FORK_WARNED")
+_LANCE_FORK_MESSAGE = "lance is not fork-safe"
+
+
+class _WarningsWithoutLanceFork:
+    """`warnings` for pylance's module while decoding workers are forked: its fork message dropped."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(warnings, name)
+
+    @staticmethod
+    def warn(message: Any, *args: Any, **kwargs: Any) -> None:
+        if not str(message).startswith(_LANCE_FORK_MESSAGE):
+            warnings.warn(message, *args, **kwargs)
 
 
 @contextlib.contextmanager
 def quiet_fork_warning() -> Iterator[None]:
-    """No LanceDB fork warning from decoding workers forked inside this block (see above)."""
-    module = sys.modules.get(_FORK_FLAG[0])
-    if module is None or not hasattr(module, _FORK_FLAG[1]):
-        yield  # LanceDB not loaded (nothing to warn about) or changed: nothing to silence
-        return
-    before = getattr(module, _FORK_FLAG[1])
-    setattr(module, _FORK_FLAG[1], True)
+    """No LanceDB or pylance fork warning from decoding workers forked inside this block (see above)."""
+    with contextlib.ExitStack() as stack:
+        lancedb_loop = sys.modules.get(_FORK_FLAG[0])
+        if lancedb_loop is not None and hasattr(lancedb_loop, _FORK_FLAG[1]):  # else not loaded, or changed
+            stack.enter_context(_set_attribute(lancedb_loop, _FORK_FLAG[1], True))
+        lance = sys.modules.get("lance")
+        if lance is not None and getattr(lance, "warnings", None) is warnings:
+            stack.enter_context(_set_attribute(lance, "warnings", _WarningsWithoutLanceFork()))
+        yield
+
+
+@contextlib.contextmanager
+def _set_attribute(owner: Any, name: str, value: Any) -> Iterator[None]:
+    before = getattr(owner, name)
+    setattr(owner, name, value)
     try:
         yield
     finally:
-        setattr(module, _FORK_FLAG[1], before)
+        setattr(owner, name, before)
 
 
 @dataclass
