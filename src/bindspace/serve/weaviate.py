@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..modality import Modality
 from ..preprocess.batching import NPY_MAGIC
 from .auth import require_read
+from .data_url import has_data_scheme
 from .media import decode_base64, load_media
 from .routes import model_info, with_timeout
 from .schemas import ErrorResponse, ModelInfoResponse, VectorizeRequest, VectorizeResponse
@@ -50,7 +51,7 @@ def item_bytes(state: Any, item: str, name: str) -> bytes:
     roots = state.extras.get(PATHS_OPTION, ())
     if isinstance(item, str) and is_path_like(item):
         return read_allowed_file(item, name, roots, max_bytes)
-    if isinstance(item, str) and not item.startswith("data:"):
+    if isinstance(item, str) and not has_data_scheme(item):
         item = _WHITESPACE.sub("", item)  # base64 wrapped at 76 columns (MIME style) is still base64
     try:
         return decode_base64(item, name, max_bytes)
