@@ -40,6 +40,7 @@ from .digits_world import (
     SAMPLE_RATE,
     TEMPLATES,
     WORDS,
+    DemoRun,
     digit_images,
     dtmf_waveforms,
     generator,
@@ -67,7 +68,7 @@ def demo_config() -> ModelConfig:
 
 
 @dataclass
-class DemoSettings:
+class DemoSettings(DemoRun):
     """Knobs of the demo (defaults reach >= 80 % emergent accuracy in well under 5 CPU minutes)."""
 
     stage1_steps: int = 400
@@ -76,11 +77,6 @@ class DemoSettings:
     lr: float = 3e-3
     train_tones: int = 1000
     test_tones: int = 500
-    seed: int = 0
-    progress: bool = True
-    # Matrices this small gain little from threads, and on a shared CPU extra threads mostly
-    # wait for each other (2 threads measured 5x slower than 1 on a busy 2-core machine).
-    threads: int = 1
 
 
 @dataclass
