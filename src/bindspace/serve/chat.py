@@ -41,6 +41,7 @@ from .errors import ApiError, TooLarge
 from .exclusive import ExclusiveWorker
 from .openai_api import OpenAIRoute
 from .routes import with_timeout
+from .state import ServeState, serve_state
 
 router = APIRouter(route_class=OpenAIRoute, tags=["openai"], dependencies=[Depends(require_read)])
 BRIDGE = "bridge"  # ServeState.extras key of the loaded Bridge
@@ -97,7 +98,7 @@ def parse_messages(messages: list[dict[str, Any]]) -> tuple[str, list[tuple[str,
     return "\n".join(texts), media
 
 
-async def _embed(state: Any, media: list[tuple[str, str, str]]) -> torch.Tensor:
+async def _embed(state: ServeState, media: list[tuple[str, str, str]]) -> torch.Tensor:
     """(M, D) unit embeddings through the served model, in order."""
     state.pipeline.check_count(len(media))
     # Concurrently: the items decode in parallel and the batcher can put same-tower items in one call.
@@ -111,7 +112,7 @@ async def _embed(state: Any, media: list[tuple[str, str, str]]) -> torch.Tensor:
              response_model=None)
 async def chat_completions(request: Request) -> Any:
     """A `chat.completion` object, or `chat.completion.chunk` server-sent events with `stream: true`."""
-    state = request.app.state.bindspace
+    state = serve_state(request)
     bridge = state.extras.get(BRIDGE)
     if bridge is None:
         raise ApiError("this server has no bridge: start it with --bridge DIR", status=404, kind="no_bridge")
@@ -162,7 +163,7 @@ def _usage(info: dict[str, Any]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def _check_prompt(state: Any, bridge: Any, question: str, media_count: int, requested: int | None) -> int:
+async def _check_prompt(state: ServeState, bridge: Any, question: str, media_count: int, requested: int | None) -> int:
     """The answer's token limit, once the markers match and the prompt fits (tokenised on a decode thread).
 
     With max_tokens given, prompt + max_tokens must fit the language model's positions (400

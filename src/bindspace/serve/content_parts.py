@@ -32,6 +32,7 @@ from .data_url import DATA_URL_FORM, has_data_scheme
 from .errors import ApiError, TooLarge
 from .fetch import FetchPolicy, fetch, is_remote
 from .media import data_url_type, parse_kind
+from .state import ServeState
 
 # A part type -> the kind of its media when nothing more specific says ("vision": image or video by the bytes).
 _URL_PARTS = {"image_url": "vision", "image_base64": "vision", "video_url": "video", "audio_url": "audio"}
@@ -186,7 +187,7 @@ def inputs_units(inputs: Any, modality: str | None, policy: FetchPolicy | None) 
     return units
 
 
-async def _fetched(state: Any, part: Part, policy: FetchPolicy) -> Part:
+async def _fetched(state: ServeState, part: Part, policy: FetchPolicy) -> Part:
     """A URL part with its body fetched on a decode thread; the Content-Type decides the kind unless given."""
     assert part.url is not None
     loop = asyncio.get_running_loop()
@@ -195,7 +196,7 @@ async def _fetched(state: Any, part: Part, policy: FetchPolicy) -> Part:
     return replace(part, kind=kind, value=body, url=None)
 
 
-async def embed_units(state: Any, units: Sequence[Unit], policy: FetchPolicy | None) -> np.ndarray:
+async def embed_units(state: ServeState, units: Sequence[Unit], policy: FetchPolicy | None) -> np.ndarray:
     """(len(units), D) unit vectors: parts embedded grouped by kind, each unit's parts combined."""
     limits = state.limits
     state.pipeline.check_count(sum(len(unit) for unit in units))
@@ -212,13 +213,13 @@ async def embed_units(state: Any, units: Sequence[Unit], policy: FetchPolicy | N
         groups.setdefault((part.kind, isinstance(part.value, bytes)), []).append(position)
 
     async def run(kind: str, raw: bool, positions: list[int]) -> np.ndarray:
-        values = [parts[p].value for p in positions]
         names = [parts[p].name for p in positions]
-        if kind == "text":
-            return await state.pipeline.embed_texts(values, names)
         if raw:
-            return await state.pipeline.embed_bytes(kind, values, names)
-        return await state.pipeline.embed_base64(kind, values, names)
+            return await state.pipeline.embed_bytes(kind, [_raw(parts[p].value) for p in positions], names)
+        texts = [str(parts[p].value) for p in positions]  # text, or base64 / data: URL text
+        if kind == "text":
+            return await state.pipeline.embed_texts(texts, names)
+        return await state.pipeline.embed_base64(kind, texts, names)
 
     results = await asyncio.gather(*(run(kind, raw, positions) for (kind, raw), positions in groups.items()))
     rows: list[np.ndarray] = [np.empty(0)] * len(parts)
@@ -231,6 +232,11 @@ async def embed_units(state: Any, units: Sequence[Unit], policy: FetchPolicy | N
         start += len(unit)
         out.append(own[0] if len(unit) == 1 else combine_vectors(own, np.ones(len(unit), dtype=np.float32)))
     return np.stack(out).astype(np.float32)  # (units, D)
+
+
+def _raw(value: str | bytes) -> bytes:
+    assert isinstance(value, bytes)  # grouped by isinstance(value, bytes)
+    return value
 
 
 async def _same(part: Part) -> Part:
