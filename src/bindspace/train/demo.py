@@ -31,6 +31,7 @@ from torch import nn
 
 from ..config import ModelConfig, TowerConfig
 from ..modality import Modality
+from ..model.contract import EmbeddingModel
 from ..model.imagebind import ImageBindModel
 from .augment import sample_generator
 from .build import BindModel
@@ -248,7 +249,7 @@ def _fit(bind: BindModel, source: BatchMaker, steps: int, s: DemoSettings, out_d
     Trainer(bind, source, run=run, optim=optim).fit()
 
 
-def _class_embeddings(model: ImageBindModel, prompts: torch.Tensor) -> torch.Tensor:
+def _class_embeddings(model: EmbeddingModel, prompts: torch.Tensor) -> torch.Tensor:
     """One unit vector per digit: the mean of its prompts' embeddings (10, D)."""
     emb = model.encode(Modality.TEXT, prompts.flatten(0, 1)).view(prompts.shape[0], prompts.shape[1], -1)
     return F.normalize(emb.mean(dim=1), dim=-1)
