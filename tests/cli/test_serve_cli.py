@@ -1,15 +1,6 @@
 """`bindspace serve`: arguments reach the app, errors are one line, and a real server starts and stops cleanly."""
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import numpy as np
 import pytest
 import torch
@@ -18,6 +9,7 @@ pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
 pytest.importorskip("uvicorn", reason="the [serve] extra is not installed")
 
 from bindspace.cli import main  # noqa: E402
+from testkit import post_json, spawned_serve  # noqa: E402
 
 
 @pytest.fixture
@@ -119,47 +111,11 @@ def test_missing_index_is_a_one_line_error(captured, tiny_pth, tmp_path, capsys)
     assert err.startswith("bindspace serve: error:") and err.count("\n") == 1 and "Traceback" not in err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_real_server_starts_answers_and_stops(tiny_model_dir):
-    port = _free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("BINDSPACE_API_KEY", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bindspace.cli", "serve", "--checkpoint", str(tiny_model_dir), "--port", str(port),
-         "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                assert proc.stderr is not None
-                pytest.fail(f"server did not become ready: {proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
-        request = urllib.request.Request(base + "/v1/embed", data=json.dumps(
-            {"modality": "text", "texts": ["hello"]}).encode(), headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert json.load(response)["dim"] == 24
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-    text = err.decode()
-    assert proc.returncode == 0, text[-2000:]
-    assert "Traceback" not in text and f"127.0.0.1:{port}" in text
+    with spawned_serve(["--checkpoint", str(tiny_model_dir), "--threads", "1"], ready_s=90) as server:
+        assert post_json(server.base + "/v1/embed", {"modality": "text", "texts": ["hello"]}, timeout=10)["dim"] == 24
+    text = server.output
+    assert server.returncode == 0, text[-2000:]
+    assert "Traceback" not in text and f"127.0.0.1:{server.port}" in text
     assert "are OPEN to anyone who can connect" in text and "writes are disabled" in text

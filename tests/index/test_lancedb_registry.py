@@ -19,10 +19,8 @@ from lancedb.embeddings import get_registry  # noqa: E402
 from lancedb.pydantic import LanceModel, Vector  # noqa: E402
 
 import bindspace.index.lancedb_registry  # noqa: E402, F401  (registers "bindspace")
-from bindspace.embedding.loading import geometry, item_loader  # noqa: E402
 from bindspace.errors import InputError  # noqa: E402
-from bindspace.kinds import tower_of  # noqa: E402
-from bindspace.preprocess.tokenizer import tokenize  # noqa: E402
+from testkit import embedded, embedded_text  # noqa: E402
 
 FILES = {"image_1.jpg": "image", "image_2.png": "image", "audio_1.wav": "audio", "audio_3.wav": "audio",
          "video_1.mp4": "video"}
@@ -54,18 +52,6 @@ def media(tmp_path_factory, media_dir) -> Path:
     return out
 
 
-def want(model, kind: str, path: Path) -> np.ndarray:
-    tower = tower_of(kind)
-    x = item_loader(kind)(str(path), **geometry(kind, model.tower_config(tower)))
-    with torch.inference_mode():
-        return model.encode(tower, x[None])[0].numpy()
-
-
-def want_text(model, text: str) -> np.ndarray:
-    with torch.inference_mode():
-        return model.encode("text", tokenize([text]))[0].numpy()
-
-
 def test_rows_and_queries_embedded_automatically(tmp_path, model_dir, model, media):
     func = get_registry().get("bindspace").create(model=str(model_dir))
 
@@ -79,15 +65,15 @@ def test_rows_and_queries_embedded_automatically(tmp_path, model_dir, model, med
     table.add([{"path": str(media / name)} for name in FILES])
     rows = {Path(r["path"]).name: np.asarray(r["vector"]) for r in table.to_arrow().to_pylist()}
     for name, kind in FILES.items():
-        np.testing.assert_allclose(rows[name], want(model, kind, media / name), atol=1e-5)
+        np.testing.assert_allclose(rows[name], embedded(model, kind, media / name), atol=1e-5)
 
-    text = want_text(model, "a dog")
+    text = embedded_text(model, "a dog")
     by_text = [Path(m.path).name for m in table.search("a dog").limit(len(FILES)).to_pydantic(Media)]
     assert by_text == sorted(FILES, key=lambda name: -float(np.dot(rows[name], text)))
     # Search by an audio file: the query is embedded as audio, so the file finds itself first.
     by_audio = table.search(str(media / "audio_3.wav")).limit(2).to_pydantic(Media)
     assert Path(by_audio[0].path).name == "audio_3.wav"
-    audio = want(model, "audio", media / "audio_3.wav")
+    audio = embedded(model, "audio", media / "audio_3.wav")
     second = max((n for n in FILES if n != "audio_3.wav"), key=lambda n: float(np.dot(rows[n], audio)))
     assert Path(by_audio[1].path).name == second
 
@@ -109,9 +95,9 @@ def test_a_caption_column_searched_with_an_image(tmp_path, model_dir, model, med
     table = lancedb.connect(tmp_path / "db").create_table("captions", schema=Caption)
     captions = ["a red square", "a dog barking", "rain on a roof"]
     table.add([{"text": c} for c in captions])
-    image = want(model, "image", media / "image_1.jpg")
+    image = embedded(model, "image", media / "image_1.jpg")
     hits = [c.text for c in table.search(str(media / "image_1.jpg")).limit(3).to_pydantic(Caption)]
-    assert hits == sorted(captions, key=lambda c: -float(np.dot(want_text(model, c), image)))
+    assert hits == sorted(captions, key=lambda c: -float(np.dot(embedded_text(model, c), image)))
 
 
 def test_bad_rows_fail_at_once_with_one_line(tmp_path, model_dir, media):
@@ -148,4 +134,4 @@ def test_image_bytes_column(tmp_path, model_dir, model, media):
     table = lancedb.connect(tmp_path / "db").create_table("blobs", schema=Blob)
     table.add([{"image": (media / "image_2.png").read_bytes()}])
     stored = np.asarray(table.to_arrow().to_pylist()[0]["vector"])
-    np.testing.assert_allclose(stored, want(model, "image", media / "image_2.png"), atol=1e-5)
+    np.testing.assert_allclose(stored, embedded(model, "image", media / "image_2.png"), atol=1e-5)

@@ -12,13 +12,11 @@ import base64
 import importlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import pytest
 from bindspace.index import open_store
 from bindspace.index.indexer import ENV_COMMIT_PAUSE, index_paths
 from bindspace.integrity import sha256_file
+from testkit import free_port, post_json, spawned_serve
 
 TINY = "imagebind_tiny_test"
 BUCKET = "bindspace-ci"
@@ -42,12 +41,6 @@ def require(module: str) -> Any:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{module} is missing ({err}): CI must run the Ray cluster + S3 test")
         pytest.skip(f"{module} is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -181,38 +174,11 @@ def test_cli_on_cluster_into_s3_equals_local_then_search_and_serve(cluster, s3, 
     assert results[0]["uri"] == str(media.path("img3.png")) and results[0]["score"] > 0.999
 
     # serve: the same index over HTTP
-    port = free_port()
-    server = subprocess.Popen(cli("serve", "--db", db, *s3_args(s3), "--port", str(port), "--threads", "1"),
-                              env=cli_env(s3), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                assert server.stderr is not None
-                pytest.fail(f"server did not become ready: {server.stderr.read().decode()[-2000:]}")
-            time.sleep(0.3)
+    with spawned_serve(["--db", db, *s3_args(s3), "--threads", "1"], env=cli_env(s3), ready_s=180) as server:
         image = base64.b64encode(media.path("img5.png").read_bytes()).decode()
-        request = urllib.request.Request(base + "/v1/search", data=json.dumps(
-            {"parts": [{"modality": "image", "data": image}], "k": 20}).encode(),
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            hits = json.load(response)["hits"]
+        hits = post_json(server.base + "/v1/search", {"parts": [{"modality": "image", "data": image}], "k": 20})["hits"]
         assert sorted(h["id"] for h in hits) == sorted(want)
         assert hits[0]["uri"] == str(media.path("img5.png"))
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate()
 
 
 @pytest.mark.slow

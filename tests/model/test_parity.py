@@ -6,6 +6,7 @@ import torch
 
 from bindspace.layers import Transformer
 from bindspace.layers.block import Block
+from bindspace.model.imagebind import ImageBindModel
 
 INPUTS = {
     "text": "text.tokens",
@@ -92,6 +93,7 @@ def test_bf16_load_casts_while_reading(tiny_model_dir, tiny_state):
     import bindspace
 
     model = bindspace.create_model(checkpoint=tiny_model_dir, modalities=["audio"], dtype=torch.bfloat16)
+    assert isinstance(model, ImageBindModel)  # torch towers (not ONNX): their layers are reachable
     trunk = cast(Transformer, model.modality_trunks["audio"])
     weight = cast(Block, trunk.blocks[0]).mlp.fc1.weight
     assert weight.dtype == torch.bfloat16

@@ -150,28 +150,15 @@ def test_without_an_index(tiny_model):
 def test_bindspace_serve_db_answers_clip_client(tmp_path, served_media, media_vectors, tiny_pth, monkeypatch,
                                                 clip_client_module):
     """`bindspace serve --db DIR` (the CLI's app, a real LanceDB index) includes the clip-back routes."""
-    import hashlib
-    import os
-
     import uvicorn
 
     from bindspace.cli import main
-    from bindspace.index import open_store
-    from bindspace.index import store as store_mod
+    from testkit import lance_index_of
 
-    checksum = store_mod.model_fingerprint(checkpoint=tiny_pth)
     db = tmp_path / "my-photos"
-    store = open_store(db, create=True)
-    store.bind_model(store_mod.ModelInfo("imagebind_tiny_test", checksum, 24, checkpoint=str(tiny_pth)))
-    items = []
-    for name, kind in (("image_1.jpg", "image"), ("audio_3.wav", "audio"), ("video_1.mp4", "video")):
-        path = served_media / name
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        items.append(store_mod.Item(
-            id=store_mod.item_id(str(path), digest), uri=str(path), modality=kind, content_hash=digest,
-            size=path.stat().st_size, mtime=os.path.getmtime(path), segment_start=None, segment_end=None,
-            model="imagebind_tiny_test", model_checksum=checksum, vector=media_vectors[name].numpy()))
-    store.add(items)
+    files = {served_media / name: kind for name, kind in (("image_1.jpg", "image"), ("audio_3.wav", "audio"),
+                                                           ("video_1.mp4", "video"))}
+    lance_index_of(db, files, {path: media_vectors[path.name].numpy() for path in files}, tiny_pth)
     captured: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: captured.update(app=app))
     assert main(["serve", "--db", str(db), "--fetch-allow", "127.0.0.1", "media.example.org"]) == 0

@@ -21,9 +21,8 @@ import pytest
 import torch
 from serve_helpers import live_server
 
-from bindspace.embedding.loading import geometry, item_loader
-from bindspace.kinds import tower_of
 from bindspace.preprocess.tokenizer import tokenize
+from testkit import embedded, embedded_text
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +48,6 @@ def client(server):
     return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=120)
 
 
-def want(model, kind: str, path: Path) -> np.ndarray:
-    """The library's embedding of a file at the model's own geometry."""
-    tower = tower_of(kind)
-    x = item_loader(kind)(str(path), **geometry(kind, model.tower_config(tower)))
-    with torch.inference_mode():
-        return model.encode(tower, x[None])[0].numpy()
-
-
-def want_text(model, text: str) -> np.ndarray:
-    with torch.inference_mode():
-        return model.encode("text", tokenize([text]))[0].numpy()
-
-
 def unit_sum(*rows: np.ndarray) -> np.ndarray:
     total = np.sum(rows, axis=0)
     return total / np.linalg.norm(total)
@@ -84,9 +70,9 @@ def test_openai_parts_in_input_one_vector_each(client, demo_model, served_media)
                                         encoding_format="float")
     got = np.array([d.embedding for d in response.data])
     assert got.shape == (3, 64)
-    np.testing.assert_allclose(got[0], want_text(demo_model, "a dog barking"), atol=1e-5)
-    np.testing.assert_allclose(got[1], want(demo_model, "image", image), atol=1e-5)
-    np.testing.assert_allclose(got[2], want(demo_model, "audio", audio), atol=1e-5)
+    np.testing.assert_allclose(got[0], embedded_text(demo_model, "a dog barking"), atol=1e-5)
+    np.testing.assert_allclose(got[1], embedded(demo_model, "image", image), atol=1e-5)
+    np.testing.assert_allclose(got[2], embedded(demo_model, "audio", audio), atol=1e-5)
     assert response.usage.prompt_tokens == int((tokenize(["a dog barking"])[0] > 0).sum())
 
 
@@ -97,9 +83,9 @@ def test_a_list_of_parts_is_one_combined_vector(client, demo_model, served_media
     response = client.embeddings.create(model="demo", input=[], encoding_format="float",
                                         extra_body={"input": [item, "a cat"]})
     got = np.array([d.embedding for d in response.data])
-    np.testing.assert_allclose(got[0], unit_sum(want_text(demo_model, "on a beach"), want(demo_model, "image", image)),
-                               atol=1e-5)
-    np.testing.assert_allclose(got[1], want_text(demo_model, "a cat"), atol=1e-5)
+    want = unit_sum(embedded_text(demo_model, "on a beach"), embedded(demo_model, "image", image))
+    np.testing.assert_allclose(got[0], want, atol=1e-5)
+    np.testing.assert_allclose(got[1], embedded_text(demo_model, "a cat"), atol=1e-5)
 
 
 def test_data_url_media_type_decides_the_kind_in_a_mixed_request(client, demo_model, served_media):
@@ -108,10 +94,10 @@ def test_data_url_media_type_decides_the_kind_in_a_mixed_request(client, demo_mo
               data_url(video, "video/mp4")]
     got = np.array([d.embedding for d in client.embeddings.create(model="demo", input=inputs,
                                                                     encoding_format="float").data])
-    np.testing.assert_allclose(got[0], want(demo_model, "audio", audio), atol=1e-5)
-    np.testing.assert_allclose(got[1], want_text(demo_model, "rain on a roof"), atol=1e-5)
-    np.testing.assert_allclose(got[2], want(demo_model, "image", image), atol=1e-5)
-    np.testing.assert_allclose(got[3], want(demo_model, "video", video), atol=1e-4)
+    np.testing.assert_allclose(got[0], embedded(demo_model, "audio", audio), atol=1e-5)
+    np.testing.assert_allclose(got[1], embedded_text(demo_model, "rain on a roof"), atol=1e-5)
+    np.testing.assert_allclose(got[2], embedded(demo_model, "image", image), atol=1e-5)
+    np.testing.assert_allclose(got[3], embedded(demo_model, "video", video), atol=1e-4)
 
 
 def test_vllm_messages_request_as_published(server, demo_model, served_media):
@@ -124,14 +110,14 @@ def test_vllm_messages_request_as_published(server, demo_model, served_media):
     assert response.status_code == 200, response.text
     data = response.json()["data"]
     assert len(data) == 1
-    np.testing.assert_allclose(data[0]["embedding"], unit_sum(want(demo_model, "image", image),
-                                                              want_text(demo_model, "Represent the given image.")),
+    np.testing.assert_allclose(data[0]["embedding"], unit_sum(embedded(demo_model, "image", image),
+                                                              embedded_text(demo_model, "Represent the given image.")),
                                atol=1e-5)
 
 
 def test_cohere_v4_and_voyage_inputs(server, demo_model, served_media):
     image = served_media / "image_2.png"
-    image_vector, text_vector = want(demo_model, "image", image), want_text(demo_model, "a red square")
+    image_vector, text_vector = embedded(demo_model, "image", image), embedded_text(demo_model, "a red square")
     cohere = {"model": "embed-v4.0", "input_type": "search_document", "embedding_types": ["float"], "inputs": [
         {"content": [{"type": "text", "text": "a red square"},
                      {"type": "image_url", "image_url": {"url": data_url(image, "image/png")}}]},
@@ -151,7 +137,7 @@ def test_modality_overrides_the_media_type(client, served_media, demo_model):
     audio = served_media / "audio_3.wav"
     got = client.embeddings.create(model="demo", input=[data_url(audio, "application/octet-stream")],
                                    encoding_format="float", extra_body={"modality": "audio"})
-    np.testing.assert_allclose(got.data[0].embedding, want(demo_model, "audio", audio), atol=1e-5)
+    np.testing.assert_allclose(got.data[0].embedding, embedded(demo_model, "audio", audio), atol=1e-5)
 
 
 def test_bad_parts_answer_in_openais_shape(client, server):
@@ -253,8 +239,8 @@ def test_remote_urls_only_from_allowed_hosts(demo_model, served_media):
                  {"type": "image_url", "image_url": {"url": f"{media}/redirect-same"}}]
         got = client.embeddings.create(model="demo", input=[], encoding_format="float", extra_body={"input": parts})
         vectors = np.array([d.embedding for d in got.data])
-        np.testing.assert_allclose(vectors[0], want(demo_model, "image", image), atol=1e-5)
-        np.testing.assert_allclose(vectors[1], want(demo_model, "audio", audio), atol=1e-5)
+        np.testing.assert_allclose(vectors[0], embedded(demo_model, "image", image), atol=1e-5)
+        np.testing.assert_allclose(vectors[1], embedded(demo_model, "audio", audio), atol=1e-5)
         np.testing.assert_allclose(vectors[2], vectors[0], atol=1e-6)  # a same-host redirect is followed
         # The media type of the answer decides the kind of an image_url part (audio here).
         sound = client.embeddings.create(model="demo", input=[], encoding_format="float", extra_body={

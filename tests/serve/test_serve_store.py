@@ -2,36 +2,25 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import os
 import time
 from urllib.parse import quote
 
 import pytest
 from serve_helpers import MEDIA, CountingModel
 
+from testkit import lance_index_of
+
 pytest.importorskip("lancedb", reason="the [index] extra (lancedb) is not installed")
 
-import bindspace.index.store as store_mod  # noqa: E402
 from bindspace.index import open_store  # noqa: E402
 
 
 @pytest.fixture
 def lance_index(tmp_path, served_media, media_vectors, tiny_pth):
     """A real index of the fixture media, bound to the tiny weights in `tiny_pth`; returns (dir, store)."""
-    checksum = store_mod.model_fingerprint(checkpoint=tiny_pth)
     db = tmp_path / "index"
-    store = open_store(db, create=True)
-    store.bind_model(store_mod.ModelInfo("imagebind_tiny_test", checksum, 24, checkpoint=str(tiny_pth)))
-    items = []
-    for name, kind in MEDIA.items():
-        path = served_media / name
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        items.append(store_mod.Item(
-            id=store_mod.item_id(str(path), digest), uri=str(path), modality=kind, content_hash=digest,
-            size=path.stat().st_size, mtime=os.path.getmtime(path), segment_start=None, segment_end=None,
-            model="imagebind_tiny_test", model_checksum=checksum, vector=media_vectors[name].numpy()))
-    store.add(items)
+    store = lance_index_of(db, {served_media / name: kind for name, kind in MEDIA.items()},
+                           {served_media / name: vector.numpy() for name, vector in media_vectors.items()}, tiny_pth)
     return db, store
 
 

@@ -21,10 +21,6 @@ import base64
 import glob
 import io
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +33,8 @@ import requests
 import soundfile as sf
 from PIL import Image
 from serve_helpers import live_server
+
+from testkit import spawned_serve
 
 ANSWERS = ("textVectors", "imageVectors", "audioVectors", "videoVectors", "imuVectors", "thermalVectors",
            "depthVectors")
@@ -142,35 +140,13 @@ def media() -> dict[str, list[str]]:
 # ---------------------------------------------------------------- servers
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def cli_server(model_dir: Path, cwd: Path) -> Iterator[str]:
     """`bindspace serve --weaviate-paths test/IMUSamples` as a process started in `cwd`; yields the base URL."""
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for key in ("BINDSPACE_API_KEY", "BINDSPACE_READ_KEY"):
-        env.pop(key, None)
-    log = (cwd / "server.log").open("wb")  # a file, not a pipe: a full pipe would block the server
-    proc = subprocess.Popen([sys.executable, "-m", "bindspace.cli", "serve", "--checkpoint", str(model_dir),
-                             "--port", str(port), "--threads", "1", "--log-level", "warning",
-                             "--weaviate-paths", IMU_DIR], cwd=cwd, env=env, stdout=log, stderr=log)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-    text = (cwd / "server.log").read_text(errors="replace")
-    assert proc.returncode == 0 and "Traceback" not in text, text[-3000:]
+    with spawned_serve(["--checkpoint", str(model_dir), "--threads", "1", "--log-level", "warning",
+                        "--weaviate-paths", IMU_DIR], cwd=cwd, ready_s=None) as server:
+        yield server.base  # the smoke test polls /.well-known/ready itself
+    assert server.returncode == 0 and "Traceback" not in server.output, server.output[-3000:]
 
 
 @pytest.fixture(scope="module", params=["small-uvicorn", pytest.param("tiny-cli", marks=pytest.mark.slow)])

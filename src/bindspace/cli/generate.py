@@ -10,9 +10,13 @@ from typing import Any
 from .common import (
     DTYPES,
     UsageError,
+    add_demo_args,
     add_model_args,
     check_output_dir,
     check_writable_file,
+    demo_log,
+    demo_progress,
+    demo_status,
     non_negative_int,
     positive_float,
     positive_int,
@@ -150,13 +154,7 @@ def register_demo(demos: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", metavar="DIR", required=True, help="the demo model directory (created if needed)")
     parser.add_argument("--steps", type=positive_int, help="generator training steps (default: 1500)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default: 1)")
-    parser.add_argument("--min-accuracy", type=float, metavar="F",
-                        help="exit with status 1 if fewer than F of the tone-drawn digits are recognised")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
-    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    add_demo_args(parser, minimum_help="the share of tone-drawn digits recognised")
     parser.set_defaults(handler=run_demo_generate)
     return parser
 
@@ -166,18 +164,14 @@ def run_demo_generate(args: argparse.Namespace) -> int:
     from ..generate.digits_demo import GenerateDemoSettings, run_generate_demo
 
     settings = GenerateDemoSettings(seed=args.seed, threads=args.threads,
-                                    progress=not args.quiet and not args.json and sys.stderr.isatty())
+                                    progress=demo_progress(args) and sys.stderr.isatty())
     if args.steps:
         settings.steps = args.steps
     out = Path(args.out)
     check_output_dir(out, "demo directory")
     out.mkdir(exist_ok=True)
 
-    def log(message: str) -> None:
-        if not (args.quiet or args.json):
-            print(message, file=sys.stderr, flush=True)
-
-    result = run_generate_demo(out, settings, log=log)
+    result = run_generate_demo(out, settings, log=demo_log(args))
     if args.json:
         print(json.dumps({
             "tone_accuracy": result.tone_accuracy, "image_accuracy": result.image_accuracy,
@@ -189,8 +183,4 @@ def run_demo_generate(args: argparse.Namespace) -> int:
         print(result.report())
         print(f"\ntry it:  bindspace generate --pipeline {result.generator_dir} "
               f"--audio {out}/examples/tone_7.wav -o seven.png")
-    if args.min_accuracy is not None and result.tone_accuracy < args.min_accuracy:
-        print(f"tone -> digit accuracy {result.tone_accuracy:.1%} is below --min-accuracy {args.min_accuracy:.1%}",
-              file=sys.stderr)
-        return 1
-    return 0
+    return demo_status(result.tone_accuracy, args.min_accuracy, "tone -> digit accuracy")

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..modality import Modality
+from ..train.digits_world import DemoRun
 from .boxes import box_iou
 from .config import DetectorConfig
 from .detector import Detection, Detector, SpaceInfo, save_detector
@@ -34,7 +35,7 @@ from .training import FitSettings, fit_detector
 
 
 @dataclass
-class DetectDemoSettings:
+class DetectDemoSettings(DemoRun):
     """Knobs of the demo (defaults: about two CPU minutes for the detector after the demo model)."""
 
     steps: int = 400
@@ -44,9 +45,7 @@ class DetectDemoSettings:
     tones_per_class: int = 8
     threshold: float = 0.3
     distill: bool = True
-    seed: int = 0
     threads: int = 2
-    progress: bool = True
 
 
 @dataclass
@@ -107,7 +106,7 @@ def _run(out: Path | None, s: DetectDemoSettings, checkpoint: str | Path | None,
     tick = time.perf_counter()
     if checkpoint is None:
         log("the demo model: image, text and audio towers (bindspace demo)")
-        demo = run_demo(model_dir, DemoSettings(seed=s.seed, progress=s.progress, threads=s.threads), log=log)
+        demo = run_demo(model_dir, DemoSettings(**s.run_options()), log=log)
         checkpoint = demo.model_dir
     assert checkpoint is not None  # run_demo saved the model to model_dir
     model = create_model(checkpoint=checkpoint, modalities=[Modality.VISION, Modality.TEXT, Modality.AUDIO])

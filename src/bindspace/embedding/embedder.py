@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader
 
 from ..kinds import SEGMENTABLE, parse_kind, tower_of
 from ..modality import Modality
+from ..model.contract import has_clip_axis
 from ..preprocess.sources import source_name
 from .loading import (
-    CLIP_AXIS,
     DECODE_ERRORS,
     Failure,
     Unit,
@@ -221,9 +221,10 @@ class Embedder:
         return tqdm(total=total, desc=desc, unit="item", disable=not enabled or total == 0,
                     delay=2.0 if self.progress is None else 0.0, file=sys.stderr, dynamic_ncols=True)
 
-    def _encode(self, tower: Modality, rows: torch.Tensor, clip_axis: bool) -> np.ndarray:
+    def _encode(self, tower: Modality, rows: torch.Tensor) -> np.ndarray:
         x = rows.to(self.device, non_blocking=True)  # the model casts to its own dtype
-        return self.model.encode(tower, x, clip_axis=clip_axis).cpu().numpy()
+        # Video and audio rows are (B, S, ...) clips, averaged; the rule is the model contract's.
+        return self.model.encode(tower, x, clip_axis=has_clip_axis(tower, x.ndim - 1)).cpu().numpy()
 
     def _run_text(self, items: list[Any], names: list[str], kwargs: dict[str, Any], job: _Collector) -> None:
         from ..preprocess.tokenizer import get_tokenizer, report_truncated
@@ -246,7 +247,7 @@ class Embedder:
                 for b in range(0, len(index), self.batch_size):
                     sel = order[b : b + self.batch_size]
                     x = ids[sel].pin_memory() if self._pin else ids[sel]
-                    out[sel.numpy()] = self._encode(Modality.TEXT, x, False)
+                    out[sel.numpy()] = self._encode(Modality.TEXT, x)
                     bar.update(len(sel))
                 job.add([(i, names[i], None) for i in index], out)
         report_truncated(cut, len(good), kwargs["context_length"])  # once per call, not per chunk
@@ -275,7 +276,7 @@ class Embedder:
             UnitDataset(items, units, make_loader(kind, kwargs, segment_seconds)), batch_size=per_load,
             shuffle=False, num_workers=workers, collate_fn=collate, pin_memory=self._pin,
         )
-        tower, clip_axis = tower_of(kind), CLIP_AXIS[kind]
+        tower = tower_of(kind)
         queue = _RowQueue()
         batches = iter(loader)
         try:
@@ -290,11 +291,11 @@ class Embedder:
                         ])
                     while len(queue) >= self.batch_size:
                         rows, metas = queue.pop(self.batch_size)
-                        job.add(metas, self._encode(tower, rows, clip_axis))
+                        job.add(metas, self._encode(tower, rows))
                     bar.update(batch.size)
                 while len(queue):
                     rows, metas = queue.pop(self.batch_size)
-                    job.add(metas, self._encode(tower, rows, clip_axis))
+                    job.add(metas, self._encode(tower, rows))
         finally:
             del batches  # stops the worker processes now, also when an error propagates
 

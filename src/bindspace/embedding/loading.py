@@ -21,8 +21,6 @@ from ..config import TowerConfig
 from ..errors import InputError
 from ..kinds import parse_kind, vision_kind
 
-# Inputs with a clip axis are averaged over it by the model.
-CLIP_AXIS = {"image": False, "video": True, "audio": True, "depth": False, "thermal": False, "imu": False}
 # A trailing video window shorter than this is dropped (audio's loader applies the same rule).
 MIN_LAST_SECONDS = 0.5
 

@@ -9,6 +9,7 @@ import torch
 from ..errors import BindspaceError, InputError
 from ..kinds import has_extension, parse_kind, resolve_kind, tower_of
 from ..modality import Modality
+from ..model.contract import flatten_clips
 
 MAX_ITEMS = 64  # per tower: ranges settle within a few dozen items, and each costs a forward pass
 
@@ -66,8 +67,7 @@ def load_calibration(specs: list[str], model: Any, max_items: int = MAX_ITEMS) -
 
 def plain_rows(tower: Modality, batch: torch.Tensor, frames: int) -> torch.Tensor:
     """(N, ...) or (N, S, ...) model input -> (R, ...) plain rows, clips as items (vision as (R, C, T, H, W) clips)."""
-    item_rank = {Modality.VISION: 4, Modality.IMU: 2, Modality.TEXT: 1}.get(tower, 3)
-    x = batch.reshape(-1, *batch.shape[batch.ndim - item_rank:]) if batch.ndim > item_rank + 1 else batch
+    x = flatten_clips(tower, batch)
     if tower == Modality.VISION and x.ndim == 4:  # images (R, C, H, W) -> clips
         x = x.unsqueeze(2).expand(-1, -1, frames, -1, -1).contiguous()
     return x

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modality import Modality
+from ..train.digits_world import DemoRun
 from .tiny_diffusion import TinyDiffusion, TinyDiffusionConfig, save_generator, to_uint8
 
 GENERATOR_DIR = "generator"
@@ -28,7 +29,7 @@ CLASSIFIER_FILE = "digit_classifier.safetensors"
 
 
 @dataclass
-class GenerateDemoSettings:
+class GenerateDemoSettings(DemoRun):
     """Knobs of the generation demo (defaults: >= 80 % of generated digits recognised, well under 5 min)."""
 
     steps: int = 1500
@@ -39,9 +40,6 @@ class GenerateDemoSettings:
     sample_steps: int = 25
     guidance: float = 5.0
     test_tones: int = 200
-    seed: int = 0
-    threads: int = 1
-    progress: bool = True
 
 
 @dataclass
@@ -95,7 +93,7 @@ def _run(out: Path, s: GenerateDemoSettings, log: Callable[[str], None]) -> Gene
     if not is_model_dir(out):
         log(f"{out}: no demo model yet; training the embedding space first (bindspace demo)")
         tick = time.perf_counter()
-        result = run_demo(out, DemoSettings(seed=s.seed, progress=s.progress, threads=s.threads), log=log)
+        result = run_demo(out, DemoSettings(**s.run_options()), log=log)
         stages["embedding space"] = time.perf_counter() - tick
         log(f"embedding space ready: emergent audio -> text {result.audio_to_text:.1%}")
     torch.manual_seed(s.seed)

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ..modality import Modality
 from ..train.demo import DemoSettings, run_demo
-from ..train.digits_world import TEMPLATES, WORDS, generator, load_digits, render_digit
+from ..train.digits_world import TEMPLATES, WORDS, DemoRun, generator, load_digits, render_digit
 from .template import CHAT, PromptTemplate
 
 QUESTION = "what digit is this?"
@@ -45,7 +45,7 @@ CHANCE = 0.1
 
 
 @dataclass
-class LlmDemoSettings:
+class LlmDemoSettings(DemoRun):
     """Knobs of the LLM demo (defaults: >= 80 % on tones, a few CPU minutes)."""
 
     base: DemoSettings = field(default_factory=DemoSettings)
@@ -58,9 +58,6 @@ class LlmDemoSettings:
     lora_rank: int = 8
     test_images: int = 100
     test_tones: int = 200
-    seed: int = 0
-    progress: bool = True
-    threads: int = 1
     # A pretrained causal LM (a .gguf file, a transformers directory, or a known name such as "smollm2")
     # instead of the small world LM: it stays frozen and only the projector trains.
     lm: str | None = None
@@ -215,8 +212,7 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
     lm_source = str(pretrained_lm(s.lm)) if s.lm else None  # a missing model is said before minutes of work
     out.mkdir(parents=True, exist_ok=True)
     tick = time.perf_counter()
-    base = s.base
-    base.seed, base.progress, base.threads = s.seed, s.progress, s.threads
+    base = replace(s.base, **s.run_options())
     encoder_result = run_demo(out / "model", base, log=log)
     stages["encoder"] = time.perf_counter() - tick
 

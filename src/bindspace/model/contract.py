@@ -1,7 +1,7 @@
 """The calling contract every bindspace model keeps (torch towers or ONNX Runtime sessions)."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -10,6 +10,8 @@ from ..config import ModelConfig, TowerConfig
 from ..errors import BindspaceError
 from ..modality import Modality, as_modality
 
+# The one home of the per-item rank and clip-axis rules (the model, the embedder, int8 calibration
+# and the server's call sizes all read them from here).
 ITEM_RANK = {  # dimensions of one item, without batch or clip axes
     Modality.VISION: 3,  # (C, H, W); a 2-frame clip (C, T, H, W) has 4
     Modality.TEXT: 1,
@@ -18,6 +20,30 @@ ITEM_RANK = {  # dimensions of one item, without batch or clip axes
     Modality.THERMAL: 3,
     Modality.IMU: 2,
 }
+
+
+def plain_rank(modality: str | Modality) -> int:
+    """The most dimensions one item without a clip axis has (vision: a clip (C, T, H, W), 4)."""
+    modality = as_modality(modality)
+    return ITEM_RANK[modality] + (1 if modality == Modality.VISION else 0)
+
+
+def has_clip_axis(modality: str | Modality, item_ndim: int) -> bool:
+    """Whether an item of `item_ndim` dimensions (no batch axis) starts with a clip axis: (S, ...) clips."""
+    return item_ndim > plain_rank(modality)
+
+
+def clips_per_item(modality: str | Modality, item_shape: Sequence[int]) -> int:
+    """How many clips one item of this shape (no batch axis) holds: S with a clip axis, else 1."""
+    return int(item_shape[0]) if has_clip_axis(modality, len(item_shape)) else 1
+
+
+def flatten_clips(modality: str | Modality, batch: torch.Tensor) -> torch.Tensor:
+    """(N, S, ...) items with a clip axis -> (N*S, ...) plain items; a batch without one is returned as is."""
+    if not has_clip_axis(modality, batch.ndim - 1):
+        return batch
+    rank = plain_rank(modality)
+    return batch.reshape(-1, *batch.shape[batch.ndim - rank:])  # (N*S, ...)
 
 TEXT_LENGTH_STEP = 8  # text batches run at a multiple of this many positions
 
@@ -87,8 +113,7 @@ class EmbeddingModel(nn.Module):
     def _embed(self, modality: Modality, x: torch.Tensor, clip_axis: bool | None) -> torch.Tensor:
         """Postprocessed embeddings (B, E); items with a clip axis are averaged over it."""
         if clip_axis is None:
-            extra = 1 if modality == Modality.VISION else 0  # vision items may be 2-frame clips
-            clip_axis = x.ndim >= ITEM_RANK[modality] + 2 + extra
+            clip_axis = has_clip_axis(modality, x.ndim - 1)
         if clip_axis:
             B, S = x.shape[:2]
             out = self._embed_items(modality, x.flatten(0, 1))  # (B*S, E)

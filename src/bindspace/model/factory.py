@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -12,12 +12,16 @@ from ..config import ModelConfig
 from ..errors import BindspaceError, CheckpointError
 from ..modality import Modality, as_modality
 from . import checkpoint as ckpt
+from .contract import EmbeddingModel
 from .hub import resolve_pretrained
 from .imagebind import ImageBindModel
 from .meta import meta_device
 from .onnx_manifest import is_onnx_dir
 from .presets import get_config
 from .presets import manifest_config as manifest_config  # its home before presets; callers import it from here
+
+if TYPE_CHECKING:
+    from .onnx_backend import OnnxModel
 
 # model/ sits below export/, which builds int8 towers (ONNX export + quantization): export.int8_cache
 # registers its builder here when imported (`import bindspace`'s create_model and --dtype int8 import it).
@@ -39,7 +43,7 @@ def create_model(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | str = torch.float32,
     verify: bool = True,
-) -> ImageBindModel:
+) -> EmbeddingModel:
     """Build a model in eval mode; random weights unless `pretrained` or `checkpoint` is given.
 
     `name` may be omitted when `checkpoint` is a model directory (its manifest names the config).
@@ -47,10 +51,9 @@ def create_model(
     "auto" (see `bindspace.precision`), or "int8": ONNX Runtime int8 towers, exported and
     quantized for this CPU on first use and cached (`bindspace.export.int8_cache`). A directory
     written by `bindspace export` loads as an ONNX Runtime model with the same calling contract
-    (it runs at its exported precision).
+    (it runs at its exported precision). Torch towers are an `ImageBindModel`, ONNX ones an
+    `OnnxModel`: both keep the `EmbeddingModel` contract.
     """
-    from ..precision import resolve_dtype
-
     if pretrained and checkpoint is None:
         checkpoint = resolve_pretrained(name if isinstance(name, str) else "imagebind_huge")
     if isinstance(dtype, str) and dtype.strip().lower() == "int8":
@@ -60,8 +63,16 @@ def create_model(
             from .onnx_backend import load_onnx_model
 
             wanted_config = get_config(name) if isinstance(name, str) else name
-            onnx_model = load_onnx_model(checkpoint, wanted_config, modalities, device=device, verify=verify)
-            return cast(ImageBindModel, onnx_model)  # duck-typed: the same calling contract
+            return load_onnx_model(checkpoint, wanted_config, modalities, device=device, verify=verify)
+    return _torch_model(name, checkpoint, modalities, device=device, dtype=dtype, verify=verify)
+
+
+def _torch_model(name: str | ModelConfig | None, checkpoint: str | os.PathLike[str] | None,
+                 modalities: Iterable[str | Modality] | None, *, device: str | torch.device,
+                 dtype: torch.dtype | str, verify: bool) -> ImageBindModel:
+    """Torch towers in eval mode: random weights without `checkpoint`, else its weights (not an ONNX directory)."""
+    from ..precision import resolve_dtype
+
     dtype = resolve_dtype(dtype, device)
     config = _resolve_config(name, checkpoint)
     wanted = None if modalities is None else [as_modality(m) for m in modalities]
@@ -84,7 +95,7 @@ def create_model(
 
 def _int8_model(name: str | ModelConfig | None, checkpoint: str | os.PathLike[str] | None,
                 modalities: Iterable[str | Modality] | None, *, device: str | torch.device,
-                verify: bool) -> ImageBindModel:
+                verify: bool) -> OnnxModel:
     """The int8 towers of these weights from the cache, built on first use (see export.int8_cache)."""
     if checkpoint is None:
         raise BindspaceError("dtype='int8' quantizes real weights: pass pretrained=True or checkpoint=")
@@ -106,11 +117,11 @@ def _int8_model(name: str | ModelConfig | None, checkpoint: str | os.PathLike[st
         raise BindspaceError(f"{config.name} has no {', '.join(absent)} tower (has: {', '.join(config.towers)})")
 
     def load_torch(wanted: list[Modality]) -> ImageBindModel:
-        return create_model(config, checkpoint=checkpoint, modalities=wanted, dtype=torch.float32, verify=verify)
+        return _torch_model(config, checkpoint, wanted, device="cpu", dtype=torch.float32, verify=verify)
 
     folder = _INT8_BUILDER[0](towers, model_fingerprint(None, checkpoint), quantization_recipe(cpu_flags()),
                              load_torch)
-    return cast(ImageBindModel, OnnxModel(folder, towers, device=device))
+    return OnnxModel(folder, towers, device=device)
 
 
 def _resolve_config(name: str | ModelConfig | None, checkpoint: str | os.PathLike[str] | None) -> ModelConfig:

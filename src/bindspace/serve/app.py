@@ -2,9 +2,10 @@
 
 Extending it: a feature module defines an `APIRouter` (protect its routes with
 `Depends(require_read)` / `Depends(require_write)` from `bindspace.serve.auth`, read the shared
-state from `request.app.state.bindspace`, run the model only through `state.batcher`) and is
-passed to `create_app(..., routers=[router])`; `_include_routers` is the one place routers are
-included. Options a router needs go into `ServeState.extras` (`create_app(..., extras={...})`).
+state with `serve_state(request)` (serve/state.py: the typed `ServeState`), run the model only
+through `state.batcher`) and is passed to `create_app(..., routers=[router])`; `_include_routers`
+is the one place routers are included. Options a router needs go into `ServeState.extras`
+(`create_app(..., extras={...})`).
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import functools
 import logging
 from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,36 +38,13 @@ from .metrics import CONTENT_TYPE, ServerMetrics
 from .middleware import BodyLimitMiddleware, DefaultJsonMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
 from .pipeline import Forward, Pipeline, device_type_of, fixed_size_calls
 from .schemas import Health
+from .state import ServeState
 from .weaviate_inputs import IMU_LAYOUTS
 
 log = logging.getLogger("bindspace.serve")
 STATIC_DIR = Path(__file__).parent / "static"
 
 __all__ = ["create_app", "Limits", "ServeState"]
-
-
-@dataclass
-class ServeState:
-    """Everything the routes share, stored on `app.state.bindspace`."""
-
-    model: Any
-    store: Any
-    api_key: str | None  # the write key (also accepted for reads)
-    limits: Limits
-    model_name: str
-    model_checksum: str | None
-    model_checkpoint: str | None
-    batcher: MicroBatcher
-    pipeline: Pipeline
-    metrics: ServerMetrics
-    jobs: JobTable
-    read_key: str | None = None
-    index_roots: tuple[str, ...] = ()
-    imu_layout: str = "reshape"  # how /vectorize lays out IMU CSV columns (see weaviate_inputs)
-    ready: bool = False
-    not_ready_reason: str | None = "starting"
-    thumbnails: dict = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)  # options of optional routers
 
 
 def forward_one(model: Any, modality: Modality, x: torch.Tensor) -> torch.Tensor:

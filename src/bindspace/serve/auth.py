@@ -14,6 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from .cors import CORS_POLICY
 from .errors import Unauthorized
+from .state import serve_state
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer KEY`")
 _key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: KEY`")
@@ -33,7 +34,7 @@ async def require_write(request: Request,
                         bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
                         header_key: str | None = Depends(_key_header)) -> None:
     """Writes need the server's write key; with none configured they are refused outright (403)."""
-    state = request.app.state.bindspace
+    state = serve_state(request)
     expected = state.api_key
     if not expected:
         raise Unauthorized("writes are disabled: start the server with --api-key or BINDSPACE_API_KEY",
@@ -55,7 +56,7 @@ async def require_read(request: Request,
                        bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
                        header_key: str | None = Depends(_key_header)) -> None:
     """Reads are open unless the server has a read key; then the read key or the write key is needed."""
-    state = request.app.state.bindspace
+    state = serve_state(request)
     if not state.read_key:
         return
     given = _given(bearer, header_key)

@@ -1,7 +1,9 @@
 """OpenAI-compatible chat completions through an LLM bridge: POST /v1/chat/completions.
 
 `bindspace serve --bridge DIR` includes this router. The last user message is the question;
-its content parts carry media as base64 (never URLs to fetch):
+its content parts carry media as base64 (never URLs to fetch), read by the part reader of
+/v1/embeddings (`content_parts.parse_part`: one data: URL grammar, whose media type decides
+the kind):
 
 - `{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}`: image or video
 - `{"type": "input_audio", "input_audio": {"data": "...", "format": "wav"}}`: audio
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import time
 import uuid
@@ -35,16 +36,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..errors import ContextLengthError, InputError
 from .auth import require_read
 from .body import read_json
+from .content_parts import parse_part
 from .errors import ApiError, TooLarge
 from .exclusive import ExclusiveWorker
-from .media import parse_kind
 from .openai_api import OpenAIRoute
 from .routes import with_timeout
+from .state import ServeState, serve_state
 
 router = APIRouter(route_class=OpenAIRoute, tags=["openai"], dependencies=[Depends(require_read)])
 BRIDGE = "bridge"  # ServeState.extras key of the loaded Bridge
 WORKER = "bridge_worker"  # ServeState.extras key of the ExclusiveWorker that runs the language model
-_DATA_URL = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
 MAX_NEW_TOKENS = 1024
 
 
@@ -87,36 +88,17 @@ def parse_messages(messages: list[dict[str, Any]]) -> tuple[str, list[tuple[str,
     media: list[tuple[str, str, str]] = []
     for i, part in enumerate(content):
         where = f"messages[{index}].content[{i}]"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif kind == "image_url":
-            url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
-            if not isinstance(url, str) or not _DATA_URL.match(url):
-                raise ApiError(f"{where}: image_url must be a data: URL with base64 content (remote URLs are not "
-                               "fetched)", status=400, kind="validation")
-            media.append(("vision", url, where))
-        elif kind == "input_audio":
-            audio = part.get("input_audio")
-            if not isinstance(audio, dict) or not isinstance(audio.get("data"), str):
-                raise ApiError(f"{where}: input_audio needs base64 'data'", status=400, kind="validation")
-            media.append(("audio", audio["data"], where))
-        elif kind == "input_media":
-            item = part.get("input_media")
-            if not isinstance(item, dict) or not isinstance(item.get("data"), str) or "modality" not in item:
-                raise ApiError(f"{where}: input_media needs 'modality' and base64 'data'", status=400,
-                               kind="validation")
-            modality = parse_kind(str(item["modality"]))
-            if modality == "text":
-                raise ApiError(f"{where}: text goes in a text part", status=400, kind="validation")
-            media.append((modality, item["data"], where))
-        else:
-            raise ApiError(f"{where}: unsupported part type {kind!r} (text, image_url, input_audio, input_media)",
-                           status=400, kind="validation")
+        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])  # an empty text part is no error here: the question is all of them joined
+            continue
+        # The grammar of /v1/embeddings' parts, without fetching: chat embeds only what the request carries.
+        parsed = parse_part(part, where, None, None, fetching_route=False)
+        assert isinstance(parsed.value, str)  # without a policy, media parts are base64 or data: URL text
+        media.append((parsed.kind, parsed.value, where))
     return "\n".join(texts), media
 
 
-async def _embed(state: Any, media: list[tuple[str, str, str]]) -> torch.Tensor:
+async def _embed(state: ServeState, media: list[tuple[str, str, str]]) -> torch.Tensor:
     """(M, D) unit embeddings through the served model, in order."""
     state.pipeline.check_count(len(media))
     # Concurrently: the items decode in parallel and the batcher can put same-tower items in one call.
@@ -130,7 +112,7 @@ async def _embed(state: Any, media: list[tuple[str, str, str]]) -> torch.Tensor:
              response_model=None)
 async def chat_completions(request: Request) -> Any:
     """A `chat.completion` object, or `chat.completion.chunk` server-sent events with `stream: true`."""
-    state = request.app.state.bindspace
+    state = serve_state(request)
     bridge = state.extras.get(BRIDGE)
     if bridge is None:
         raise ApiError("this server has no bridge: start it with --bridge DIR", status=404, kind="no_bridge")
@@ -181,7 +163,7 @@ def _usage(info: dict[str, Any]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def _check_prompt(state: Any, bridge: Any, question: str, media_count: int, requested: int | None) -> int:
+async def _check_prompt(state: ServeState, bridge: Any, question: str, media_count: int, requested: int | None) -> int:
     """The answer's token limit, once the markers match and the prompt fits (tokenised on a decode thread).
 
     With max_tokens given, prompt + max_tokens must fit the language model's positions (400

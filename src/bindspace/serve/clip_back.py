@@ -26,6 +26,7 @@ from .errors import ApiError, Unavailable
 from .fetch import FETCH_POLICY, fetch, is_remote
 from .routes import item_info, with_timeout
 from .shaped_route import ShapedErrorRoute
+from .state import ServeState, serve_state
 
 MAX_RESULT_IDS = 1000  # as /v1/search's k: the rows searched for one query
 Req = TypeVar("Req", bound=BaseModel)
@@ -68,12 +69,12 @@ class MetadataRequest(BaseModel):
     indice_name: str | None = None
 
 
-def index_name(state: Any) -> str:
+def index_name(state: ServeState) -> str:
     """The one index's name: the --db folder's name (as `extras["index_name"]`), else "bindspace"."""
     return str(state.extras.get("index_name") or "bindspace")
 
 
-def _check(state: Any, indice_name: str | None) -> Any:
+def _check(state: ServeState, indice_name: str | None) -> Any:
     if state.store is None:
         raise Unavailable("this server has no index: start it with `bindspace serve --db DIR`")
     if indice_name not in (None, "", index_name(state)):
@@ -84,7 +85,7 @@ def _check(state: Any, indice_name: str | None) -> Any:
 
 @router.get("/indices-list", summary="clip-retrieval: the names of the indices (this server has one).")
 async def indices_list(request: Request) -> list[str]:
-    return [index_name(request.app.state.bindspace)]
+    return [index_name(serve_state(request))]
 
 
 async def _read(request: Request, model: type[Req]) -> Req:
@@ -101,7 +102,7 @@ async def _read(request: Request, model: type[Req]) -> Req:
 async def knn_service(request: Request) -> list[dict[str, Any]]:
     """Best first: {id, similarity, url, caption, ...metadata} per row."""
     body = await _read(request, KnnRequest)
-    state = request.app.state.bindspace
+    state = serve_state(request)
     store = _check(state, body.indice_name)
     if body.modality not in ("image", "text"):
         raise ApiError(f"modality must be image or text, not {body.modality[:40]!r}", kind="validation")
@@ -128,7 +129,7 @@ async def knn_service(request: Request) -> list[dict[str, Any]]:
     return results
 
 
-async def _query(state: Any, body: KnnRequest) -> np.ndarray:
+async def _query(state: ServeState, body: KnnRequest) -> np.ndarray:
     """The query as a unit (D,) vector, from whichever input the request has."""
     given = [name for name in ("text", "image", "image_url", "embedding_input") if getattr(body, name)]
     if len(given) != 1:
@@ -170,7 +171,7 @@ def _metadata(item: Any, base: str) -> dict[str, Any]:
 async def metadata(request: Request) -> list[dict[str, Any]]:
     """[{id, metadata}] in the order asked; unknown ids get empty metadata, as a short parquet would."""
     body = await _read(request, MetadataRequest)
-    state = request.app.state.bindspace
+    state = serve_state(request)
     store = _check(state, body.indice_name)
     state.pipeline.check_count(len(body.ids))
     base = str(request.base_url).rstrip("/")

@@ -34,6 +34,7 @@ from .media import decode_base64
 from .openai_api import check_dimensions, first_dimensions, token_count
 from .routes import with_timeout
 from .shaped_route import ShapedErrorRoute
+from .state import ServeState, serve_state
 
 INPUT_TYPES = ("search_document", "search_query", "classification", "clustering", "image")
 COMPUTED_TYPES = ("float", "base64", "binary", "ubinary")
@@ -111,7 +112,7 @@ def request_units(body: CohereEmbedRequest, policy: FetchPolicy | None) -> list[
     return inputs_units(body.inputs, None, policy)
 
 
-def check_text_options(state: Any, body: CohereEmbedRequest, units: list[Unit]) -> None:
+def check_text_options(state: ServeState, body: CohereEmbedRequest, units: list[Unit]) -> None:
     """input_type, truncate and max_tokens: what this model can honour, else a 400 saying why."""
     if body.input_type is not None and body.input_type not in INPUT_TYPES:
         raise _fail(f"input_type: {body.input_type[:40]!r} is not one of {', '.join(INPUT_TYPES)}")
@@ -165,7 +166,7 @@ def image_info(data_url: str, max_bytes: int) -> dict[str, Any] | None:
         return None
 
 
-async def _images_info(state: Any, body: CohereEmbedRequest) -> list[dict[str, Any]] | None:
+async def _images_info(state: ServeState, body: CohereEmbedRequest) -> list[dict[str, Any]] | None:
     if not body.images:
         return None
     infos = await asyncio.gather(*(asyncio.to_thread(image_info, image, state.limits.max_item_bytes)
@@ -177,7 +178,7 @@ async def _images_info(state: Any, body: CohereEmbedRequest) -> list[dict[str, A
              openapi_extra=openapi_body(CohereEmbedRequest))
 async def embed(request: Request) -> dict:
     """Cohere's `{id, embeddings: {float: [...], ...}, texts?, images?, meta, response_type}`."""
-    state = request.app.state.bindspace
+    state = serve_state(request)
     body = CohereEmbedRequest.model_validate(await read_json(request, empty_status=400))
     types = embedding_types(body)
     policy: FetchPolicy | None = state.extras.get(FETCH_POLICY)

@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 
 from ..tasks.arithmetic import combine_vectors
+from .data_url import DATA_URL_FORM, has_data_scheme
 from .errors import ApiError, TooLarge
 from .fetch import FetchPolicy, fetch, is_remote
 from .media import data_url_type, parse_kind
+from .state import ServeState
 
 # A part type -> the kind of its media when nothing more specific says ("vision": image or video by the bytes).
 _URL_PARTS = {"image_url": "vision", "image_base64": "vision", "video_url": "video", "audio_url": "audio"}
@@ -61,23 +63,29 @@ def _fail(message: str) -> ApiError:
     return ApiError(message, status=400, kind="validation")
 
 
-def _media_part(value: Any, default: str, modality: str | None, name: str, policy: FetchPolicy | None) -> Part:
+def _media_part(value: Any, default: str, modality: str | None, name: str, policy: FetchPolicy | None,
+                fetching_route: bool = True) -> Part:
     """A media part from base64 text, a data: URL or a remote URL; the kind from modality, media type or default."""
     if not isinstance(value, str) or not value.strip():
         raise _fail(f"{name}: expected a data: URL, base64 text or a URL")
     if is_remote(value):
         if policy is None or not policy.allows(value.strip()):
-            raise _fail(f"{name}: remote URLs are not fetched (the server's operator can allow hosts with "
-                        "--fetch-allow); send base64 data or data: URLs")
+            hint = " (the server's operator can allow hosts with --fetch-allow)" if fetching_route else ""
+            raise _fail(f"{name}: remote URLs are not fetched{hint}; send base64 data or data: URLs")
         return Part(modality or default, b"", name, url=value.strip(), kind_given=modality is not None)
-    if value.lstrip().startswith("data:") and data_url_type(value) is None:
-        raise _fail(f"{name}: a data: URL must read data:TYPE/SUBTYPE;base64,...")
+    if has_data_scheme(value) and data_url_type(value) is None:
+        raise _fail(f"{name}: a data: URL must read {DATA_URL_FORM}")
     kind = modality or kind_of_media_type(data_url_type(value)) or default
     return Part(kind, value, name, kind_given=modality is not None)
 
 
-def parse_part(part: Any, name: str, modality: str | None, policy: FetchPolicy | None) -> Part:
-    """One content part -> Part; ApiError 400 naming the part when it is malformed."""
+def parse_part(part: Any, name: str, modality: str | None, policy: FetchPolicy | None, *,
+               fetching_route: bool = True) -> Part:
+    """One content part -> Part; ApiError 400 naming the part when it is malformed.
+
+    `fetching_route=False` for a route that never fetches (chat): its refusal of a URL then does
+    not point to --fetch-allow.
+    """
     kind = part.get("type") if isinstance(part, dict) else None
     if kind == "text":
         if not isinstance(part.get("text"), str) or not part["text"].strip():
@@ -87,7 +95,7 @@ def parse_part(part: Any, name: str, modality: str | None, policy: FetchPolicy |
         value = part.get(kind)
         if isinstance(value, dict):  # vLLM / OpenAI: {"url": ...}; Cohere and Voyage: the string itself
             value = value.get("url")
-        return _media_part(value, _URL_PARTS[kind], modality, name, policy)
+        return _media_part(value, _URL_PARTS[kind], modality, name, policy, fetching_route)
     if kind == "input_audio":
         audio = part.get("input_audio")
         if not isinstance(audio, dict) or not isinstance(audio.get("data"), str):
@@ -100,7 +108,7 @@ def parse_part(part: Any, name: str, modality: str | None, policy: FetchPolicy |
         own = parse_kind(str(item["modality"]))
         if own == "text":
             raise _fail(f"{name}: text goes in a text part")
-        return _media_part(item.get("data"), own, own, name, policy)
+        return _media_part(item.get("data"), own, own, name, policy, fetching_route)
     raise _fail(f"{name}: unsupported part type {kind!r} (choose from {', '.join(_PART_TYPES)})")
 
 
@@ -179,7 +187,7 @@ def inputs_units(inputs: Any, modality: str | None, policy: FetchPolicy | None) 
     return units
 
 
-async def _fetched(state: Any, part: Part, policy: FetchPolicy) -> Part:
+async def _fetched(state: ServeState, part: Part, policy: FetchPolicy) -> Part:
     """A URL part with its body fetched on a decode thread; the Content-Type decides the kind unless given."""
     assert part.url is not None
     loop = asyncio.get_running_loop()
@@ -188,7 +196,7 @@ async def _fetched(state: Any, part: Part, policy: FetchPolicy) -> Part:
     return replace(part, kind=kind, value=body, url=None)
 
 
-async def embed_units(state: Any, units: Sequence[Unit], policy: FetchPolicy | None) -> np.ndarray:
+async def embed_units(state: ServeState, units: Sequence[Unit], policy: FetchPolicy | None) -> np.ndarray:
     """(len(units), D) unit vectors: parts embedded grouped by kind, each unit's parts combined."""
     limits = state.limits
     state.pipeline.check_count(sum(len(unit) for unit in units))
@@ -205,13 +213,13 @@ async def embed_units(state: Any, units: Sequence[Unit], policy: FetchPolicy | N
         groups.setdefault((part.kind, isinstance(part.value, bytes)), []).append(position)
 
     async def run(kind: str, raw: bool, positions: list[int]) -> np.ndarray:
-        values = [parts[p].value for p in positions]
         names = [parts[p].name for p in positions]
-        if kind == "text":
-            return await state.pipeline.embed_texts(values, names)
         if raw:
-            return await state.pipeline.embed_bytes(kind, values, names)
-        return await state.pipeline.embed_base64(kind, values, names)
+            return await state.pipeline.embed_bytes(kind, [_raw(parts[p].value) for p in positions], names)
+        texts = [str(parts[p].value) for p in positions]  # text, or base64 / data: URL text
+        if kind == "text":
+            return await state.pipeline.embed_texts(texts, names)
+        return await state.pipeline.embed_base64(kind, texts, names)
 
     results = await asyncio.gather(*(run(kind, raw, positions) for (kind, raw), positions in groups.items()))
     rows: list[np.ndarray] = [np.empty(0)] * len(parts)
@@ -224,6 +232,11 @@ async def embed_units(state: Any, units: Sequence[Unit], policy: FetchPolicy | N
         start += len(unit)
         out.append(own[0] if len(unit) == 1 else combine_vectors(own, np.ones(len(unit), dtype=np.float32)))
     return np.stack(out).astype(np.float32)  # (units, D)
+
+
+def _raw(value: str | bytes) -> bytes:
+    assert isinstance(value, bytes)  # grouped by isinstance(value, bytes)
+    return value
 
 
 async def _same(part: Part) -> Part:

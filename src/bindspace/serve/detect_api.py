@@ -15,6 +15,7 @@ from .media import decode_base64
 from .query import embed_query
 from .routes import with_timeout
 from .schemas import QueryPart
+from .state import serve_state
 
 router = APIRouter()
 DETECTOR = "detector"
@@ -59,7 +60,7 @@ def detector_extras(path: str, model: Any) -> dict[str, Any]:
              summary="Find and name objects in images; classes are any mix of texts and media.")
 async def detect(body: DetectRequest, request: Request) -> dict:
     """Each class's parts are embedded and combined; the detector's regions are scored against them."""
-    state = request.app.state.bindspace
+    state = serve_state(request)
     detector = state.extras.get(DETECTOR)
     if detector is None:
         raise Unavailable("this server has no detector: start it with `bindspace serve --detector DIR`")

@@ -20,6 +20,7 @@ from .auth import require_write
 from .errors import Unavailable
 from .exclusive import ExclusiveWorker
 from .schemas import ErrorResponse, QueryPart
+from .state import serve_state
 
 GENERATOR = "generator"  # the ServeState.extras key
 router = APIRouter()
@@ -81,7 +82,7 @@ async def generate(body: GenerateRequest, request: Request) -> Response:
     from .query import embed_query, query_weights
     from .routes import with_timeout
 
-    state = request.app.state.bindspace
+    state = serve_state(request)
     service: GeneratorService | None = state.extras.get(GENERATOR)
     if service is None:
         raise Unavailable("this server has no generator: start it with `bindspace serve --pipeline DIR`")

@@ -6,7 +6,6 @@ import binascii
 import io
 import mimetypes
 import os
-import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..errors import InputError, first_line
 from ..kinds import KINDS as _KINDS
 from ..kinds import tower_of, vision_kind
 from ..modality import Modality
+from .data_url import DATA_URL_FORM, has_data_scheme, parse_data_url
 from .errors import ApiError, TooLarge
 
 # Kinds a request may name: the table's kinds, plus "vision" ("image or video, whichever the bytes are").
@@ -30,7 +30,6 @@ THUMBNAIL_SIZE = 320
 # A thumbnail request must not become a decompression bomb either.
 THUMBNAIL_MAX_PIXELS = 100_000_000
 
-_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)(;[\w-]+=[\w.-]+)*;base64,", re.ASCII)
 _EXTRA_TYPES = {
     ".npy": "application/octet-stream",
     ".wav": "audio/wav",
@@ -59,15 +58,20 @@ def parse_kind(name: str) -> str:
 
 def data_url_type(text: str) -> str | None:
     """The media type of a base64 `data:` URL, lower-cased ("image/png"), or None when `text` is not one."""
-    match = _DATA_URL.match(text.lstrip()) if isinstance(text, str) else None
-    return match.group(1).lower() if match else None
+    url = parse_data_url(text)
+    return url.media_type if url else None
 
 
 def decode_base64(data: str, name: str, max_bytes: int) -> bytes:
     """Bytes from base64 text (a `data:` URL prefix is allowed); over `max_bytes` -> 413."""
     if not isinstance(data, str):
         raise InputError(name, "expected a base64 string")
-    text = _DATA_URL.sub("", data.strip(), count=1)
+    text = data.strip()
+    if has_data_scheme(text):
+        url = parse_data_url(text)
+        if url is None:
+            raise InputError(name, f"a data: URL must read {DATA_URL_FORM}")
+        text = url.payload
     # 4 base64 characters carry 3 bytes: refuse before decoding anything huge.
     if len(text) // 4 * 3 > max_bytes + 3:
         raise TooLarge(f"{name}: item is larger than the limit of {max_bytes} bytes")

@@ -25,6 +25,7 @@ from .fetch import FETCH_POLICY, FetchPolicy
 from .media import parse_kind
 from .routes import with_timeout
 from .shaped_route import ShapedErrorRoute
+from .state import ServeState, serve_state
 
 STARTED = int(time.time())
 
@@ -84,7 +85,7 @@ def _units(body: EmbeddingsRequest, policy: FetchPolicy | None) -> list[Unit]:
 @router.post("/v1/embeddings", summary="OpenAI-compatible embeddings (texts, media, content parts).")
 async def embeddings(request: Request) -> dict:
     """Unit-norm vectors, one per input, as OpenAI's `{object: list, data: [...], model, usage}`."""
-    state = request.app.state.bindspace
+    state = serve_state(request)
     body = EmbeddingsRequest.model_validate(await read_json(request, empty_status=400))
     policy: FetchPolicy | None = state.extras.get(FETCH_POLICY)
     units = _units(body, policy)
@@ -108,7 +109,7 @@ def _encode(row: np.ndarray, encoding: str) -> list[float] | str:
     return [float(x) for x in row]
 
 
-def check_dimensions(state: Any, dimensions: int | None, field: str) -> None:
+def check_dimensions(state: ServeState, dimensions: int | None, field: str) -> None:
     """A 400 before any work when a request asks for more dimensions than the model makes."""
     if dimensions is not None and dimensions > int(state.model.embed_dim):
         raise ApiError(f"{field}: this model makes {state.model.embed_dim}-d vectors; ask for at most that",
@@ -123,7 +124,7 @@ def first_dimensions(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
     return kept / np.maximum(np.linalg.norm(kept, axis=1, keepdims=True), 1e-12)
 
 
-def token_count(state: Any, texts: list[str]) -> int:
+def token_count(state: ServeState, texts: list[str]) -> int:
     """Tokens the model read: start and end markers included, each text cut at the context length."""
     from ..preprocess.tokenizer import get_tokenizer
 
@@ -132,18 +133,18 @@ def token_count(state: Any, texts: list[str]) -> int:
     return sum(min(len(tokenizer.encode(text)) + 2, length) for text in texts)
 
 
-def _model_card(state: Any) -> dict:
+def _model_card(state: ServeState) -> dict:
     return {"id": state.model_name, "object": "model", "created": STARTED, "owned_by": "bindspace"}
 
 
 @router.get("/v1/models", summary="OpenAI-compatible model list: the one model this server embeds with.")
 async def models(request: Request) -> dict:
-    return {"object": "list", "data": [_model_card(request.app.state.bindspace)]}
+    return {"object": "list", "data": [_model_card(serve_state(request))]}
 
 
 @router.get("/v1/models/{model_id}", summary="OpenAI-compatible model card.")
 async def model(request: Request, model_id: str) -> dict:
-    state = request.app.state.bindspace
+    state = serve_state(request)
     if model_id != state.model_name:
         raise ApiError(f"no model {model_id[:80]!r}: this server serves {state.model_name}", status=404,
                        kind="model_not_found")

@@ -27,7 +27,7 @@ import torch
 
 from ..kinds import tower_of
 from ..modality import Modality
-from ..model.contract import text_run_length
+from ..model.contract import clips_per_item, has_clip_axis, text_run_length
 from .batcher import MicroBatcher
 from .errors import ApiError, TooLarge
 from .limits import Limits
@@ -53,10 +53,9 @@ def call_size(modality: Modality, item_shape: Sequence[int], max_batch: int, dev
     """
     if device_type == "cpu" and Modality(modality) != Modality.TEXT:
         return 1
-    if len(item_shape) >= 5:
+    if Modality(modality) == Modality.VISION and has_clip_axis(modality, len(item_shape)):
         return 1
-    clips = int(item_shape[0]) if len(item_shape) == 4 else 1
-    return max(1, max_batch // clips)
+    return max(1, max_batch // clips_per_item(modality, item_shape))
 
 
 def fixed_size_calls(forward: Forward, max_batch: int, device_type: str) -> Forward:

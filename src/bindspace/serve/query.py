@@ -9,9 +9,10 @@ import numpy as np
 
 from .errors import ApiError, TooLarge
 from .media import parse_kind
+from .state import ServeState
 
 
-def query_weights(state: Any, parts: Sequence[Any], weights: Sequence[float] | None) -> list[float]:
+def query_weights(state: ServeState, parts: Sequence[Any], weights: Sequence[float] | None) -> list[float]:
     """The weight of each part (given, or each part's own), after the part-count limit and length checks."""
     limit = state.limits.max_query_parts
     if len(parts) > limit:
@@ -22,7 +23,7 @@ def query_weights(state: Any, parts: Sequence[Any], weights: Sequence[float] | N
     return chosen
 
 
-async def embed_part(state: Any, index: int, part: Any) -> np.ndarray:
+async def embed_part(state: ServeState, index: int, part: Any) -> np.ndarray:
     """One query part -> (1, D)."""
     kind = parse_kind(part.modality)
     name = part.name or f"parts[{index}]"
@@ -35,7 +36,7 @@ async def embed_part(state: Any, index: int, part: Any) -> np.ndarray:
     return await state.pipeline.embed_base64(kind, [part.data], [name])
 
 
-async def embed_query(state: Any, parts: Sequence[Any], weights: Sequence[float]) -> np.ndarray:
+async def embed_query(state: ServeState, parts: Sequence[Any], weights: Sequence[float]) -> np.ndarray:
     """The parts embedded concurrently and combined by weight: one unit vector (D,) (embedding arithmetic)."""
     from ..tasks.arithmetic import combine_vectors
 

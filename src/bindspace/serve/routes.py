@@ -7,7 +7,7 @@ import stat
 import threading
 import time
 from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -19,7 +19,8 @@ from ..fsio import real_path_inside
 from .auth import require_read, require_write
 from .body import read_json
 from .errors import ApiError, NotFound, TooLarge, Unavailable
-from .jobs import check_index_paths, run_index_job
+from .index_job import run_index_job
+from .jobs import check_index_paths
 from .media import is_video_path, local_path, make_thumbnail, media_type, parse_kind
 from .query import embed_query, query_weights
 from .schemas import (
@@ -34,6 +35,10 @@ from .schemas import (
     SearchRequest,
     SearchResponse,
 )
+from .state import ServeState, serve_state
+
+if TYPE_CHECKING:
+    from ..index.store import Item, ModelInfo, Store
 
 router = APIRouter()
 T = TypeVar("T")
@@ -65,13 +70,9 @@ _EMBED_BODY = {"requestBody": {"required": True, "content": {
         }}},
 }}}
 
-def _state(request: Request) -> Any:
-    return request.app.state.bindspace
-
-
 async def with_timeout(request: Request, work: Awaitable[T]) -> T:
     """Run a request's work under the per-request timeout (504 when exceeded)."""
-    seconds = _state(request).limits.request_timeout_s
+    seconds = serve_state(request).limits.request_timeout_s
     try:
         return await asyncio.wait_for(work, seconds)
     except asyncio.TimeoutError:
@@ -87,21 +88,21 @@ async def with_timeout(request: Request, work: Awaitable[T]) -> T:
              summary="Embed texts or media (JSON with base64, or multipart uploads).")
 async def embed(request: Request) -> dict:
     """Unit-norm vectors, one per input, in order."""
-    state = _state(request)
+    state = serve_state(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     texts: list[str] | None
-    media: list[bytes] | list[str] | None
+    uploads: list[bytes] = []  # multipart files
+    items: list[str] = []  # JSON base64
     names: list[str] | None
     if content_type == "multipart/form-data":
-        kind, texts, media, names = await _read_multipart(request)
-        is_base64 = False
+        kind, texts, uploads, names = await _read_multipart(request)
     elif content_type in ("application/json", ""):
         payload = EmbedRequest.model_validate(await read_json(request))
-        kind, texts, media, names = parse_kind(payload.modality), payload.texts, payload.items, payload.names
-        is_base64 = True
+        kind, texts, items, names = parse_kind(payload.modality), payload.texts, payload.items or [], payload.names
     else:
         raise ApiError(f"unsupported content type {content_type!r}: send application/json or multipart/form-data",
                        status=415, kind="unsupported_media_type")
+    media = uploads or items
     if kind == "text":
         if media:
             raise ApiError("media given with modality text: send the texts in 'texts'", status=422)
@@ -116,15 +117,17 @@ async def embed(request: Request) -> dict:
             raise ApiError(f"no items: send base64 {kind} data in 'items' (JSON) or files in 'files' (multipart)",
                            status=422)
         state.pipeline.check_count(len(media))
-        embed_media = state.pipeline.embed_base64 if is_base64 else state.pipeline.embed_bytes
-        work = embed_media(kind, media, names)
+        if uploads:  # multipart names every file
+            work = state.pipeline.embed_bytes(kind, uploads, names or [])
+        else:
+            work = state.pipeline.embed_base64(kind, items, names)
     vectors = await with_timeout(request, work)
     return {"model": state.model_name, "modality": kind, "dim": int(vectors.shape[1]), "vectors": vectors.tolist()}
 
 
 async def _read_multipart(request: Request) -> tuple[str, list[str], list[bytes], list[str] | None]:
     """(kind, texts, file bytes, file names) from a multipart form, with the item limits applied."""
-    limits = _state(request).limits
+    limits = serve_state(request).limits
     form = await request.form(max_files=limits.max_items + 1, max_fields=limits.max_items + 16)
     try:
         raw_kind = form.get("modality")
@@ -133,7 +136,7 @@ async def _read_multipart(request: Request) -> tuple[str, list[str], list[bytes]
         kind = parse_kind(raw_kind)
         texts = [v for key in ("texts", "text") for v in form.getlist(key) if isinstance(v, str)]
         uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
-        _state(request).pipeline.check_count(len(texts) + len(uploads))
+        serve_state(request).pipeline.check_count(len(texts) + len(uploads))
         blobs, names = [], []
         for i, upload in enumerate(uploads):
             name = upload.filename or f"files[{i}]"
@@ -157,7 +160,7 @@ async def _read_multipart(request: Request) -> tuple[str, list[str], list[bytes]
              summary="Search the index with any mix of texts and media.")
 async def search(body: SearchRequest, request: Request) -> dict:
     """Query parts are embedded, combined by weighted sum, normalised, and matched against the index."""
-    state = _state(request)
+    state = serve_state(request)
     store = _store(state)
     weights = query_weights(state, body.parts, body.weights)
     started = time.perf_counter()
@@ -175,13 +178,13 @@ async def search(body: SearchRequest, request: Request) -> dict:
 # ---------------------------------------------------------------- items
 
 
-def _store(state):
+def _store(state: ServeState) -> Store:
     if state.store is None:
         raise Unavailable("this server has no index: start it with `bindspace serve --db DIR`")
     return state.store
 
 
-def _display_kind(item) -> str:
+def _display_kind(item: Item) -> str:
     """image, video, audio, depth, thermal, imu or text: what the page shows for an item."""
     modality = str(item.modality).lower()
     if modality in ("vision", "image", "video"):
@@ -189,7 +192,7 @@ def _display_kind(item) -> str:
     return modality
 
 
-def item_info(item) -> dict:
+def item_info(item: Item) -> dict:
     """ItemInfo fields of a stored item."""
     item_id = str(item.id)
     kind = _display_kind(item)
@@ -212,7 +215,7 @@ def item_info(item) -> dict:
     }
 
 
-async def _get_item(state, item_id: str):
+async def _get_item(state: ServeState, item_id: str) -> Item:
     store = _store(state)
     item = await asyncio.to_thread(store.get, item_id)
     if item is None:
@@ -223,7 +226,7 @@ async def _get_item(state, item_id: str):
 @router.get("/v1/items/{item_id}", response_model=ItemInfo, tags=["items"], dependencies=READ,
             responses={404: {"model": ErrorResponse}}, summary="An indexed item's metadata.")
 async def get_item(request: Request, item_id: str = ITEM_ID) -> dict:
-    return item_info(await _get_item(_state(request), item_id))
+    return item_info(await _get_item(serve_state(request), item_id))
 
 
 @router.head("/v1/items/{item_id}/media", include_in_schema=False, dependencies=READ)
@@ -233,7 +236,7 @@ async def get_item(request: Request, item_id: str = ITEM_ID) -> dict:
                        404: {"model": ErrorResponse}},
             summary="Stream an indexed file (by id only; Range requests supported).")
 async def get_media(request: Request, item_id: str = ITEM_ID) -> FileResponse:
-    state = _state(request)
+    state = serve_state(request)
     item = await _get_item(state, item_id)
     path = await asyncio.to_thread(indexed_file, item, state.index_roots)
     kind = _display_kind(item)
@@ -278,7 +281,7 @@ def indexed_file(item, roots: Sequence[str] = ()) -> str:
             responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorResponse}},
             summary="A JPEG thumbnail of an image, depth or thermal map, or video (at its segment).")
 async def get_thumbnail(request: Request, item_id: str = ITEM_ID) -> Response:
-    state = _state(request)
+    state = serve_state(request)
     item = await _get_item(state, item_id)
     kind = _display_kind(item)
     if kind not in ("image", "video", "depth", "thermal"):
@@ -305,7 +308,7 @@ async def get_thumbnail(request: Request, item_id: str = ITEM_ID) -> Response:
                dependencies=WRITE, responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse}},
                summary="Remove an item from the index (API key required).")
 async def delete_item(request: Request, item_id: str = ITEM_ID) -> dict:
-    store = _store(_state(request))
+    store = _store(serve_state(request))
     deleted = await asyncio.to_thread(store.delete, [item_id])
     if not deleted:
         raise NotFound(f"no item with id {item_id[:80]!r}")
@@ -324,7 +327,7 @@ async def start_index(body: IndexRequest, request: Request) -> dict:
     Paths must lie under the server's --index-root folders; without any, only folders that
     already hold indexed files (and files in them) may be re-indexed (403 otherwise).
     """
-    state = _state(request)
+    state = serve_state(request)
     store = _store(state)
     paths = await asyncio.to_thread(check_index_paths, body.paths, state.index_roots, store)
     try:
@@ -338,7 +341,7 @@ async def start_index(body: IndexRequest, request: Request) -> dict:
     return job
 
 
-def _index_model_info(state):
+def _index_model_info(state: ServeState) -> ModelInfo | None:
     """The served model as the index records it (None: let the indexer fingerprint the model itself)."""
     if not state.model_checksum:
         return None
@@ -352,7 +355,7 @@ def _index_model_info(state):
             responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse}},
             summary="An indexing job's progress (finished jobs are kept for a limited time).")
 async def get_index_job(request: Request, job_id: str = Path(max_length=64)) -> dict:
-    job = _state(request).jobs.get(job_id)
+    job = serve_state(request).jobs.get(job_id)
     if job is None:
         raise NotFound(f"no indexing job {job_id[:64]!r} (finished jobs expire)")
     return job
@@ -364,10 +367,10 @@ async def get_index_job(request: Request, job_id: str = Path(max_length=64)) -> 
 @router.get("/v1/info", response_model=ModelInfoResponse, tags=["service"], dependencies=READ,
             summary="The model and the index.")
 async def info(request: Request) -> dict:
-    return model_info(_state(request))
+    return model_info(serve_state(request))
 
 
-def model_info(state) -> dict:
+def model_info(state: ServeState) -> dict:
     from .. import __version__
 
     count = None

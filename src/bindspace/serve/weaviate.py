@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
 
 import torch
 from fastapi import APIRouter, Depends, Request, Response
@@ -21,9 +20,11 @@ from ..errors import InputError
 from ..modality import Modality
 from ..preprocess.batching import NPY_MAGIC
 from .auth import require_read
+from .data_url import has_data_scheme
 from .media import decode_base64, load_media
 from .routes import model_info, with_timeout
 from .schemas import ErrorResponse, ModelInfoResponse, VectorizeRequest, VectorizeResponse
+from .state import ServeState, serve_state
 from .weaviate_inputs import is_path_like, load_gray, load_imu_csv, read_allowed_file
 
 router = APIRouter(tags=["weaviate"])
@@ -44,13 +45,13 @@ FIELDS = (
 )
 
 
-def item_bytes(state: Any, item: str, name: str) -> bytes:
+def item_bytes(state: ServeState, item: str, name: str) -> bytes:
     """A media item's bytes: base64 (line breaks allowed), or a file path inside the --weaviate-paths folders."""
     max_bytes = state.limits.max_item_bytes
     roots = state.extras.get(PATHS_OPTION, ())
     if isinstance(item, str) and is_path_like(item):
         return read_allowed_file(item, name, roots, max_bytes)
-    if isinstance(item, str) and not item.startswith("data:"):
+    if isinstance(item, str) and not has_data_scheme(item):
         item = _WHITESPACE.sub("", item)  # base64 wrapped at 76 columns (MIME style) is still base64
     try:
         return decode_base64(item, name, max_bytes)
@@ -61,7 +62,7 @@ def item_bytes(state: Any, item: str, name: str) -> bytes:
         raise
 
 
-def decode_item(state: Any, kind: str, item: str, name: str) -> tuple[Modality, str, torch.Tensor]:
+def decode_item(state: ServeState, kind: str, item: str, name: str) -> tuple[Modality, str, torch.Tensor]:
     """One media item -> (tower, kind, model input) read as the container reads it, at the model's sizes."""
     pipeline = state.pipeline
     data = item_bytes(state, item, name)
@@ -77,7 +78,7 @@ def decode_item(state: Any, kind: str, item: str, name: str) -> tuple[Modality, 
              responses={400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
              summary="Weaviate multi2vec-bind: the model's output vectors for each list of inputs.")
 async def vectorize(body: VectorizeRequest, request: Request) -> dict:
-    state = request.app.state.bindspace
+    state = serve_state(request)
     pipeline = state.pipeline
     pipeline.check_count(sum(len(getattr(body, field)) for field, _, _ in FIELDS))
 
@@ -104,7 +105,7 @@ async def vectorize(body: VectorizeRequest, request: Request) -> dict:
 @router.get("/meta", response_model=ModelInfoResponse, dependencies=[Depends(require_read)],
             summary="Weaviate multi2vec-bind: model metadata.")
 async def meta(request: Request) -> dict:
-    return model_info(request.app.state.bindspace)
+    return model_info(serve_state(request))
 
 
 # The container's health check is `wget --spider`, a HEAD request: both methods answer.
@@ -118,4 +119,4 @@ async def live() -> Response:
 @router.get("/.well-known/ready", status_code=204, response_class=Response,
             responses={503: {"description": "starting, or the warm-up failed"}}, summary="Weaviate readiness probe.")
 async def ready(request: Request) -> Response:
-    return Response(status_code=204 if request.app.state.bindspace.ready else 503)
+    return Response(status_code=204 if serve_state(request).ready else 503)

@@ -30,6 +30,7 @@ import torch
 from ..errors import InputError
 from ..fsio import real_path_inside
 from ..preprocess.image import open_image, resize_center_crop
+from .data_url import has_data_scheme
 from .errors import TooLarge
 
 GRAY_MEAN = 0.48145466
@@ -40,7 +41,7 @@ _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]*", re.ASCII)  # what decode_base64 
 
 def is_path_like(item: str) -> bool:
     """True for an item that cannot be base64 (nor a base64 data URL): the container reads it as a file path."""
-    return not item.startswith("data:") and _BASE64_TEXT.fullmatch(item) is None
+    return not has_data_scheme(item) and _BASE64_TEXT.fullmatch(item) is None
 
 
 def read_allowed_file(item: str, name: str, roots: Sequence[str], max_bytes: int) -> bytes:

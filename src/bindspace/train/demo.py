@@ -31,6 +31,7 @@ from torch import nn
 
 from ..config import ModelConfig, TowerConfig
 from ..modality import Modality
+from ..model.contract import EmbeddingModel
 from ..model.imagebind import ImageBindModel
 from .augment import sample_generator
 from .build import BindModel
@@ -40,6 +41,7 @@ from .digits_world import (
     SAMPLE_RATE,
     TEMPLATES,
     WORDS,
+    DemoRun,
     digit_images,
     dtmf_waveforms,
     generator,
@@ -67,7 +69,7 @@ def demo_config() -> ModelConfig:
 
 
 @dataclass
-class DemoSettings:
+class DemoSettings(DemoRun):
     """Knobs of the demo (defaults reach >= 80 % emergent accuracy in well under 5 CPU minutes)."""
 
     stage1_steps: int = 400
@@ -76,11 +78,6 @@ class DemoSettings:
     lr: float = 3e-3
     train_tones: int = 1000
     test_tones: int = 500
-    seed: int = 0
-    progress: bool = True
-    # Matrices this small gain little from threads, and on a shared CPU extra threads mostly
-    # wait for each other (2 threads measured 5x slower than 1 on a busy 2-core machine).
-    threads: int = 1
 
 
 @dataclass
@@ -252,7 +249,7 @@ def _fit(bind: BindModel, source: BatchMaker, steps: int, s: DemoSettings, out_d
     Trainer(bind, source, run=run, optim=optim).fit()
 
 
-def _class_embeddings(model: ImageBindModel, prompts: torch.Tensor) -> torch.Tensor:
+def _class_embeddings(model: EmbeddingModel, prompts: torch.Tensor) -> torch.Tensor:
     """One unit vector per digit: the mean of its prompts' embeddings (10, D)."""
     emb = model.encode(Modality.TEXT, prompts.flatten(0, 1)).view(prompts.shape[0], prompts.shape[1], -1)
     return F.normalize(emb.mean(dim=1), dim=-1)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +28,22 @@ TEMPLATES = (
 # DTMF (ITU-T Q.23): each key is the sum of one low-group and one high-group sine.
 DTMF_LOW = {1: 697, 2: 697, 3: 697, 4: 770, 5: 770, 6: 770, 7: 852, 8: 852, 9: 852, 0: 941}
 DTMF_HIGH = {1: 1209, 2: 1336, 3: 1477, 4: 1209, 5: 1336, 6: 1477, 7: 1209, 8: 1336, 9: 1477, 0: 1336}
+
+
+@dataclass
+class DemoRun:
+    """How a digits-world demo runs (every demo's settings extend it): its seed, CPU threads and progress bars."""
+
+    seed: int = 0
+    # Matrices this small gain little from threads, and on a shared CPU extra threads mostly
+    # wait for each other (2 threads measured 5x slower than 1 on a busy 2-core machine).
+    threads: int = 1
+    progress: bool = True
+
+    def run_options(self) -> dict[str, Any]:
+        """seed, threads and progress as keywords: another demo (the encoder demo first) runs the same way."""
+        return {f.name: getattr(self, f.name) for f in fields(DemoRun)}
+
 
 
 def digit_images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
