@@ -84,6 +84,8 @@ def test_cli_index_ray_dtype_int8_embeds_with_the_int8_towers_in_the_workers(tmp
     assert len(by_uri) == 3
     for f, mine, theirs in zip(files, want, float_vectors):
         [item] = by_uri[str(f)]
-        got = np.asarray(item.vector, dtype=np.float32)
+        row = store.get(item.id)
+        assert row is not None
+        got = np.asarray(row.vector, dtype=np.float32)
         np.testing.assert_allclose(got, mine, atol=1e-6, rtol=0)  # the worker's int8 vectors
         assert np.abs(got - theirs).max() > 1e-4  # not the float32 ones

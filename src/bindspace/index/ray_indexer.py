@@ -267,21 +267,6 @@ class RayRunner:
             raise BindspaceError(first_line(ours)) from None  # not Ray's wrapping with the worker's traceback
 
 
-def _our_error(exc: BaseException) -> BindspaceError | None:
-    """The BindspaceError a worker raised, found in the chain Ray wraps it in (cause, context, `.cause`)."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        cause = getattr(current, "cause", None)
-        if isinstance(current, BindspaceError) and not isinstance(cause, BaseException):
-            return current
-        todo += [current.__cause__, current.__context__, cause if isinstance(cause, BaseException) else None]
-    return None
-
     def _collect_vectors(self, tasks: Sequence[FileTask], batches: Any) -> Iterator[FileOutcome]:
         """Outcomes from vectors sent back row by row (segments of a file may arrive apart)."""
         pending: dict[int, list[tuple[np.ndarray, float, float]]] = {}
@@ -350,3 +335,18 @@ def spec_for_model(model: Any, *, batch_size: int = 32, dtype: str = "float32") 
     return ModelSpec(name=model.config.name, checkpoint=None, modalities=modalities, batch_size=batch_size,
                      dtype=dtype, state_ref=ref)
 
+
+def _our_error(exc: BaseException) -> BindspaceError | None:
+    """The BindspaceError a worker raised, found in the chain Ray wraps it in (cause, context, `.cause`)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        cause = getattr(current, "cause", None)
+        if isinstance(current, BindspaceError) and not isinstance(cause, BaseException):
+            return current
+        todo += [current.__cause__, current.__context__, cause if isinstance(cause, BaseException) else None]
+    return None
