@@ -48,7 +48,7 @@ def test_the_workers_error_is_found_inside_rays_wrapping():
     assert _our_error(RuntimeError("unrelated")) is None
 
 
-@pytest.mark.slow  # starts a local Ray and quantizes the tiny imu tower in a worker (about 30-60 s here)
+@pytest.mark.slow  # starts a local Ray and quantizes the tiny imu tower in a worker (3 min at load 15 on 2 cores)
 def test_cli_index_ray_dtype_int8_embeds_with_the_int8_towers_in_the_workers(tmp_path, media, tiny_model_dir):
     pytest.importorskip("ray.data")
     pytest.importorskip("onnxruntime")
