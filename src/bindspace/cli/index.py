@@ -7,7 +7,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..kinds import MEDIA_KINDS, tower_of
 from .common import (
@@ -33,7 +33,7 @@ from .common import (
 if TYPE_CHECKING:
     from ..embedding import Embedder
     from ..index.indexer import FileOutcome, FileTask, IndexSummary
-    from ..index.ray_indexer import RayRunner
+    from ..index.ray_indexer import ModelSpec, RayRunner
     from ..index.store import Store
 
 MODALITIES = (*MEDIA_KINDS, "vision")
@@ -136,8 +136,10 @@ def run(args: argparse.Namespace) -> int:
     if args.ray is not None:
         from ..index.ray_indexer import ModelSpec, RayRunner
 
+        int8 = args.dtype == INT8
         spec = ModelSpec(name=name, checkpoint=os.path.abspath(checkpoint), modalities=towers, dtype=args.dtype,
-                         batch_size=args.batch_size, device="auto" if args.device == "cpu" else args.device)
+                         batch_size=args.batch_size, device="auto" if args.device == "cpu" else args.device,
+                         build=int8_model if int8 else None, fingerprint=fingerprint if int8 else None)
         runner = RayRunner(spec, address=args.ray or None, workers=args.workers, batch_files=args.batch_size)
     else:
         def load() -> Embedder:
@@ -160,6 +162,15 @@ def run(args: argparse.Namespace) -> int:
         raise Interrupted(_kept(args.db, before)) from None
     _report(args, summary, store)
     return 0
+
+
+def int8_model(spec: ModelSpec, device: str) -> Any:
+    """A Ray actor's int8 towers (`ModelSpec.build`): from the worker's int8 cache, built there on first use."""
+    from ..export import int8_cache  # noqa: F401 - registers the int8 builder in the worker process
+    from ..model import create_model
+
+    return create_model(spec.name, checkpoint=spec.checkpoint, modalities=spec.modalities, device=device,
+                        dtype=INT8)
 
 
 def _precision(args: argparse.Namespace, checkpoint: str) -> str | None:

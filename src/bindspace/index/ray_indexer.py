@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +41,19 @@ class ModelSpec:
     dtype: str = "float32"
     batch_size: int = 32
     state_ref: Any = None  # ray.ObjectRef of (config, state_dict) for models that exist only in memory
+    # How the actor builds the model when create_model alone cannot: int8 towers, whose builder lives in a
+    # higher layer (export). A module-level function, so Ray pickles it by reference: the worker imports its
+    # module (registering the builder) and calls it with (spec, device).
+    build: Callable[[ModelSpec, str], Any] | None = None
+    fingerprint: str | None = None  # the vectors' fingerprint the index holds: every actor's model must match
+
+    @property
+    def int8(self) -> bool:
+        """ONNX Runtime int8 towers: CPU only, whatever GPUs the cluster has."""
+        return self.dtype == INT8
 
 
+INT8 = "int8"
 class EmbedActor:
     """A Ray Data callable class: loads the model once, embeds batches of file tasks."""
 
@@ -54,18 +65,22 @@ class EmbedActor:
 
         device = spec.device
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = getattr(torch, spec.dtype)
-        if spec.state_ref is not None:
+            device = "cuda" if torch.cuda.is_available() and not spec.int8 else "cpu"
+        if spec.build is not None:
+            model = spec.build(spec, device)
+        elif spec.int8:
+            raise BindspaceError("dtype int8 on Ray needs ModelSpec.build (the CLI's int8_model) and a checkpoint")
+        elif spec.state_ref is not None:
             import ray
 
             config, state = ray.get(spec.state_ref)
             model = create_model(config, modalities=spec.modalities)
             model.load_state_dict(state, strict=True)
-            model = model.to(device=device, dtype=dtype).eval()
+            model = model.to(device=device, dtype=getattr(torch, spec.dtype)).eval()
         else:
             model = create_model(spec.name, checkpoint=spec.checkpoint, modalities=spec.modalities,
-                                 device=device, dtype=dtype)
+                                 device=device, dtype=getattr(torch, spec.dtype))
+        check_fingerprint(spec, getattr(model, "fingerprint", None))
         self.embedder = Embedder(model, batch_size=spec.batch_size, progress=False)
         self.segment_seconds = segment_seconds
         self.embed_dim = int(model.embed_dim)
@@ -86,6 +101,21 @@ class EmbedActor:
         if self.writer is None:
             return _rows(outcomes, by_uri, self.embed_dim)
         return _written(outcomes, by_uri, self.writer)
+
+
+def check_fingerprint(spec: ModelSpec, made: str | None) -> None:
+    """Refuse, in one line, a worker whose model makes other vectors than the index holds.
+
+    With int8 the fingerprint names the quantization recipe, which follows the CPU kind: a worker
+    node of another kind than the driver would write vectors of another recipe into the same index.
+    """
+    if spec.fingerprint is None or made is None or made == spec.fingerprint:
+        return
+    import platform
+
+    why = " (int8 towers are quantized for the CPU kind: run the workers on the driver's kind)" if spec.int8 else ""
+    raise BindspaceError(f"the Ray worker on {platform.node()} makes vectors of model {made}, the index holds "
+                         f"{spec.fingerprint}{why}")
 
 
 def _written(outcomes: Sequence[FileOutcome], numbers: dict[str, int], writer: Any) -> dict[str, np.ndarray]:
@@ -211,7 +241,7 @@ class RayRunner:
             return
         ray = self._connect()
         resources = ray.cluster_resources()
-        gpus = 1 if resources.get("GPU", 0) >= 1 else 0
+        gpus = 1 if resources.get("GPU", 0) >= 1 and not self.spec.int8 else 0
         size = self.workers or max(1, int(resources.get("GPU", 0)) if gpus else int(resources.get("CPU", 1)) // 2 or 1)
         ordered = sorted(range(len(tasks)), key=lambda i: tasks[i].modality)  # homogeneous batches embed faster
         items = [
@@ -225,10 +255,17 @@ class RayRunner:
             batch_format="numpy", concurrency=size, num_gpus=gpus, num_cpus=0 if gpus else 1,
         )
         batches = ds.iter_batches(batch_size=None, batch_format="numpy")
-        if self.writer is None:
-            yield from self._collect_vectors(tasks, batches)
-        else:
-            yield from self._collect_written(tasks, batches)
+        try:
+            if self.writer is None:
+                yield from self._collect_vectors(tasks, batches)
+            else:
+                yield from self._collect_written(tasks, batches)
+        except Exception as exc:
+            ours = _our_error(exc)
+            if ours is None:
+                raise
+            raise BindspaceError(first_line(ours)) from None  # not Ray's wrapping with the worker's traceback
+
 
     def _collect_vectors(self, tasks: Sequence[FileTask], batches: Any) -> Iterator[FileOutcome]:
         """Outcomes from vectors sent back row by row (segments of a file may arrive apart)."""
@@ -298,3 +335,18 @@ def spec_for_model(model: Any, *, batch_size: int = 32, dtype: str = "float32") 
     return ModelSpec(name=model.config.name, checkpoint=None, modalities=modalities, batch_size=batch_size,
                      dtype=dtype, state_ref=ref)
 
+
+def _our_error(exc: BaseException) -> BindspaceError | None:
+    """The BindspaceError a worker raised, found in the chain Ray wraps it in (cause, context, `.cause`)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        cause = getattr(current, "cause", None)
+        if isinstance(current, BindspaceError) and not isinstance(cause, BaseException):
+            return current
+        todo += [current.__cause__, current.__context__, cause if isinstance(cause, BaseException) else None]
+    return None
