@@ -152,6 +152,7 @@ def run_demo_llm(args: argparse.Namespace) -> int:
                           "cpu_seconds": result.cpu_seconds, "stage_seconds": result.stage_seconds,
                           "bridge_dir": str(result.bridge_dir), "saved_bridge_example_accuracy": result.saved_check,
                           "samples": result.samples, "language_model": result.language_model,
+                          "images_asked": result.asked[0], "tones_asked": result.asked[1],
                           "plain_question": PLAIN_QUESTION if result.plain_answer is not None else None,
                           "plain_answer": result.plain_answer}, indent=1))
     else:

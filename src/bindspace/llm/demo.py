@@ -88,14 +88,16 @@ class LlmDemoResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     language_model: str = "small world LM (random init, trained here)"
     plain_answer: str | None = None  # the plain question (no media) and the LM's answer, with a pretrained LM
+    asked: tuple[int, int] = (0, 0)  # how many images and tones were asked about
 
     def report(self) -> str:
         """Human-readable summary."""
         lines = [
             f"language model: {self.language_model}",
-            f"bridge answers about held-out digit IMAGES (its training modality): {self.image_answers:6.1%}",
+            f"bridge answers about held-out digit IMAGES (its training modality): {self.image_answers:6.1%}"
+            f"   of {self.asked[0]}",
             f"bridge answers about keypad TONES (never seen by the bridge):      {self.audio_answers:6.1%}"
-            f"   (chance {CHANCE:.0%})",
+            f"   of {self.asked[1]} (chance {CHANCE:.0%})",
             f"encoder's own emergent audio -> text retrieval:                    {self.encoder_emergent:6.1%}",
             *(f"  {asked}: {answer!r}" for asked, answer in self.samples[:4]),
             *([f"plain question, no media: {PLAIN_QUESTION!r} -> {self.plain_answer!r}"]
@@ -276,7 +278,8 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
     return LlmDemoResult(audio_acc, image_acc, encoder_result.audio_to_text, time.perf_counter() - wall,
                          time.process_time() - cpu, samples, out / "bridge", saved, stages,
                          language_model=f"{lm_source} (pretrained, frozen)" if lm_source else
-                         LlmDemoResult.language_model, plain_answer=plain)
+                         LlmDemoResult.language_model, plain_answer=plain,
+                         asked=(min(s.test_images, len(test_ids)), s.test_tones))
 
 
 def pretrained_lm(spec: str) -> Path:
