@@ -20,6 +20,19 @@ def test_loggers_and_stdout_are_silenced_inside_and_restored_after(capsys: pytes
     assert capsys.readouterr().out == "after\n"
 
 
+def test_a_plain_tqdm_bar_on_stderr_is_swallowed_and_errors_still_raise(capsys: pytest.CaptureFixture[str]) -> None:
+    from tqdm.auto import tqdm  # transformers draws its GGUF dequantization bar like this
+
+    with pytest.raises(ValueError, match="bad tensor"), quiet(stderr=True):
+        for _ in tqdm(range(3), desc="Converting and de-quantizing GGUF tensors..."):
+            pass
+        raise ValueError("bad tensor")
+    for _ in tqdm(range(1), desc="after"):
+        pass
+    err = capsys.readouterr().err
+    assert "Converting" not in err and "after" in err
+
+
 def test_only_the_named_warning_category_is_dropped() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -42,10 +42,14 @@ def quiet_hf() -> None:
 
 
 @contextlib.contextmanager
-def quiet(loggers: Iterable[str] = (), *, hf: bool = False, stdout: bool = False,
+def quiet(loggers: Iterable[str] = (), *, hf: bool = False, stdout: bool = False, stderr: bool = False,
           ignore: type[Warning] = Warning) -> Iterator[None]:
     """Within the block: `loggers` at ERROR, Hugging Face bars/notices off (`hf`), `ignore` warnings dropped,
-    stdout swallowed (`stdout`); everything restored afterwards."""
+    stdout and/or stderr swallowed; everything restored afterwards.
+
+    `stderr` is for bars a library draws with plain tqdm, which its logging switches do not reach
+    (transformers' GGUF dequantization); errors still raise as exceptions.
+    """
     saved_loggers = [(lg, lg.level) for lg in map(logging.getLogger, loggers)]
     saved_hf = [(m, m.get_verbosity(), m.is_progress_bar_enabled()) for m, _ in _hf_loggings()] if hf else []
     for lg, _ in saved_loggers:
@@ -59,6 +63,8 @@ def quiet(loggers: Iterable[str] = (), *, hf: bool = False, stdout: bool = False
             warnings.simplefilter("ignore", ignore)
             if stdout:
                 stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            if stderr:
+                stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
             yield
     finally:
         for lg, level in saved_loggers:

@@ -168,3 +168,15 @@ def test_serve_bridge_on_the_real_gguf_through_the_openai_client(smol_bridge, me
     assert "Paris" in (plain.choices[0].message.content or "")
     assert whole.choices[0].message.content and len(pieces) > 2
     assert "".join(pieces).strip() == whole.choices[0].message.content
+
+
+@pytest.mark.slow
+def test_chat_cli_answers_about_a_sound_in_a_sentence_through_a_saved_gguf_bridge(smol_bridge, media, capsys):
+    # The bridge directory names the GGUF by name and hash: `chat --bridge DIR` finds and checks it alone.
+    code = main(["chat", "--bridge", str(smol_bridge[1]), "--audio", str(media["audio"]), "--max-new-tokens", "16",
+                 "What digit is this?"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    answer = out.strip()
+    assert len(answer.splitlines()) == 1 and len(answer.split()) >= 2, answer
+    assert "Converting" not in err and "de-quantizing" not in err  # the GGUF's dequantization bar is swallowed

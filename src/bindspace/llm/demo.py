@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ..modality import Modality
 from ..train.demo import DemoSettings, run_demo
 from ..train.digits_world import TEMPLATES, WORDS, DemoRun, generator, load_digits, render_digit
+from .bridge import as_media
 from .template import CHAT, PromptTemplate
 
 QUESTION = "what digit is this?"
@@ -42,6 +43,7 @@ QUESTIONS = ("what digit is this ?", "which digit is this ?", "what number is sh
 TEMPLATE = PromptTemplate(text="question : {prompt} answer :")
 ANSWER = "the digit {w}"
 CHANCE = 0.1
+ANSWER_TOKENS = 10  # "This is the digit seven." is 7 tokens with SmolLM2's tokenizer
 
 
 @dataclass
@@ -69,7 +71,8 @@ class LlmDemoSettings(DemoRun):
     pretrained_steps: int = 120
     pretrained_batch_size: int = 16
     pretrained_lr: float = 2e-2
-    pretrained_test_tones: int = 100  # each answer costs a 135 M-parameter generation: fewer than the world LM's
+    pretrained_test_images: int = 200  # answers are batched (llm/answers.py): 200 of each cost well under a minute
+    pretrained_test_tones: int = 200
     pretrained_noise: float = 0.5  # what the pretrained-LM figures in docs/llm.md were measured with
 
 
@@ -88,14 +91,16 @@ class LlmDemoResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     language_model: str = "small world LM (random init, trained here)"
     plain_answer: str | None = None  # the plain question (no media) and the LM's answer, with a pretrained LM
+    asked: tuple[int, int] = (0, 0)  # how many images and tones were asked about
 
     def report(self) -> str:
         """Human-readable summary."""
         lines = [
             f"language model: {self.language_model}",
-            f"bridge answers about held-out digit IMAGES (its training modality): {self.image_answers:6.1%}",
+            f"bridge answers about held-out digit IMAGES (its training modality): {self.image_answers:6.1%}"
+            f"   of {self.asked[0]}",
             f"bridge answers about keypad TONES (never seen by the bridge):      {self.audio_answers:6.1%}"
-            f"   (chance {CHANCE:.0%})",
+            f"   of {self.asked[1]} (chance {CHANCE:.0%})",
             f"encoder's own emergent audio -> text retrieval:                    {self.encoder_emergent:6.1%}",
             *(f"  {asked}: {answer!r}" for asked, answer in self.samples[:4]),
             *([f"plain question, no media: {PLAIN_QUESTION!r} -> {self.plain_answer!r}"]
@@ -218,7 +223,10 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
     lm_source = str(pretrained_lm(s.lm)) if s.lm else None  # a missing model is said before minutes of work
     out.mkdir(parents=True, exist_ok=True)
     tick = time.perf_counter()
-    base = replace(s.base, **s.run_options())
+    options = s.run_options()
+    if lm_source is not None:  # the encoder's tiny matrices keep their own thread count beside a pretrained LM
+        del options["threads"]
+    base = replace(s.base, **options)
     encoder_result = run_demo(out / "model", base, log=log)
     stages["encoder"] = time.perf_counter() - tick
 
@@ -266,7 +274,7 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
     bridge = load_bridge(out / "bridge", modalities=["vision", "audio"])
     question = QUESTION if lm_source is None else NATURAL_QUESTION
     if lm_source is not None:
-        s.test_tones = min(s.test_tones, s.pretrained_test_tones)
+        s.test_images, s.test_tones = s.pretrained_test_images, s.pretrained_test_tones
     image_acc, audio_acc, samples = _evaluate(bridge, test_ids, s, question)
     saved = _saved_check(bridge, out / "model" / "examples", question)
     plain = None if lm_source is None else bridge.generate(PLAIN_QUESTION, max_new_tokens=24)
@@ -274,7 +282,8 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
     return LlmDemoResult(audio_acc, image_acc, encoder_result.audio_to_text, time.perf_counter() - wall,
                          time.process_time() - cpu, samples, out / "bridge", saved, stages,
                          language_model=f"{lm_source} (pretrained, frozen)" if lm_source else
-                         LlmDemoResult.language_model, plain_answer=plain)
+                         LlmDemoResult.language_model, plain_answer=plain,
+                         asked=(min(s.test_images, len(test_ids)), s.test_tones))
 
 
 def pretrained_lm(spec: str) -> Path:
@@ -293,34 +302,36 @@ def pretrained_lm(spec: str) -> Path:
 
 def _evaluate(bridge: Any, test_ids: torch.Tensor, s: LlmDemoSettings,
               question: str) -> tuple[float, float, list[tuple[str, str]]]:
-    """Greedy answers about the held-out digit images and about fresh random tones."""
+    """Greedy answers (batched) about the held-out digit images and about fresh random tones."""
     from ..train.digits_world import digit_images, tone_features
+    from .answers import answer_each
 
     encoder = bridge.encoder
     pixels, labels = digit_images(encoder.tower_config(Modality.VISION).input_size[-1])
+    images = test_ids[:s.test_images]
     tone_labels = torch.randint(0, 10, (s.test_tones,), generator=generator(s.seed, 22))
-    with torch.no_grad():
-        image_emb = encoder.encode(Modality.VISION, pixels[test_ids])
+    with torch.inference_mode():
+        image_emb = encoder.encode(Modality.VISION, pixels[images])
         audio_emb = encoder.encode(Modality.AUDIO, tone_features(tone_labels, generator(s.seed, 23)))
     samples: list[tuple[str, str]] = []
 
     def score(embeddings: torch.Tensor, truth: torch.Tensor, what: str) -> float:
-        right = 0
-        for i in range(len(truth)):
-            answer = bridge.generate(question, embeddings=embeddings[i:i + 1], max_new_tokens=10)
-            right += answer_digit(answer) == int(truth[i])
-            if i < 2:
-                samples.append((f"{what} of a {int(truth[i])}", answer))
+        answers = answer_each(bridge, question, embeddings, max_new_tokens=ANSWER_TOKENS)
+        samples.extend((f"{what} of a {int(t)}", a) for t, a in list(zip(truth, answers))[:2])
+        right = sum(answer_digit(a) == int(t) for a, t in zip(answers, truth))
         return right / max(len(truth), 1)
 
-    images = test_ids[:s.test_images]
-    return score(image_emb[:len(images)], labels[images], "image"), score(audio_emb, tone_labels, "tone"), samples
+    return score(image_emb, labels[images], "image"), score(audio_emb, tone_labels, "tone"), samples
 
 
 def _saved_check(bridge: Any, examples: Path, question: str) -> float | None:
+    """Accuracy on the encoder demo's example WAVs, read by the standard audio loader (what `chat` reads)."""
+    from .answers import answer_each
+
     files = [examples / f"tone_{d}.wav" for d in range(10)]
     if not all(f.is_file() for f in files):
         return None
-    right = sum(answer_digit(bridge.generate(question, [("audio", f)], max_new_tokens=10)) == d
-                for d, f in enumerate(files))
-    return right / 10
+    with torch.inference_mode():
+        embeddings = bridge.embed(as_media([("audio", f) for f in files]))
+    answers = answer_each(bridge, question, embeddings, max_new_tokens=ANSWER_TOKENS)
+    return sum(answer_digit(a) == d for d, a in enumerate(answers)) / 10

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import BindspaceError, CheckpointError, ConfigError
+from ..quiet import quiet
 
 
 @dataclass
@@ -99,12 +100,14 @@ def load_language_model(path: str | os.PathLike[str], *, device: str | torch.dev
                                   f"{expected_sha256[:12]}...); give --llm with that file")
         where, files = str(source), {}
         weights = {"use_safetensors": True}  # never a pickled pytorch_model.bin (weights_only's spirit)
+    # transformers draws its GGUF dequantization bar with plain tqdm on stderr: swallowed, with its notices.
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, **files)
-        # transformers < 4.56 names the argument torch_dtype; later versions deprecate that name for dtype.
-        dtype_arg = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
-        model = transformers.AutoModelForCausalLM.from_pretrained(where, local_files_only=True,
-                                                                  **{dtype_arg: dtype}, **weights)
+        with quiet(hf=True, stderr=bool(files)):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, **files)
+            # transformers < 4.56 names the argument torch_dtype; later versions deprecate that name for dtype.
+            dtype_arg = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
+            model = transformers.AutoModelForCausalLM.from_pretrained(where, local_files_only=True,
+                                                                      **{dtype_arg: dtype}, **weights)
     except (OSError, ValueError, KeyError) as exc:
         problem = " ".join(str(exc).split())[:300]
         raise CheckpointError(f"{source}: cannot load the language model ({problem})") from None

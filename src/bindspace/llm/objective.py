@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,7 @@ from torch import nn
 from ..errors import ConfigError
 from .bridge import Bridge
 from .data import BridgeBatch
+from .prefix import PrefixCache, keeps_some_logits, shared_head
 from .template import IGNORE
 
 
@@ -37,6 +39,9 @@ class BridgeObjective(nn.Module):
         self.projector = bridge.projector
         self.lm = bridge.lm_model
         self.noise = noise
+        frozen = bridge.lora is None and not any(p.requires_grad for p in self.lm.parameters())
+        self.prefix = PrefixCache(self.lm) if frozen else None
+        self.keep_logits = keeps_some_logits(self.lm)
 
     def forward(self, batch: BridgeBatch) -> StepLoss:
         """Loss and accuracy of one batch (labels are IGNORE outside the responses)."""
@@ -44,13 +49,27 @@ class BridgeObjective(nn.Module):
         if self.training and self.noise > 0 and media.shape[0]:
             scale = self.noise / media.shape[1] ** 0.5  # the noise vector's expected norm is `noise`
             media = F.normalize(media + scale * torch.randn_like(media), dim=-1)
-        embeds = self.bridge.inputs_embeds(batch.ids, media, batch.slots)
-        logits = self.lm(inputs_embeds=embeds, attention_mask=batch.mask).logits[:, :-1]  # (B, T-1, V)
-        labels = batch.labels[:, 1:]  # position t predicts token t+1
+        # A frozen LM reads the rows' shared head from its cache; with LoRA the head's keys change every step.
+        head = shared_head(batch.ids, batch.labels, batch.slots) if self.prefix is not None else 0
+        ids, labels = batch.ids[:, head:], batch.labels[:, head + 1:]  # position t predicts token t + 1
+        slots = batch.slots - batch.slots.new_tensor([0, head])
+        # Only positions that predict a response token need the output head (B, T-1) -> K positions.
+        keep = (labels != IGNORE).any(dim=0).nonzero().flatten()
+        if not keep.numel():
+            raise ConfigError("a batch has no response tokens to learn from (empty responses?)")
+        options: dict[str, Any] = {}
+        if self.keep_logits:
+            options["logits_to_keep"] = keep
+        if head:
+            assert self.prefix is not None
+            options[self.prefix.argument] = self.prefix.expanded(batch.ids[0, :head], len(batch))
+        embeds = self.bridge.inputs_embeds(ids, media, slots)
+        logits = self.lm(inputs_embeds=embeds, attention_mask=batch.mask, **options).logits  # (B, K or T', V)
+        if not self.keep_logits:
+            logits = logits[:, keep]
+        labels = labels[:, keep]  # (B, K)
         loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
         scored = labels != IGNORE
-        if not bool(scored.any()):
-            raise ConfigError("a batch has no response tokens to learn from (empty responses?)")
         accuracy = (logits.argmax(-1) == labels)[scored].float().mean()
         return StepLoss(loss, accuracy.detach())
 
