@@ -1,7 +1,7 @@
 import numpy as np
 
-from bindspace.detect.demo import recall_precision
 from bindspace.detect.detector import Detection
+from bindspace.detect.evaluate import recall_precision
 from bindspace.detect.scenes import Scene, SceneSpec, draw_scene
 
 

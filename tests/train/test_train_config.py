@@ -113,11 +113,14 @@ def test_overrides_parse_values_and_create_sections(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_recipes_are_valid_configs(name):
+    import bindspace.detect.recipe  # noqa: F401 - registers kind = "detect" (`bindspace train` imports it too)
     import bindspace.llm.recipe  # noqa: F401 - registers kind = "llm" (`bindspace train` imports it too)
 
     config = TrainConfig.from_dict(tomllib.loads(recipe_text(name)), name)
     if config.kind == "llm":  # a bridge: no anchor/target towers; the LM and the (frozen) encoder are named
         assert config.llm["model"] and config.llm["encoder"]
+    elif config.kind == "detect":  # a detector: the frozen encoder names the classes; no towers train
+        assert config.detect["encoder"] and "{name}" in config.detect["prompt"]
     else:
         assert config.anchor.freeze is not False and config.anchor.checkpoint
 

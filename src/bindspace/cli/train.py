@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return _prepare(args)
     if not args.config:
         raise UsageError("give a CONFIG file (or --recipe NAME to print an example)")
+    from ..detect import recipe as _detect_recipe  # noqa: F401  registers kind = "detect" with train
     from ..llm import recipe as _llm_recipe  # noqa: F401  registers kind = "llm" with train
     from ..train.config import load_config
 

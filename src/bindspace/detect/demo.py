@@ -25,9 +25,9 @@ import torch.nn.functional as F
 
 from ..modality import Modality
 from ..train.digits_world import DemoRun
-from .boxes import box_iou
 from .config import DetectorConfig
-from .detector import Detection, Detector, SpaceInfo, save_detector
+from .detector import Detection, Detector, SpaceInfo, normalized, save_detector
+from .evaluate import recall_precision
 from .network import RegionNetwork
 from .objective import SceneTargets
 from .scenes import Scene, SceneSpec, draw_scene
@@ -58,7 +58,9 @@ class DetectDemoResult:
     tone_precision: float
     objects: int
     seconds: float
+    cpu_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
     out: Path | None = None
 
     @property
@@ -74,7 +76,9 @@ class DetectDemoResult:
             f"tone-queried  (never seen in training): recall {self.tone_recall:6.1%}  precision "
             f"{self.tone_precision:6.1%}",
             f"tone recall / text recall: {self.ratio:.2f}  ({self.objects} digits in held-out scenes, IoU >= 0.5)",
-            f"time: {self.seconds:.1f} s ({', '.join(f'{k} {v:.1f} s' for k, v in self.stage_seconds.items())})",
+            f"time: {self.seconds:.1f} s wall, {self.cpu_seconds:.1f} s CPU ("
+            + ", ".join(f"{k} {v:.1f} s wall / {self.stage_cpu_seconds.get(k, 0.0):.1f} s CPU"
+                        for k, v in self.stage_seconds.items()) + ")",
         ]
         if self.out is not None:
             lines.append(f"output: {self.out} (detector/, model/, examples/, contact_sheet.png, report.json)")
@@ -101,18 +105,16 @@ def _run(out: Path | None, s: DetectDemoSettings, checkpoint: str | Path | None,
     from ..train.demo import DemoSettings, run_demo
     from ..train.digits_world import digit_images, load_digits, tokenized_prompts
 
-    wall = time.perf_counter()
-    stages: dict[str, float] = {}
-    tick = time.perf_counter()
+    clock = StageClock()
+    clock.start("model")
     if checkpoint is None:
         log("the demo model: image, text and audio towers (bindspace demo)")
         demo = run_demo(model_dir, DemoSettings(**s.run_options()), log=log)
         checkpoint = demo.model_dir
     assert checkpoint is not None  # run_demo saved the model to model_dir
     model = create_model(checkpoint=checkpoint, modalities=[Modality.VISION, Modality.TEXT, Modality.AUDIO])
-    stages["model"] = time.perf_counter() - tick
 
-    tick = time.perf_counter()
+    clock.start("detector")
     ink, labels = load_digits()
     order = np.random.default_rng(s.seed).permutation(len(labels))
     test_pool, train_pool = order[:400], order[400:]
@@ -133,9 +135,8 @@ def _run(out: Path | None, s: DetectDemoSettings, checkpoint: str | Path | None,
     log(f"training the detector with TEXT classes only ({s.steps} steps of {s.batch_size} scenes)")
     history = fit_detector(network, batch, text_classes, FitSettings(steps=s.steps, lr=s.lr, log_every=100),
                            log if s.progress else (lambda _m: None))
-    stages["detector"] = time.perf_counter() - tick
 
-    tick = time.perf_counter()
+    clock.start("evaluation")
     space = SpaceInfo(config.embed_dim, os.path.abspath(checkpoint))
     detector = Detector(network, space)
     tone_classes, tone_waves = _tone_classes(model, s)
@@ -146,47 +147,54 @@ def _run(out: Path | None, s: DetectDemoSettings, checkpoint: str | Path | None,
     found_tone = detector.detect([sc.image for sc in test], tone_classes, names, threshold=s.threshold)
     text_recall, text_precision = recall_precision(test, found_text)
     tone_recall, tone_precision = recall_precision(test, found_tone)
-    stages["evaluation"] = time.perf_counter() - tick
     result = DetectDemoResult(text_recall, tone_recall, text_precision, tone_precision,
-                              sum(len(sc.labels) for sc in test), 0.0, stages, out)
+                              sum(len(sc.labels) for sc in test), 0.0, 0.0, clock.wall, clock.cpu, out)
     if out is not None:
+        clock.start("saving")
         _save(out, detector, result, s, test, found_tone, tone_waves, history)
-    result.seconds = time.perf_counter() - wall
+    clock.stop()
+    result.seconds, result.cpu_seconds = clock.total()
     if out is not None:
         (out / "report.json").write_text(json.dumps(_report_dict(result, s), indent=1) + "\n")
     return result
 
 
+class StageClock:
+    """Wall and CPU seconds (all of this process's threads) per named stage, one stage at a time."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._started = (time.perf_counter(), time.process_time())
+        self._current: tuple[str, float, float] | None = None
+
+    def start(self, name: str) -> None:
+        """End the running stage (if any) and start `name`."""
+        self.stop()
+        self._current = (name, time.perf_counter(), time.process_time())
+
+    def stop(self) -> None:
+        """End the running stage."""
+        if self._current is not None:
+            name, wall, cpu = self._current
+            self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - wall
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
+            self._current = None
+
+    def total(self) -> tuple[float, float]:
+        """(wall, CPU) seconds since the clock was made."""
+        return time.perf_counter() - self._started[0], time.process_time() - self._started[1]
+
+
 def scene_pixels(scenes: list[Scene]) -> torch.Tensor:
     """Normalised pixels (B, 3, S, S) of scenes, as `Detector.prepare` makes them from the same pictures."""
-    from ..preprocess.image import normalize
-
-    stacked = torch.from_numpy(np.stack([sc.image for sc in scenes]))  # (B, S, S, 3) uint8
-    return normalize(stacked.permute(0, 3, 1, 2).float().div(255))
+    return normalized(np.stack([sc.image for sc in scenes]))  # (B, S, S, 3) uint8 -> (B, 3, S, S)
 
 
 def scene_targets(scene: Scene, canvas: int, image_views: torch.Tensor | None) -> SceneTargets:
     """A scene's ground truth as fractions of the side (+ each digit's image embedding to distil)."""
     distill = image_views[torch.from_numpy(scene.sources)] if image_views is not None else None
     return SceneTargets(torch.from_numpy(scene.boxes) / canvas, torch.from_numpy(scene.labels), distill)
-
-
-def recall_precision(scenes: list[Scene], found: list[list[Detection]], iou: float = 0.5) -> tuple[float, float]:
-    """Share of objects found (right class, IoU >= `iou`) and of detections that found one (greedy, best first)."""
-    hits = total = detections = 0
-    for scene, dets in zip(scenes, found):
-        taken = np.zeros(len(scene.labels), dtype=bool)
-        truth = torch.from_numpy(scene.boxes)
-        for det in dets:  # best score first
-            overlap = box_iou(torch.tensor([det.box]), truth)[0] if len(truth) else torch.zeros(0)
-            match = [k for k in range(len(taken)) if not taken[k] and scene.labels[k] == det.class_index
-                     and overlap[k] >= iou]
-            if match:
-                taken[max(match, key=lambda k: float(overlap[k]))] = True
-        hits += int(taken.sum())
-        total += len(taken)
-        detections += len(dets)
-    return hits / max(total, 1), hits / max(detections, 1)
 
 
 def _text_classes(model: Any, prompts: torch.Tensor) -> torch.Tensor:
@@ -241,4 +249,5 @@ def _report_dict(result: DetectDemoResult, s: DetectDemoSettings) -> dict[str, A
     return {"text_recall": result.text_recall, "tone_recall": result.tone_recall, "ratio": result.ratio,
             "text_precision": result.text_precision, "tone_precision": result.tone_precision,
             "objects": result.objects, "iou": 0.5, "threshold": s.threshold, "seconds": result.seconds,
-            "stage_seconds": result.stage_seconds}
+            "cpu_seconds": result.cpu_seconds, "threads": s.threads, "stage_seconds": result.stage_seconds,
+            "stage_cpu_seconds": result.stage_cpu_seconds}

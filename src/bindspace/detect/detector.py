@@ -92,19 +92,11 @@ class Detector:
     def prepare(self, images: Sequence[Any],
                 names: Sequence[str] | None = None) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """Images (paths, bytes, PIL, uint8 arrays) -> normalised pixels (B, 3, S, S) and each one's (width, height)."""
-        from PIL import Image
-
-        from ..preprocess.image import normalize, to_pil
-
-        size = self.config.image_size
         batch, sizes = [], []
         for i, item in enumerate(images):
-            name = names[i] if names is not None else None
-            img = to_pil(item, name)
-            sizes.append(img.size)
-            resized = img.resize((size, size), Image.Resampling.BILINEAR)
-            pixels = torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy())  # (S, S, 3)
-            batch.append(normalize(pixels.permute(2, 0, 1).float().div(255)))  # (3, S, S)
+            pixels, size = resized_image(item, self.config.image_size, names[i] if names is not None else None)
+            sizes.append(size)
+            batch.append(normalized(pixels))
         if not batch:
             raise BindspaceError("no images to detect in")
         return torch.stack(batch), sizes
@@ -114,13 +106,14 @@ class Detector:
                threshold: float = 0.3, iou: float = 0.5, max_detections: int = 100,
                names: Sequence[str] | None = None) -> list[list[Detection]]:
         """Boxes per image for unit class embeddings (C, D) named by `labels`, best score first."""
-        class_matrix = self._check_classes(classes, labels)
+        device = next(self.network.parameters()).device
+        class_matrix = self._check_classes(classes, labels).to(device)
         pixels, sizes = self.prepare(images, names)
-        regions = self.network(pixels)
+        regions = self.network(pixels.to(device))
         out = []
         for b, (width, height) in enumerate(sizes):
             scores = self.scores(regions.objectness[b], regions.embeddings[b], class_matrix)  # (N, C)
-            scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+            scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=device)
             out.append(select(regions.boxes[b] * scale, scores, labels, threshold, iou, max_detections))
         return out
 
@@ -145,6 +138,25 @@ class Detector:
         if not torch.isfinite(matrix).all():
             raise BindspaceError("class embeddings contain NaN or infinite values")
         return F.normalize(matrix, dim=-1)
+
+
+def resized_image(item: Any, size: int, name: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """An image (path, bytes, PIL, uint8 array) as (size, size, 3) uint8 RGB pixels, and its own (width, height)."""
+    from PIL import Image
+
+    from ..preprocess.image import to_pil
+
+    img = to_pil(item, name)
+    resized = img.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8).copy(), img.size
+
+
+def normalized(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 pixels (..., S, S, 3) -> the network's normalised input (..., 3, S, S)."""
+    from ..preprocess.image import normalize
+
+    tensor = torch.from_numpy(pixels)
+    return normalize(tensor.movedim(-1, -3).float().div(255))
 
 
 def select(boxes: torch.Tensor, scores: torch.Tensor, labels: Sequence[str], threshold: float, iou: float,

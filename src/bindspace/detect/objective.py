@@ -35,7 +35,8 @@ class LossWeights:
 
 def centre_heatmap(boxes: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(grid*grid,) Gaussian centre heat (1 exactly at each object's centre cell) and the (K,) centre cell indices."""
-    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(grid, device=boxes.device), torch.arange(grid, device=boxes.device),
+                            indexing="ij")
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2 * grid  # (K, 2) in cells
     cells = centres.floor().clamp(0, grid - 1).long()  # (K, 2) x, y
     index = cells[:, 1] * grid + cells[:, 0]  # (K,)
@@ -43,7 +44,7 @@ def centre_heatmap(boxes: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.
     dx = xs.reshape(1, -1) - cells[:, :1]  # (K, G*G)
     dy = ys.reshape(1, -1) - cells[:, 1:]
     heat = torch.exp(-(dx**2 + dy**2) / (2 * sigma[:, None] ** 2))  # (K, G*G)
-    peak = heat.amax(dim=0) if len(boxes) else torch.zeros(grid * grid)
+    peak = heat.amax(dim=0) if len(boxes) else torch.zeros(grid * grid, device=boxes.device)
     return peak, index
 
 
@@ -57,13 +58,15 @@ def focal_heat_loss(logits: torch.Tensor, heat: torch.Tensor, positive: torch.Te
 
 def detection_loss(network: RegionNetwork, regions: Regions, targets: Sequence[SceneTargets],
                    classes: torch.Tensor, weights: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
-    """The loss terms, each averaged over the batch's objects, and their weighted `total`."""
+    """The loss terms, each averaged over the batch's objects, their weighted `total`, and `accuracy`: the share
+    of objects whose centre cell's best class is their own (not part of the total)."""
     grid = network.config.grid
     terms = {name: regions.objectness.new_zeros(()) for name in ("heat", "box_l1", "giou", "classes", "distill")}
     objects = 0
+    correct = regions.objectness.new_zeros(())
     for b, target in enumerate(targets):
         heat, index = centre_heatmap(target.boxes, grid)
-        positive = torch.zeros(grid * grid, dtype=torch.bool)
+        positive = torch.zeros(grid * grid, dtype=torch.bool, device=heat.device)
         positive[index] = True
         terms["heat"] = terms["heat"] + focal_heat_loss(regions.objectness[b], heat, positive)
         if len(index) == 0:
@@ -74,6 +77,7 @@ def detection_loss(network: RegionNetwork, regions: Regions, targets: Sequence[S
         terms["giou"] = terms["giou"] + (1 - generalized_iou(boxes, target.boxes)).sum()
         embeddings = regions.embeddings[b, index]  # (K, D)
         logits = network.class_logits(embeddings, classes)  # (K, C)
+        correct = correct + (logits.detach().argmax(dim=-1) == target.labels).sum()
         one_hot = F.one_hot(target.labels, classes.shape[0]).float()
         terms["classes"] = terms["classes"] + F.binary_cross_entropy_with_logits(logits, one_hot, reduction="sum")
         if target.distill is not None:
@@ -81,4 +85,5 @@ def detection_loss(network: RegionNetwork, regions: Regions, targets: Sequence[S
     scale = 1.0 / max(objects, 1)
     out = {name: value * scale for name, value in terms.items()}
     out["total"] = sum((getattr(weights, name) * out[name] for name in terms), regions.objectness.new_zeros(()))
+    out["accuracy"] = correct * scale
     return out

@@ -1,12 +1,12 @@
 """Fit a region network to scenes with frozen class embeddings (only the detector's own weights learn)."""
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from ..train.optim import lr_factor
 from .network import RegionNetwork
 from .objective import LossWeights, SceneTargets, detection_loss
 
@@ -35,13 +35,8 @@ def fit_detector(network: RegionNetwork, batches: Callable[[int], Batch], classe
     classes = torch.nn.functional.normalize(classes.detach().float(), dim=-1)
     optimizer = torch.optim.AdamW(network.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
 
-    def factor(step: int) -> float:
-        if step < settings.warmup_steps:
-            return (step + 1) / settings.warmup_steps
-        progress = (step - settings.warmup_steps) / max(settings.steps - settings.warmup_steps, 1)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, settings.steps, settings.warmup_steps))
     network.train()
     history: list[dict[str, float]] = []
     for step in range(settings.steps):

@@ -127,8 +127,11 @@ class RunConfig:
 class TrainConfig:
     """Everything `bindspace train` needs."""
 
-    kind: Literal["bind", "llm"] = "bind"  # llm: train an LLM bridge (bindspace.llm; its settings in `llm`)
+    # llm: train an LLM bridge (bindspace.llm; its settings in `llm`); detect: an open-vocabulary detector
+    # (bindspace.detect; its settings in `detect`)
+    kind: Literal["bind", "llm", "detect"] = "bind"
     llm: dict[str, Any] = field(default_factory=dict)
+    detect: dict[str, Any] = field(default_factory=dict)
     anchor: TowerSpec = field(default_factory=TowerSpec)
     target: TowerSpec = field(default_factory=TowerSpec)
     data: DataConfig = field(default_factory=DataConfig)
@@ -244,12 +247,12 @@ class TrainKind:
     export_checkpoint: Callable[[TrainConfig, str | os.PathLike[str] | None, str | os.PathLike[str] | None], Path]
 
 
-# train/ sits below the packages that define other kinds (llm/), so they register here when imported.
+# train/ sits below the packages that define other kinds (llm/, detect/), so they register here when imported.
 _KINDS: dict[str, TrainKind] = {}
 
 
 def register_kind(name: str, kind: TrainKind) -> None:
-    """Make `kind = name` recipes trainable (bindspace.llm.recipe registers "llm")."""
+    """Make `kind = name` recipes trainable (bindspace.llm.recipe registers "llm", bindspace.detect.recipe "detect")."""
     _KINDS[name] = kind
 
 
@@ -257,7 +260,8 @@ def train_kind(name: str, source: str = "config") -> TrainKind:
     """The registered trainer of recipe kind `name`; a one-line ConfigError when its package is not loaded."""
     if name not in _KINDS:
         raise ConfigError(f"{source}: kind = {name!r}: no trainer registered "
-                          "(import bindspace.llm.recipe first; `bindspace train` does)")
+                          "(import its package's recipe module first, e.g. bindspace.llm.recipe; `bindspace train` "
+                          "does)")
     return _KINDS[name]
 
 
@@ -270,11 +274,12 @@ def validate(config: TrainConfig, source: str = "config") -> None:
     def fail(where: str, problem: str) -> None:
         raise ConfigError(f"{source}: {where}: {problem}")
 
-    if config.kind != "bind":  # a registered kind (the LLM bridge) checks its own sections
+    for section in ("llm", "detect"):
+        if getattr(config, section) and config.kind != section:
+            fail(section, f"applies to kind = \"{section}\" recipes only")
+    if config.kind != "bind":  # a registered kind (the LLM bridge, the detector) checks its own sections
         train_kind(config.kind, source).validate(config, source)
         return
-    if config.llm:
-        fail("llm", "applies to kind = \"llm\" recipes only")
     adopt_model_dir(config.anchor)
     for side in ("anchor", "target"):
         spec: TowerSpec = getattr(config, side)

@@ -11,6 +11,7 @@
 | ego4d    | video <-> IMU (Ego4D)           | imu, from scratch   |
 | lora     | your pairs, LoRA on a released tower | any           |
 | llm      | media <-> instruction rows     | a bridge to a language model (docs/llm.md) |
+| detect   | images with boxes (COCO-style JSON) | an open-vocabulary detector (docs/detect.md) |
 """
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ RECIPES = {
     "ego4d": Recipe("ego4d", "ego4d_imu.toml", "ego4d", "Ego4D: egocentric video <-> IMU"),
     "lora": Recipe("lora", "lora_audio.toml", None, "LoRA fine-tuning of a released tower on your own pairs"),
     "llm": Recipe("llm", "llm_bridge.toml", None, "a bridge from the embeddings to a language model (docs/llm.md)"),
+    "detect": Recipe("detect", "detect_coco.toml", None,
+                     "an open-vocabulary detector from a COCO-style manifest (docs/detect.md)"),
 }
 
 
