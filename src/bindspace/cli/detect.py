@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         if recorded is None:
             raise UsageError(f"{args.detector} does not record its model: pass --checkpoint")
         args.checkpoint = str((Path(args.detector) / recorded) if not os.path.isabs(recorded) else recorded)
+        if args.model is None:  # a .pth encoder: the preset it was trained with (a model directory names its own)
+            args.model = detector.space.extra.get("model")
     model = load_model(args, sorted({tower_of(kind).value for kind, _ in parts}))
     classes = class_embeddings(model, [DetectionClass(n, ((k, v),)) for n, (k, v) in zip(names, parts)])
     found = detector.detect(args.images, classes, names, threshold=args.threshold, iou=args.iou,
