@@ -9,7 +9,7 @@ from .common import add_demo_args, add_model_args, non_negative_float, positive_
 from .query import add_query_options
 
 # `demo detect`'s defaults, as DetectDemoSettings has them (not imported here: --help must not load torch).
-DEMO_STEPS = 400
+DEMO_STEPS = 250
 DEMO_THREADS = 2
 
 
