@@ -78,7 +78,7 @@ grad_clip = 5.0
 
 
 @pytest.mark.slow
-def test_train_recipe_then_detect_finds_the_planted_digits(tiny_model_dir, tmp_path, capsys):
+def test_train_recipe_then_detect_finds_the_planted_digits(tiny_model_dir, tiny_model, tmp_path, capsys):
     manifest = write_manifest(tmp_path / "data", digit_scenes(64, seed=0))
     recipe = write_recipe(tmp_path / "detect.toml", manifest, tiny_model_dir, tmp_path / "run", steps=200)
     assert main(["train", str(recipe), "--quiet"]) == 0
@@ -103,6 +103,26 @@ def test_train_recipe_then_detect_finds_the_planted_digits(tiny_model_dir, tmp_p
     truth = [_Truth(scene.boxes, np.where(scene.labels == 1, 0, 1)) for scene in held_out]
     recall, precision = recall_precision(truth, found)
     assert recall >= 0.6 and precision >= 0.5, (recall, precision)
+
+    # The same directory serves POST /v1/detect (raw JSON, no Content-Type), with the same answers.
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from bindspace.serve.app import create_app
+    from bindspace.serve.detect_api import detector_extras
+    from bindspace.serve.detect_api import router as detect_router
+
+    app = create_app(tiny_model, routers=[detect_router], extras=detector_extras(str(detector), tiny_model))
+    body = {"images": [base64.b64encode(files[0].read_bytes()).decode()], "threshold": 0.2,
+            "classes": [{"name": "one", "parts": [{"modality": "text", "text": "one"}]},
+                        {"name": "seven", "parts": [{"modality": "text", "text": "seven"}]}]}
+    with TestClient(app) as client:
+        response = client.post("/v1/detect", content=json.dumps(body))
+    assert response.status_code == 200, response.text
+    served = response.json()["images"][0]["detections"]
+    assert [(d["label"], d["class_index"]) for d in served] == [(d["label"], d["class_index"])
+                                                                 for d in result[0]["detections"]]
 
 
 def test_the_recipe_trains_only_the_detector_and_can_be_exported_again(tiny_model_dir, tmp_path, capsys):
