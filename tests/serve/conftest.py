@@ -56,6 +56,16 @@ def small_model():
 
 
 @pytest.fixture(scope="session")
+def demo_model():
+    """The demo model's geometry (16-px images, 64-d space) with seeded random weights."""
+    from bindspace.model.imagebind import ImageBindModel
+    from bindspace.train.demo import demo_config
+
+    torch.manual_seed(0)
+    return ImageBindModel(demo_config()).eval()
+
+
+@pytest.fixture(scope="session")
 def served_media(tmp_path_factory, media_dir) -> Path:
     """A copy of the fixture media (tests may delete files in their own copies, never in this one)."""
     out = tmp_path_factory.mktemp("served_media")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -9,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from bindspace.index.store import Hit, Item, ModelInfo, Store, modality_values, unit_query
@@ -126,6 +129,15 @@ class CountingModel:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
+
+
+def chromium_or_skip() -> str:
+    """Debian's chromium for the browser tests (Playwright cannot download one here); skips the module without it."""
+    path = os.environ.get("BINDSPACE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(path):
+        pytest.skip(f"no Chromium at {path} (apt-get install -y chromium, or set BINDSPACE_CHROMIUM)",
+                    allow_module_level=True)
+    return path
 
 
 @contextmanager

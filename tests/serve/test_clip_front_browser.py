@@ -12,7 +12,6 @@ import functools
 import http.server
 import importlib.util
 import os
-import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,13 +19,10 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from serve_helpers import live_server
+from serve_helpers import chromium_or_skip, live_server
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-CHROMIUM = os.environ.get("BINDSPACE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set BINDSPACE_CHROMIUM)",
-                allow_module_level=True)
+CHROMIUM = chromium_or_skip()
 
 ARTIFACTS = Path(os.environ.get("BINDSPACE_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
 pytestmark = pytest.mark.slow

@@ -27,16 +27,6 @@ TEXTS = ["a dog barking", "rain on a tin roof"]
 
 
 @pytest.fixture(scope="module")
-def demo_model():
-    """The demo model's geometry (16-px images, 64-d space) with seeded random weights."""
-    from bindspace.model.imagebind import ImageBindModel
-    from bindspace.train.demo import demo_config
-
-    torch.manual_seed(0)
-    return ImageBindModel(demo_config()).eval()
-
-
-@pytest.fixture(scope="module")
 def server(demo_model):
     from bindspace.serve import Limits, create_app
 

@@ -18,21 +18,10 @@ import httpx
 import numpy as np
 import openai
 import pytest
-import torch
 from serve_helpers import live_server
 
 from bindspace.preprocess.tokenizer import tokenize
 from testkit import embedded, embedded_text
-
-
-@pytest.fixture(scope="module")
-def demo_model():
-    """The demo model's geometry (16-px images, 64-d space) with seeded random weights."""
-    from bindspace.model.imagebind import ImageBindModel
-    from bindspace.train.demo import demo_config
-
-    torch.manual_seed(0)
-    return ImageBindModel(demo_config()).eval()
 
 
 @pytest.fixture(scope="module")

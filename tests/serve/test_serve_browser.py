@@ -7,18 +7,14 @@ $BINDSPACE_ARTIFACTS (default: artifacts/ in the repository root).
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-from serve_helpers import live_server
+from serve_helpers import chromium_or_skip, live_server
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-CHROMIUM = os.environ.get("BINDSPACE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set BINDSPACE_CHROMIUM)",
-                allow_module_level=True)
+CHROMIUM = chromium_or_skip()
 
 ARTIFACTS = Path(os.environ.get("BINDSPACE_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
 pytestmark = pytest.mark.slow

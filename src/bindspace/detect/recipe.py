@@ -343,13 +343,10 @@ def export_detector_checkpoint(config: TrainConfig, checkpoint: str | os.PathLik
                                out_dir: str | os.PathLike[str] | None = None) -> Path:
     """Rebuild the region network of `config`, load a training checkpoint (default: the latest), save the detector."""
     from ..model.fingerprint import model_fingerprint
-    from ..train import checkpointing as ck
-    from ..train.loop import CHECKPOINT_DIR, load_trained_weights
+    from ..train.loop import checkpoint_to_export, load_trained_weights
 
     recipe = recipe_of(config)
-    path = Path(checkpoint) if checkpoint else ck.latest_checkpoint(Path(config.run.out_dir) / CHECKPOINT_DIR)
-    if path is None:
-        raise ConfigError(f"{config.run.out_dir}: no training checkpoint to export")
+    path = checkpoint_to_export(config.run, checkpoint)
     name, encoder_path, embed_dim = encoder_of(recipe)
     network = RegionNetwork(network_config(recipe, embed_dim))
     steps = load_trained_weights(cast(Any, DetectorObjective(network, torch.zeros(1, embed_dim))), path)

@@ -235,13 +235,10 @@ def _val_loss(source: ExampleSource) -> Callable[[Any], dict[str, float]]:
 def export_bridge_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike[str] | None = None,
                              out_dir: str | os.PathLike[str] | None = None) -> Path:
     """Rebuild the bridge of `config`, load a training checkpoint (default: the latest) and export it."""
-    from ..train import checkpointing as ck
-    from ..train.loop import CHECKPOINT_DIR, load_trained_weights
+    from ..train.loop import checkpoint_to_export, load_trained_weights
 
     recipe = recipe_of(config)
-    path = Path(checkpoint) if checkpoint else ck.latest_checkpoint(Path(config.run.out_dir) / CHECKPOINT_DIR)
-    if path is None:
-        raise ConfigError(f"{config.run.out_dir}: no training checkpoint to export")
+    path = checkpoint_to_export(config.run, checkpoint)
     _, space = _encoder_space(recipe)
     bridge = build_bridge(recipe, load_language_model(os.path.expanduser(recipe.model)), space)
     steps = load_trained_weights(cast(Any, BridgeObjective(bridge)), path)

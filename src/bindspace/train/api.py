@@ -181,17 +181,14 @@ def export_run(config: TrainConfig, built: BuiltModel, steps: int) -> tuple[Path
 def export_checkpoint(config: TrainConfig | str | os.PathLike[str], checkpoint: str | os.PathLike[str] | None = None,
                       out_dir: str | os.PathLike[str] | None = None) -> Path:
     """Rebuild the model of `config`, load a training checkpoint (default: the latest) and export it."""
-    from . import checkpointing as ck
     from .export import export_model
-    from .loop import CHECKPOINT_DIR
+    from .loop import checkpoint_to_export
 
     if not isinstance(config, TrainConfig):
         config = load_config(config)
     if config.kind != "bind":
         return train_kind(config.kind).export_checkpoint(config, checkpoint, out_dir)
-    path = Path(checkpoint) if checkpoint else ck.latest_checkpoint(Path(config.run.out_dir) / CHECKPOINT_DIR)
-    if path is None:
-        raise ConfigError(f"{config.run.out_dir}: no training checkpoint to export")
+    path = checkpoint_to_export(config.run, checkpoint)
     seed_everything(config.run.seed)
     built = build_model(config)
     steps = load_trained_weights(built.bind, path)

@@ -373,6 +373,14 @@ class Trainer:
         log.info("resumed from %s at step %d", path, self.position.step)
 
 
+def checkpoint_to_export(run: RunConfig, checkpoint: str | Path | None) -> Path:
+    """The checkpoint an export reads: the one given, else the run's latest (one line when there is none)."""
+    path = Path(checkpoint) if checkpoint else ck.latest_checkpoint(Path(run.out_dir) / CHECKPOINT_DIR)
+    if path is None:
+        raise ConfigError(f"{run.out_dir}: no training checkpoint to export")
+    return path
+
+
 def load_trained_weights(bind: BindModel, path: str | Path) -> int:
     """Load a training checkpoint's trainable weights into `bind`; returns its step (for export)."""
     state = ck.load_checkpoint(Path(path))
