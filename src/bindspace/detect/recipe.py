@@ -239,13 +239,8 @@ class DetectorObjective(nn.Module):
 class DetectOutput(TrainOutput):
     """A detector run's result: `model_dir` is the detector directory."""
 
-    def summary(self) -> list[str]:
-        """Lines for a person: the loop's summary, then where the detector went."""
-        plain = TrainOutput(self.result, None, None).summary()
-        lines = [line.replace("in-batch accuracy", "class accuracy at object centres") for line in plain]
-        if self.model_dir:
-            lines.append(f"detector directory: {self.model_dir}  (use bindspace detect --detector {self.model_dir})")
-        return lines
+    accuracy_name = "class accuracy at object centres"
+    output_line = "detector directory: {dir}  (use bindspace detect --detector {dir})"
 
 
 def encoder_of(recipe: DetectRecipe) -> tuple[str | None, Path, int]:

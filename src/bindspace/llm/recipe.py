@@ -144,13 +144,8 @@ def examples_for(bridge: Bridge, rows: Sequence[Row], table_keys: dict[tuple[str
 class BridgeOutput(TrainOutput):
     """A bridge run's result: `model_dir` is the bridge directory."""
 
-    def summary(self) -> list[str]:
-        """Lines for a person: the loop's summary, then where the bridge went."""
-        plain = TrainOutput(self.result, None, None).summary()
-        lines = [line.replace("in-batch accuracy", "response-token accuracy") for line in plain]
-        if self.model_dir:
-            lines.append(f"bridge directory: {self.model_dir}  (use bindspace chat --bridge {self.model_dir})")
-        return lines
+    accuracy_name = "response-token accuracy"
+    output_line = "bridge directory: {dir}  (use bindspace chat --bridge {dir})"
 
 
 def train_bridge(config: TrainConfig, *, evaluate: Callable[[Any], dict[str, float]] | None = None,

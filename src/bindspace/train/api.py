@@ -8,6 +8,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ class TrainOutput:
     result: TrainResult
     model_dir: Path | None
     adapter_dir: Path | None
+    # What the loop's accuracy measures and how the output is used: each train kind says its own.
+    accuracy_name: ClassVar[str] = "in-batch accuracy"
+    output_line: ClassVar[str] = "model directory: {dir}  (use --checkpoint {dir})"
 
     def summary(self) -> list[str]:
         """What this call did, in lines for a person: trained (from where), or found the run already complete."""
@@ -41,22 +45,21 @@ class TrainOutput:
             lines = [f"already complete: all {r.steps} steps were trained by an earlier run "
                      f"({r.checkpoint}); nothing to train"]
             if self.model_dir:
-                lines.append(f"exported the final checkpoint again: {self.model_dir}  "
-                             f"(use --checkpoint {self.model_dir})")
+                lines.append("exported the final checkpoint again: " + self.output_line.format(dir=self.model_dir))
             return lines
         head = f"trained {r.steps_run} steps in {r.seconds:.1f} s"
         if r.start_step:
             head += f" (resumed at step {r.start_step}; now {r.steps} of {r.total_steps or r.steps})"
         last = r.last_metrics
         if last:
-            head += f"; last loss {last['loss']:.4f}, in-batch accuracy {last['acc']:.3f}"
+            head += f"; last loss {last['loss']:.4f}, {self.accuracy_name} {last['acc']:.3f}"
         lines = [head]
         if r.eval_metrics:
             lines.append("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in r.eval_metrics.items()))
         if self.adapter_dir:
             lines.append(f"LoRA adapters: {self.adapter_dir}")
         if self.model_dir:
-            lines.append(f"model directory: {self.model_dir}  (use --checkpoint {self.model_dir})")
+            lines.append(self.output_line.format(dir=self.model_dir))
         return lines
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 import warnings
@@ -373,7 +374,7 @@ class Trainer:
         log.info("resumed from %s at step %d", path, self.position.step)
 
 
-def checkpoint_to_export(run: RunConfig, checkpoint: str | Path | None) -> Path:
+def checkpoint_to_export(run: RunConfig, checkpoint: str | os.PathLike[str] | None) -> Path:
     """The checkpoint an export reads: the one given, else the run's latest (one line when there is none)."""
     path = Path(checkpoint) if checkpoint else ck.latest_checkpoint(Path(run.out_dir) / CHECKPOINT_DIR)
     if path is None:
