@@ -141,6 +141,23 @@ def chromium_or_skip() -> str:
 
 
 @contextmanager
+def chromium_browser(path: str) -> Iterator[Any]:
+    """A headless Chromium launched by Playwright; skips the test when this install cannot start."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(executable_path=path, headless=True,
+                                                 args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        except Exception as err:  # a broken or incompatible browser install is an environment problem
+            pytest.skip(f"cannot launch Chromium at {path}: {str(err).splitlines()[0]}")
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
 def live_server(app: Any) -> Iterator[str]:
     """Serve `app` with uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL."""
     import uvicorn

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from serve_helpers import chromium_or_skip, live_server
+from serve_helpers import chromium_browser, chromium_or_skip, live_server
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 CHROMIUM = chromium_or_skip()
@@ -61,14 +61,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                  args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        except Exception as err:  # a broken or incompatible browser install is an environment problem
-            pytest.skip(f"cannot launch Chromium at {CHROMIUM}: {str(err).splitlines()[0]}")
+    with chromium_browser(CHROMIUM) as launched:
         yield launched
-        launched.close()
 
 
 def open_front(browser, front: str, api: str):

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serve_helpers import chromium_or_skip, live_server
+from serve_helpers import chromium_browser, chromium_or_skip, live_server
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 CHROMIUM = chromium_or_skip()
@@ -42,12 +42,7 @@ def _wait_images_loaded(page, timeout_s: float = 10.0) -> None:
 
 @pytest.fixture
 def page():
-    with sync_api.sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                 args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        except Exception as err:  # a broken or incompatible browser install is an environment problem
-            pytest.skip(f"cannot launch Chromium at {CHROMIUM}: {str(err).splitlines()[0]}")
+    with chromium_browser(CHROMIUM) as browser:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
         errors: list[str] = []
@@ -55,7 +50,6 @@ def page():
         page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
         page.js_errors = errors
         yield page
-        browser.close()
 
 
 def test_search_page_end_to_end(server_url, page, served_media):

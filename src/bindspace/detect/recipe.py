@@ -15,7 +15,6 @@ trains, with the shared Trainer (checkpoints, resume, metrics.jsonl, `--export-o
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -264,7 +263,7 @@ def train_detector(config: TrainConfig, *, evaluate: Callable[[Any], dict[str, f
     from ..model.fingerprint import model_fingerprint
     from ..train.api import seed_everything
     from ..train.distributed import init_distributed, shutdown_distributed
-    from ..train.loop import Trainer
+    from ..train.loop import train_run
 
     recipe = recipe_of(config)
     images, names = read_manifests(config.data.train, config.data.root)
@@ -288,13 +287,7 @@ def train_detector(config: TrainConfig, *, evaluate: Callable[[Any], dict[str, f
                              world=dist.world_size)
         if evaluate is None and val_images:
             evaluate = _val_recall(ImageStore(val_images, recipe.image_size), classes, names, recipe.threshold)
-        out_dir = Path(config.run.out_dir)
-        if dist.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-        trainer = Trainer(cast(Any, objective), cast(Any, source), run=config.run, optim=config.optim, dist=dist,
-                          evaluate=evaluate, config=config.to_dict())
-        result = trainer.fit(max_steps=max_steps)
+        result = train_run(cast(Any, objective), cast(Any, source), config, dist, evaluate, max_steps)
         detector_dir = None
         if dist.is_main and not result.stopped_early:
             space = SpaceInfo(embed_dim, str(encoder_path.resolve()), model_fingerprint(None, encoder_path),

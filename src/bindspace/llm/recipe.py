@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -154,7 +153,7 @@ def train_bridge(config: TrainConfig, *, evaluate: Callable[[Any], dict[str, flo
     from ..model import create_model
     from ..train.api import seed_everything
     from ..train.distributed import init_distributed, shutdown_distributed
-    from ..train.loop import Trainer
+    from ..train.loop import train_run
 
     recipe = recipe_of(config)
     quiet_hf()  # transformers' loading bars and notices would interleave with the training log
@@ -194,12 +193,7 @@ def train_bridge(config: TrainConfig, *, evaluate: Callable[[Any], dict[str, flo
             val = ExampleSource(examples_for(bridge, val_rows, index, recipe.max_length), table, pad,
                                 batch_size=config.run.batch_size, shuffle=False)
             evaluate = _val_loss(val)
-        if dist.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-        trainer = Trainer(cast(Any, objective), cast(Any, source), run=config.run, optim=config.optim, dist=dist,
-                          evaluate=evaluate, config=config.to_dict())
-        result = trainer.fit(max_steps=max_steps)
+        result = train_run(cast(Any, objective), cast(Any, source), config, dist, evaluate, max_steps)
         bridge_dir = None
         if dist.is_main and not result.stopped_early:
             bridge_dir = save_bridge(bridge, _bridge_dir(config, recipe), extra={"steps": result.steps,

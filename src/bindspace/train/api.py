@@ -1,7 +1,6 @@
 """`train(config)`: build everything a TrainConfig describes, run the loop, export the trained tower."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -20,7 +19,7 @@ from .data import ManifestSource, PairDataset, PairSource, records_for
 from .distributed import DistInfo, init_distributed, shutdown_distributed
 from .evaluate import PairEvaluator
 from .items import ItemLoader
-from .loop import Evaluate, Trainer, TrainResult, load_trained_weights
+from .loop import Evaluate, TrainResult, load_trained_weights, train_run
 
 log = logging.getLogger("bindspace.train")
 MODEL_SUBDIR = "model"
@@ -144,13 +143,7 @@ def train(
         torch.manual_seed(config.run.seed + dist.rank)  # per-process dropout streams
         source = build_source(config, towers, dist)
         evaluator = evaluate or _val_evaluator(config, towers, dist)
-        out_dir = Path(config.run.out_dir)
-        if dist.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-        trainer = Trainer(built.bind, source, run=config.run, optim=config.optim, dist=dist, evaluate=evaluator,
-                          config=config.to_dict())
-        result = trainer.fit(max_steps=max_steps)
+        result = train_run(built.bind, source, config, dist, evaluator, max_steps)
         model_dir = adapter_dir = None
         if dist.is_main and not result.stopped_early:
             adapter_dir, model_dir = export_run(config, built, result.steps)

@@ -21,7 +21,7 @@ from ..errors import BindspaceError, ConfigError
 from ..fsio import atomic_write
 from . import checkpointing as ck
 from .build import BindModel
-from .config import OptimConfig, RunConfig
+from .config import OptimConfig, RunConfig, TrainConfig
 from .data import PairBatch, PairSource
 from .distributed import DistInfo, all_gather_objects, all_reduce_mean, barrier
 from .loss import info_nce
@@ -108,6 +108,18 @@ class MetricsLog:
         """Flush TensorBoard."""
         if self.writer is not None:
             self.writer.close()
+
+
+def train_run(bind: Any, source: Any, config: TrainConfig, dist: DistInfo, evaluate: Evaluate | None,
+              max_steps: int | None = None) -> TrainResult:
+    """Every train kind's loop: the run's config.json (main process only), then the shared Trainer's fit."""
+    out_dir = Path(config.run.out_dir)
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    trainer = Trainer(bind, source, run=config.run, optim=config.optim, dist=dist, evaluate=evaluate,
+                      config=config.to_dict())
+    return trainer.fit(max_steps=max_steps)
 
 
 class Trainer:
