@@ -169,6 +169,8 @@ def run_demo_detect(args: argparse.Namespace) -> int:
         print(json.dumps(json.loads((Path(args.out) / "report.json").read_text()), indent=1))
     else:
         print(result.report())
-        print(f"\ntry it:  bindspace detect --detector {args.out}/detector --audio {args.out}/examples/tone_7.wav "
-              f"{args.out}/examples/scene_0.png --draw boxes.png")
+        example = json.loads((Path(args.out) / "examples" / "scene_0.json").read_text())
+        digit = (example["found_by_tone"] or example["labels"])[0]  # a digit the scene holds (and a tone found)
+        print(f"\ntry it:  bindspace detect --detector {args.out}/detector "
+              f"--audio {args.out}/examples/tone_{digit}.wav {args.out}/examples/scene_0.png --draw boxes.png")
     return demo_status(result.ratio, args.min_ratio, "tone/text recall ratio", "--min-ratio", ".2f")

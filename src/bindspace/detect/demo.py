@@ -230,10 +230,12 @@ def _save(out: Path, detector: Detector, result: DetectDemoResult, s: DetectDemo
                                                          "tone_recall": result.tone_recall})
     examples = out / "examples"
     examples.mkdir(exist_ok=True)
-    for i, scene in enumerate(test[:4]):
+    for i, (scene, found) in enumerate(zip(test[:4], found_tone[:4])):
         Image.fromarray(scene.image).save(examples / f"scene_{i}.png")
+        # found_by_tone: the digits a tone query found in this scene (the "try it" line picks one of them)
         (examples / f"scene_{i}.json").write_text(json.dumps(
-            {"boxes": scene.boxes.tolist(), "labels": scene.labels.tolist()}) + "\n")
+            {"boxes": scene.boxes.tolist(), "labels": scene.labels.tolist(),
+             "found_by_tone": sorted({d.class_index for d in found} & set(scene.labels.tolist()))}) + "\n")
     for d in range(10):
         sf.write(examples / f"tone_{d}.wav", tone_waves[d].numpy(), SAMPLE_RATE, subtype="FLOAT")
     tiles = [draw_detections(Image.fromarray(scene.image), dets) for scene, dets in zip(test[:8], found_tone[:8])]
