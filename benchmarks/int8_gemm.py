@@ -111,8 +111,12 @@ def main() -> None:
             make(out)
         for label, path in paths.items():
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+            def call(session: ort.InferenceSession = session) -> object:
+                return session.run(None, {"x": x})
+
             y = session.run(None, {"x": x})[0]
-            rows.append((label, cpu_ms(lambda s=session: s.run(None, {"x": x})), cosine(y, reference)))
+            rows.append((label, cpu_ms(call), cosine(y, reference)))
 
     base = rows[0][1]
     print(f"CPU flags: {' '.join(sorted(f for f in flags if f.startswith(('avx', 'amx', 'fma', 'asimd'))))}; "
