@@ -403,7 +403,9 @@ def resolved_init(spec: TowerSpec) -> Literal["checkpoint", "random"]:
 
 def is_model_dir(value: str | None) -> bool:
     """Whether a config value names a model directory (a folder holding manifest.json)."""
-    return bool(value) and (Path(str(value)) / "manifest.json").is_file()
+    from ..model.model_dir import is_model_dir as holds_manifest
+
+    return bool(value) and holds_manifest(str(value))
 
 
 def adopt_model_dir(spec: TowerSpec) -> None:
