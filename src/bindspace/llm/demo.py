@@ -273,9 +273,9 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
     tick = time.perf_counter()
     bridge = load_bridge(out / "bridge", modalities=["vision", "audio"])
     question = QUESTION if lm_source is None else NATURAL_QUESTION
-    if lm_source is not None:
-        s.test_images, s.test_tones = s.pretrained_test_images, s.pretrained_test_tones
-    image_acc, audio_acc, samples = _evaluate(bridge, test_ids, s, question)
+    # (images, tones) to ask about: a pretrained LM's answers are batched, so it is asked more
+    asked = (s.test_images, s.test_tones) if lm_source is None else (s.pretrained_test_images, s.pretrained_test_tones)
+    image_acc, audio_acc, samples = _evaluate(bridge, test_ids, s, question, asked)
     saved = _saved_check(bridge, out / "model" / "examples", question)
     plain = None if lm_source is None else bridge.generate(PLAIN_QUESTION, max_new_tokens=24)
     stages["questions"] = time.perf_counter() - tick
@@ -283,7 +283,7 @@ def _run(out: Path, s: LlmDemoSettings, log: Callable[[str], None]) -> LlmDemoRe
                          time.process_time() - cpu, samples, out / "bridge", saved, stages,
                          language_model=f"{lm_source} (pretrained, frozen)" if lm_source else
                          LlmDemoResult.language_model, plain_answer=plain,
-                         asked=(min(s.test_images, len(test_ids)), s.test_tones))
+                         asked=(min(asked[0], len(test_ids)), asked[1]))
 
 
 def pretrained_lm(spec: str) -> Path:
@@ -300,16 +300,16 @@ def pretrained_lm(spec: str) -> Path:
     return source
 
 
-def _evaluate(bridge: Any, test_ids: torch.Tensor, s: LlmDemoSettings,
-              question: str) -> tuple[float, float, list[tuple[str, str]]]:
-    """Greedy answers (batched) about the held-out digit images and about fresh random tones."""
+def _evaluate(bridge: Any, test_ids: torch.Tensor, s: LlmDemoSettings, question: str,
+              asked: tuple[int, int]) -> tuple[float, float, list[tuple[str, str]]]:
+    """Greedy answers (batched) about `asked` = (held-out digit images, fresh random tones)."""
     from ..train.digits_world import digit_images, tone_features
     from .answers import answer_each
 
     encoder = bridge.encoder
     pixels, labels = digit_images(encoder.tower_config(Modality.VISION).input_size[-1])
-    images = test_ids[:s.test_images]
-    tone_labels = torch.randint(0, 10, (s.test_tones,), generator=generator(s.seed, 22))
+    images = test_ids[:asked[0]]
+    tone_labels = torch.randint(0, 10, (asked[1],), generator=generator(s.seed, 22))
     with torch.inference_mode():
         image_emb = encoder.encode(Modality.VISION, pixels[images])
         audio_emb = encoder.encode(Modality.AUDIO, tone_features(tone_labels, generator(s.seed, 23)))
