@@ -153,3 +153,11 @@ def lance_index_of(db: Path, files: Mapping[Path, str], vectors: Mapping[Path, n
             model=model, model_checksum=checksum, vector=np.asarray(vectors[path])))
     store.add(items)
     return store
+
+
+def packed_towers(model: Any) -> set[str]:
+    """The towers with at least one linear on packed GEMM weights (`layers.packed_linear`)."""
+    from bindspace.layers.packed_linear import PackedLinear
+
+    return {name.split(".")[1] for name, module in model.named_modules()
+            if isinstance(module, PackedLinear) and name.startswith("modality_trunks.")}

@@ -9,7 +9,7 @@ pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
 pytest.importorskip("uvicorn", reason="the [serve] extra is not installed")
 
 from bindspace.cli import main  # noqa: E402
-from testkit import post_json, spawned_serve  # noqa: E402
+from testkit import embedded, packed_towers, post_json, spawned_serve  # noqa: E402
 
 
 @pytest.fixture
@@ -119,3 +119,24 @@ def test_real_server_starts_answers_and_stops(tiny_model_dir):
     assert server.returncode == 0, text[-2000:]
     assert "Traceback" not in text and f"127.0.0.1:{server.port}" in text
     assert "are OPEN to anyone who can connect" in text and "writes are disabled" in text
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_cpu_towers_but_text_run_on_packed_weights_unless_asked_not_to(captured, tiny_pth, tiny_model, media_dir,
+                                                                        capsys, plain):
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from bindspace.layers.packed_linear import mkl_packing_available
+
+    assert main(["serve", *tiny_args(tiny_pth), *(["--plain-weights"] if plain else [])]) == 0
+    packed = packed_towers(captured["app"].state.bindspace.model)
+    expect_packed = mkl_packing_available() and not plain
+    assert packed == ({"vision", "audio", "depth", "thermal", "imu"} if expect_packed else set())
+    assert ("run on weights packed once" in capsys.readouterr().err) is expect_packed
+    image = (media_dir / "image_1.jpg").read_bytes()
+    with TestClient(captured["app"]) as client:
+        body = client.post("/v1/embed", json={"modality": "image", "items": [base64.b64encode(image).decode()]}).json()
+    np.testing.assert_allclose(body["vectors"][0], embedded(tiny_model, "image", media_dir / "image_1.jpg"),
+                               atol=1e-5)

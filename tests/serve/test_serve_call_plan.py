@@ -14,10 +14,19 @@ import pytest
 import torch
 from serve_helpers import CountingModel, live_server
 
+from bindspace.layers.packed_linear import mkl_packing_available
 from bindspace.modality import Modality
 from bindspace.model.contract import text_run_length
 from bindspace.preprocess.tokenizer import tokenize
-from bindspace.serve.pipeline import bucketed_ids, call_size, device_type_of, fixed_size_calls
+from bindspace.serve.pipeline import (
+    bucketed_ids,
+    call_size,
+    device_type_of,
+    fixed_size_calls,
+    pack_served_towers,
+    packs_weights,
+)
+from testkit import packed_towers
 
 LONG_TEXT = " ".join(f"word{i}" for i in range(60))  # runs at the full 77 positions
 
@@ -46,6 +55,29 @@ def b64(data: bytes) -> str:
 ])
 def test_call_size_is_a_function_of_tower_shape_and_device(modality, shape, device, want):
     assert call_size(modality, shape, 8, device) == want
+
+
+@pytest.mark.parametrize("modality,device,available,want", [
+    (Modality.VISION, "cpu", True, True),  # a lone image pays the weight packing a batch shares: pack once
+    (Modality.AUDIO, "cpu", True, True),
+    (Modality.IMU, "cpu", True, True),
+    (Modality.TEXT, "cpu", True, False),  # calls of many lengths, batched anyway
+    (Modality.VISION, "cuda", True, False),
+    (Modality.VISION, "cpu", False, False),  # no MKL (ARM, macOS builds)
+])
+def test_packs_weights_is_a_function_of_tower_device_and_build(modality, device, available, want):
+    assert packs_weights(modality, device, available) is want
+
+
+def test_pack_served_towers_packs_what_packs_weights_picks(tiny_state):
+    import bindspace
+
+    assert pack_served_towers(object(), True) == []  # a model that cannot pack (ONNX, a stub) is left alone
+    model = bindspace.create_model("imagebind_tiny_test", modalities=["vision", "text"])
+    assert pack_served_towers(model, False) == []
+    if mkl_packing_available():
+        assert pack_served_towers(model, True) == [Modality.VISION]
+        assert packed_towers(model) == {"vision"}
 
 
 def test_text_run_length_rounds_up_to_a_multiple_of_eight_within_the_ids():
@@ -148,6 +180,30 @@ def test_images_alone_and_in_company_are_bit_identical(tiny_model, served_media)
     assert all(r.status_code == 200 for r in alone + crowd)
     assert crowd[-1].json()["vectors"][1] == alone[0].json()["vectors"][0]
     assert set(counting.batch_sizes("vision")) == {1}
+
+
+@pytest.mark.skipif(not mkl_packing_available(), reason="this torch build has no MKL packed GEMM")
+def test_images_on_packed_weights_are_bit_identical_alone_and_in_company(tiny_state, tiny_model, served_media):
+    """As `bindspace serve` runs them: a lone image on packed weights, the same bits in any company."""
+    import bindspace
+    from bindspace.serve import create_app
+
+    model = bindspace.create_model("imagebind_tiny_test", modalities=["vision"])
+    model.load_state_dict({k: v for k, v in tiny_state.items() if k.split(".")[1] == "vision"})
+    assert pack_served_towers(model.eval(), True) == [Modality.VISION]
+    counting = CountingModel(model)
+    app = create_app(counting)
+    names = ["image_1.jpg", "image_2.png", "image_3.png"]
+    images = [b64((served_media / n).read_bytes()) for n in names]
+    alone = _embed_concurrently(app, [{"modality": "image", "items": [images[0]]}], counting)
+    crowd = _embed_concurrently(app, [{"modality": "image", "items": images[1:]}] * 2
+                                + [{"modality": "image", "items": [images[2], images[0]]}], counting)
+    assert all(r.status_code == 200 for r in alone + crowd)
+    assert crowd[-1].json()["vectors"][1] == alone[0].json()["vectors"][0]
+    counting_plain = CountingModel(tiny_model)
+    unpacked = _embed_concurrently(create_app(counting_plain), [{"modality": "image", "items": [images[0]]}],
+                                   counting_plain)
+    np.testing.assert_allclose(alone[0].json()["vectors"][0], unpacked[0].json()["vectors"][0], atol=1e-5)
 
 
 def test_a_long_text_batchmate_does_not_change_a_short_texts_bits(tiny_model):

@@ -103,6 +103,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        help="let model calls take any number of items: a lone request runs faster, but an item's "
                             "vector may then differ in its last bits with what it was batched with (default: every "
                             "call of a shape runs --max-batch items, padded, so vectors are bit-stable)")
+    group.add_argument("--plain-weights", action="store_true",
+                       help="run every tower on its plain weights (default: on a CPU the towers but text run on "
+                            "weights packed once for the matrix kernels, so a lone item runs as fast as in a batch)")
     group.add_argument("--max-items", type=positive_int, default=64, help="items per request (default: %(default)s)")
     group.add_argument("--max-body-mb", type=positive_float, default=64.0,
                        help="request body limit in MiB (default: %(default)s)")
@@ -141,9 +144,11 @@ def run(args: argparse.Namespace) -> int:
     check_port_free(args.host, args.port)  # before seconds (or minutes) of model loading
     import torch
 
+    from ..layers.packed_linear import mkl_packing_available
     from ..serve import Limits, create_app
     from ..serve.cors import CorsError, cors_policy
     from ..serve.cors import describe as describe_cors
+    from ..serve.pipeline import pack_served_towers
 
     api_key = args.api_key or os.environ.get("BINDSPACE_API_KEY") or None
     read_key = args.read_key or os.environ.get("BINDSPACE_READ_KEY") or None
@@ -211,6 +216,11 @@ def run(args: argparse.Namespace) -> int:
         routers.append(generation_router)
         print(f"bindspace serve: POST /v1/generate draws with {args.pipeline}", file=sys.stderr)
     checkpoint = os.path.abspath(args.checkpoint) if args.checkpoint and "://" not in args.checkpoint else None
+    if not args.plain_weights:  # last: the bridge, detector and generator above read the weights as they are
+        packed = pack_served_towers(model, mkl_packing_available())
+        if packed:
+            print(f"bindspace serve: the {', '.join(str(t) for t in packed)} tower(s) run on weights packed once for "
+                  "the CPU's matrix kernels (--plain-weights: not)", file=sys.stderr)
     app = create_app(model, store, api_key=api_key, read_key=read_key, index_roots=roots,
                      imu_layout=args.weaviate_imu, limits=limits, model_name=name, model_checksum=checksum,
                      model_checkpoint=checkpoint, routers=routers, extras=extras, cors=cors)

@@ -29,6 +29,8 @@ class SelfAttention(nn.Module):
             self.register_parameter("bias_k", None)
             self.register_parameter("bias_v", None)
         self.out_proj = nn.Linear(dim, dim)
+        # Set by `packed_linear.pack_linears` for CPU inference: then it replaces in_proj_weight/bias.
+        self.in_proj: nn.Module | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -43,7 +45,8 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
         """Attend within each sequence of x (B, N, D); `causal` hides later positions."""
         B, N, D = x.shape
-        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)  # 3 x (B, N, D)
+        qkv = self.in_proj(x) if self.in_proj is not None else F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = qkv.chunk(3, dim=-1)  # 3 x (B, N, D)
         mask = None
         if self.bias_k is not None:
             k = torch.cat([k, self.bias_k.to(k.dtype).expand(B, 1, D)], dim=1)  # (B, N+1, D)
