@@ -109,9 +109,27 @@ class ImageBindModel(EmbeddingModel):
     def pack_weights(self, modalities: Iterable[str | Modality]) -> int:
         """Put these towers' fp32 CPU linears on prepacked GEMM weights (inference only, in place); how many.
 
-        See `layers.packed_linear`: a lone item then runs about as fast per item as a batch.
+        See `layers.packed_linear`: a lone item then runs about as fast per item as a batch. Each
+        tower packs for its own sequence length (what its stem makes of one item). Text, whose
+        calls run at many lengths, is not packed. The tower's other tensors are copied, so none
+        of it still points into the checkpoint file's memory map and its pages can be released.
         """
-        return sum(pack_linears(self.modality_trunks[self._check(m)]) for m in modalities)
+        count = 0
+        for modality in map(self._check, modalities):
+            if modality == Modality.TEXT:
+                raise ValueError("the text tower runs at many lengths: it cannot be packed for one")
+            cfg = self.tower_config(modality)
+            stem = self.modality_preprocessors[modality]
+            probe = torch.zeros(1, cfg.in_channels, *cfg.input_size, dtype=self._compute_dtype(modality),
+                                device=next(stem.parameters()).device)  # one item: (1, C, ...)
+            with torch.inference_mode():
+                rows = int(stem(probe).shape[1])  # (1, N, D): N token rows per sequence
+            count += pack_linears(self.modality_trunks[modality], rows)
+            with torch.no_grad():
+                for part in (stem, self.modality_trunks[modality], self.modality_heads[modality],
+                             self.modality_postprocessors[modality]):
+                    _own_memory(part)
+        return count
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that should not be weight-decayed: all < 2-D ones and position/cls/bias-kv tables."""
@@ -161,3 +179,13 @@ class ImageBindModel(EmbeddingModel):
             tokens = self.modality_trunks[modality](tokens)
             pooled = self.modality_heads[modality](tokens)
         return self.modality_postprocessors[modality](pooled)
+
+
+def _own_memory(module: nn.Module) -> None:
+    """Copy the module's parameters and buffers (views into a checkpoint's memory map keep all of it alive)."""
+    for sub in module.modules():
+        for param in sub.parameters(recurse=False):
+            param.data = param.data.clone()
+        for name, buffer in list(sub.named_buffers(recurse=False)):
+            if buffer is not None and not buffer.is_mkldnn:
+                setattr(sub, name, buffer.clone())
