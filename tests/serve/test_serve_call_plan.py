@@ -167,10 +167,11 @@ def test_a_lone_image_costs_one_item_on_a_cpu(make_client, tiny_model, served_me
     assert three.json()["vectors"] == response.json()["vectors"] * 3
 
 
-def test_images_alone_and_in_company_are_bit_identical(tiny_model, served_media):
+def _image_alone_and_in_company(model, served_media) -> tuple[list[float], list[float], set[int]]:
+    """One image's vector alone, the same image's among other clients' images, and the vision calls' sizes."""
     from bindspace.serve import create_app
 
-    counting = CountingModel(tiny_model)
+    counting = CountingModel(model)
     app = create_app(counting)
     names = ["image_1.jpg", "image_2.png", "image_3.png"]
     images = [b64((served_media / n).read_bytes()) for n in names]
@@ -178,32 +179,26 @@ def test_images_alone_and_in_company_are_bit_identical(tiny_model, served_media)
     crowd = _embed_concurrently(app, [{"modality": "image", "items": images[1:]}] * 3
                                 + [{"modality": "image", "items": [images[2], images[0]]}], counting)
     assert all(r.status_code == 200 for r in alone + crowd)
-    assert crowd[-1].json()["vectors"][1] == alone[0].json()["vectors"][0]
-    assert set(counting.batch_sizes("vision")) == {1}
+    return alone[0].json()["vectors"][0], crowd[-1].json()["vectors"][1], set(counting.batch_sizes("vision"))
+
+
+def test_images_alone_and_in_company_are_bit_identical(tiny_model, served_media):
+    alone, in_company, sizes = _image_alone_and_in_company(tiny_model, served_media)
+    assert in_company == alone and sizes == {1}
 
 
 @pytest.mark.skipif(not mkl_packing_available(), reason="this torch build has no MKL packed GEMM")
 def test_images_on_packed_weights_are_bit_identical_alone_and_in_company(tiny_state, tiny_model, served_media):
     """As `bindspace serve` runs them: a lone image on packed weights, the same bits in any company."""
     import bindspace
-    from bindspace.serve import create_app
 
     model = bindspace.create_model("imagebind_tiny_test", modalities=["vision"])
     model.load_state_dict({k: v for k, v in tiny_state.items() if k.split(".")[1] == "vision"})
     assert pack_served_towers(model.eval(), True) == [Modality.VISION]
-    counting = CountingModel(model)
-    app = create_app(counting)
-    names = ["image_1.jpg", "image_2.png", "image_3.png"]
-    images = [b64((served_media / n).read_bytes()) for n in names]
-    alone = _embed_concurrently(app, [{"modality": "image", "items": [images[0]]}], counting)
-    crowd = _embed_concurrently(app, [{"modality": "image", "items": images[1:]}] * 2
-                                + [{"modality": "image", "items": [images[2], images[0]]}], counting)
-    assert all(r.status_code == 200 for r in alone + crowd)
-    assert crowd[-1].json()["vectors"][1] == alone[0].json()["vectors"][0]
-    counting_plain = CountingModel(tiny_model)
-    unpacked = _embed_concurrently(create_app(counting_plain), [{"modality": "image", "items": [images[0]]}],
-                                   counting_plain)
-    np.testing.assert_allclose(alone[0].json()["vectors"][0], unpacked[0].json()["vectors"][0], atol=1e-5)
+    alone, in_company, sizes = _image_alone_and_in_company(model, served_media)
+    assert in_company == alone and sizes == {1}
+    plain, _, _ = _image_alone_and_in_company(tiny_model, served_media)
+    np.testing.assert_allclose(alone, plain, atol=1e-5)
 
 
 def test_a_long_text_batchmate_does_not_change_a_short_texts_bits(tiny_model):
