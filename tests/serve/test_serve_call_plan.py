@@ -17,6 +17,8 @@ from serve_helpers import CountingModel, live_server
 from bindspace.layers.packed_linear import mkl_packing_available
 from bindspace.modality import Modality
 from bindspace.model.contract import text_run_length
+from bindspace.model.imagebind import ImageBindModel
+from bindspace.model.presets import get_config
 from bindspace.preprocess.tokenizer import tokenize
 from bindspace.serve.pipeline import (
     bucketed_ids,
@@ -76,6 +78,8 @@ def test_pack_served_towers_packs_what_packs_weights_picks(tiny_state):
     model = bindspace.create_model("imagebind_tiny_test", modalities=["vision", "text"])
     assert pack_served_towers(model, False) == []
     if mkl_packing_available():
+        half = ImageBindModel(get_config("imagebind_tiny_test"), ["vision"]).to_precision(torch.bfloat16)
+        assert pack_served_towers(half, True) == [] and packed_towers(half) == set()  # MKL packs fp32 only
         assert pack_served_towers(model, True) == [Modality.VISION]
         assert packed_towers(model) == {"vision"}
 

@@ -70,14 +70,12 @@ def packs_weights(modality: Modality, device_type: str, packing_available: bool)
 
 
 def pack_served_towers(model: Any, packing_available: bool) -> list[Modality]:
-    """Pack the towers `packs_weights` picks, in place (a model without `pack_weights` is left as it is)."""
+    """Pack the towers `packs_weights` picks, in place; those packed (a model without `pack_weights`: none)."""
     if not callable(getattr(model, "pack_weights", None)):
         return []
     device_type = device_type_of(model)
     towers = [Modality(m) for m in model.modalities if packs_weights(Modality(m), device_type, packing_available)]
-    if towers:
-        model.pack_weights(towers)
-    return towers
+    return [tower for tower in towers if model.pack_weights([tower]) > 0]  # bf16 or fp16 towers pack nothing
 
 
 def fixed_size_calls(forward: Forward, max_batch: int, device_type: str) -> Forward:
