@@ -216,14 +216,14 @@ def run(args: argparse.Namespace) -> int:
         routers.append(generation_router)
         print(f"bindspace serve: POST /v1/generate draws with {args.pipeline}", file=sys.stderr)
     checkpoint = os.path.abspath(args.checkpoint) if args.checkpoint and "://" not in args.checkpoint else None
-    if not args.plain_weights:  # last: the bridge, detector and generator above read the weights as they are
+    app = create_app(model, store, api_key=api_key, read_key=read_key, index_roots=roots,
+                     imu_layout=args.weaviate_imu, limits=limits, model_name=name, model_checksum=checksum,
+                     model_checkpoint=checkpoint, routers=routers, extras=extras, cors=cors)
+    if not args.plain_weights:  # once the app accepted the model; the bridge, detector, generator read it before
         packed = pack_served_towers(model, mkl_packing_available())
         if packed:
             print(f"bindspace serve: the {', '.join(str(t) for t in packed)} tower(s) run on weights packed once for "
                   "the CPU's matrix kernels (--plain-weights: not)", file=sys.stderr)
-    app = create_app(model, store, api_key=api_key, read_key=read_key, index_roots=roots,
-                     imu_layout=args.weaviate_imu, limits=limits, model_name=name, model_checksum=checksum,
-                     model_checkpoint=checkpoint, routers=routers, extras=extras, cors=cors)
     _announce(args, name, store, api_key, read_key, roots)
     if cors is not None:
         print(f"bindspace serve: {describe_cors(cors)}", file=sys.stderr)
