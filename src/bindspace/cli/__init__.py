@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import signal
@@ -57,7 +58,35 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 failed input or run, 2 usage error, 130 interrupted,
-    141 output closed early, as by `| head`)."""
+    141 output closed early, as by `| head`).
+
+    With argv None (the process's own command line: the `bindspace` script, `python -m bindspace.cli`)
+    the interpreter is about to exit when this returns, and what the command left is frozen for it
+    (see `_exit_fast`); a caller passing argv (a test, a script) keeps its process as it was.
+    """
+    if argv is None:
+        try:
+            return _main(argv)
+        finally:
+            _exit_fast()
+    return _main(argv)
+
+
+def _exit_fast() -> None:
+    """Let the interpreter exit without tearing down torch's object graph (about 0.4 s of CPU).
+
+    At exit Python clears every module and then collects the cycles that leaves: with torch loaded
+    that is hundreds of thousands of objects (classes, op registries, their finalizers), freed one
+    by one just before the process ends and the OS frees them all at once. Garbage is collected
+    first, so objects already unreachable are finalized as usual (an unclosed file is flushed), then
+    everything still alive is moved out of the collector's reach (`gc.freeze`). Objects freed by
+    reference counting at exit still are; atexit handlers and the flush of stdout/stderr still run.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
