@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import os
 import signal
@@ -11,6 +10,7 @@ from collections.abc import Sequence
 
 from ..errors import BindspaceError
 from .common import Interrupted, UsageError, check_device, resolve_dtype_arg
+from .startup import finish
 
 # command -> module; modules import heavy dependencies inside `run`, so `--help` stays fast.
 COMMANDS = {
@@ -61,29 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     141 output closed early, as by `| head`).
 
     With argv None (the process's own command line: the `bindspace` script, `python -m bindspace.cli`)
-    the interpreter is about to exit when this returns, and what the command left is frozen for it
-    (see `_exit_fast`); a caller passing argv (a test, a script) keeps its process as it was.
+    the interpreter exits next, and does so without collecting what the command leaves (see
+    `startup`); a caller passing argv (a test, a script) gets its process back as it was.
     """
-    if argv is None:
-        try:
-            return _main(argv)
-        finally:
-            _exit_fast()
-    return _main(argv)
-
-
-def _exit_fast() -> None:
-    """Let the interpreter exit without tearing down torch's object graph (about 0.4 s of CPU).
-
-    At exit Python clears every module and then collects the cycles that leaves: with torch loaded
-    that is hundreds of thousands of objects (classes, op registries, their finalizers), freed one
-    by one just before the process ends and the OS frees them all at once. Garbage is collected
-    first, so objects already unreachable are finalized as usual (an unclosed file is flushed), then
-    everything still alive is moved out of the collector's reach (`gc.freeze`). Objects freed by
-    reference counting at exit still are; atexit handlers and the flush of stdout/stderr still run.
-    """
-    gc.collect()
-    gc.freeze()
+    try:
+        return _main(argv)
+    finally:
+        finish(exiting=argv is None)
 
 
 def _main(argv: Sequence[str] | None) -> int:
