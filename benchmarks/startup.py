@@ -25,8 +25,10 @@ torch about 1.0 s (its op registrations and decompositions; nothing a CPU infere
 without patching torch), pylance with pyarrow about 0.1 s, and pandas about 0.13 s: pandas is no
 dependency of bindspace[index], but where it is installed (ray[data] brings it) pyarrow.dataset
 imports it when it loads (its module init builds a scalar, and pyarrow then asks whether pandas is
-importable). Fixed in issue 21 item 9, from 2.8-2.9 s to 2.0-2.1 s of CPU: full garbage collections
-over torch's ~300,000 objects while they were imported (about 0.3 s) and again at exit (about
+importable; an environment without pandas ran the search in about 0.2 s less CPU). Fixed in issue 21
+item 9, from 2.8-2.9 s to 2.0-2.1 s of CPU (5 runs each at load 2.0-2.4: main 2.65 s wall median,
+2.78 s CPU; after 1.95 s wall, 2.07 s CPU; an unchanged re-index 0.69 -> 0.67 s): full garbage collections
+over the ~210,000 objects of torch, pylance and pandas while they were imported (about 0.3 s) and again at exit (about
 0.5 s), now skipped (cli/startup.py); Pillow, PyAV and soundfile imported though a text query
 decodes nothing (about 0.15 s); the tokenizer decompressing its whole merges file for the fifth it
 uses (0.04 s). A thread importing pylance while torch loads gained nothing (both need the GIL).

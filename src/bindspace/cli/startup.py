@@ -1,6 +1,6 @@
 """Start-up and exit of a command: the cyclic garbage collector kept off what lives until the process ends.
 
-Importing torch, pylance (with pyarrow) and the model code makes some 300,000 objects (classes, op
+Importing torch, pylance (with pyarrow) and the model code makes some 210,000 objects (classes, op
 registries, their closures) that live until the process ends. Python's collector walks all of them in
 every full collection while they are being made (about 0.3 s of CPU in a `search`), and again at exit,
 where it frees them one by one just before the OS frees the whole process (about 0.5 s). Neither
