@@ -10,12 +10,28 @@ weights: the cost measured is start-up, imports and index I/O, not the model). `
 too (it must not import torch). With --imports N the slowest N top-level imports of one `search`
 run (python -X importtime, cumulative) are listed, to see what to make lazy next. The last column
 says which of the heavy packages each command imported (one extra -X importtime run each): an
-unchanged re-index should import neither torch nor lancedb, a search no lancedb and no torch._dynamo.
+unchanged re-index should import neither torch nor lancedb, a text search no lancedb, no
+torch._dynamo and no media decoder (PIL, av, soundfile).
 
 The CPU flags, core count and load average are printed with the table: on a shared machine the
 load changes the wall figures far more than the code does. The CPU seconds (user + system of the
 command) are what an idle machine's wall time comes close to (start-up is single-threaded), and
-they move much less with the load.
+they move much less with the load. With PYTHONDONTWRITEBYTECODE set (as in the development
+containers) bindspace's own modules are compiled on every run, about 0.05-0.1 s that an installed
+package does not pay; the header says whether it was set.
+
+Where a search's time goes (2026-12-03, AMD EPYC AVX2, 2 cores, load 1.5-2, CPU seconds): importing
+torch about 1.0 s (its op registrations and decompositions; nothing a CPU inference can skip
+without patching torch), pylance with pyarrow about 0.1 s, and pandas about 0.13 s: pandas is no
+dependency of bindspace[index], but where it is installed (ray[data] brings it) pyarrow.dataset
+imports it when it loads (its module init builds a scalar, and pyarrow then asks whether pandas is
+importable; an environment without pandas ran the search in about 0.2 s less CPU). Fixed in issue 21
+item 9, from 2.8-2.9 s to 2.0-2.1 s of CPU (5 runs each at load 2.0-2.4: main 2.65 s wall median,
+2.78 s CPU; after 1.95 s wall, 2.07 s CPU; an unchanged re-index 0.69 -> 0.67 s): full garbage collections
+over the ~210,000 objects of torch, pylance and pandas while they were imported (about 0.3 s) and again at exit (about
+0.5 s), now skipped (cli/startup.py); Pillow, PyAV and soundfile imported though a text query
+decodes nothing (about 0.15 s); the tokenizer decompressing its whole merges file for the fifth it
+uses (0.04 s). A thread importing pylance while torch loads gained nothing (both need the GIL).
 """
 from __future__ import annotations
 
@@ -34,7 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 MEDIA = ROOT / "tests" / "fixtures" / "media"
-HEAVY = ("torch", "torch._dynamo", "lancedb", "lance", "PIL", "av")  # what the last column reports
+# What the last column reports.
+HEAVY = ("torch", "torch._dynamo", "lancedb", "lance", "pandas", "PIL", "av", "soundfile")
 FLAGS = ("sse4_2", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "asimd", "sve")
 
 
@@ -129,7 +146,9 @@ def main() -> None:
 
     print(f"CPU flags: {' '.join(f for f in FLAGS if f in have) or '(none of the listed)'}; "
           f"{os.cpu_count()} cores; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
-    print(f"Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d %H:%M')}, {args.runs} runs each\n")
+    bytecode = "not cached (PYTHONDONTWRITEBYTECODE)" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "cached"
+    print(f"Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d %H:%M')}, {args.runs} runs each, "
+          f"bindspace bytecode {bytecode}\n")
     print("| command | wall s, median | min | max | CPU s (user+sys), median | imports |\n|---|---|---|---|---|---|")
     for label, median, low, high, cpu, heavy in rows:
         print(f"| {label} | {median:.2f} | {low:.2f} | {high:.2f} | {cpu:.2f} | {heavy} |")

@@ -101,3 +101,19 @@ def test_numpy_fingerprint_of_model_dirs_and_where_it_leaves_it_to_torch(tmp_pat
     truncated = tmp_path / "cut.safetensors"
     truncated.write_bytes(nan_file.read_bytes()[:-4])
     assert _numpy_fingerprint(truncated) is None  # a damaged file gets the torch path's error
+
+
+def test_sampled_positions_are_numpys_linspace_rounded():
+    # Indexes written before record fingerprints over np.linspace's points: the positions must stay
+    # exactly those (rounded half to even) for any tensor length, or every index would be refused.
+    import random
+
+    import numpy as np
+
+    from bindspace.model.fingerprint import PER_ROW, ROWS, _positions
+
+    lengths = [*range(0, 3000), *random.Random(0).sample(range(3000, 1 << 40), 3000), 2**31 - 1, 2**53]
+    for n in lengths:
+        for k in (ROWS, PER_ROW):
+            expected = sorted({int(round(x)) for x in np.linspace(0, n - 1, num=min(n, k))}) if n > 0 else []
+            assert _positions(n, k) == expected, (n, k)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from ..errors import BindspaceError
 from .common import Interrupted, UsageError, check_device, resolve_dtype_arg
+from .startup import finish
 
 # command -> module; modules import heavy dependencies inside `run`, so `--help` stays fast.
 COMMANDS = {
@@ -57,7 +58,19 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 failed input or run, 2 usage error, 130 interrupted,
-    141 output closed early, as by `| head`)."""
+    141 output closed early, as by `| head`).
+
+    With argv None (the process's own command line: the `bindspace` script, `python -m bindspace.cli`)
+    the interpreter exits next, and does so without collecting what the command leaves (see
+    `startup`); a caller passing argv (a test, a script) gets its process back as it was.
+    """
+    try:
+        return _main(argv)
+    finally:
+        finish(exiting=argv is None)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -18,6 +18,7 @@ from .common import (
     weights_fingerprint,
 )
 from .query import add_query_options, add_text_parts, query_parts
+from .startup import settled_imports
 
 FILTERS = (*MEDIA_KINDS, "vision")
 
@@ -63,17 +64,17 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run `bindspace search`; returns the exit status."""
-    import numpy as np
-
-    from ..embedding import Embedder
-    from ..index import open_store
-    from ..model import create_model
-    from ..tasks.arithmetic import combine_vectors
-
     parts, weights = query_parts(args)
+    with settled_imports():  # torch, pylance and the index's table: they live until exit
+        import numpy as np
 
-    store = open_store(args.db, create=False, storage_options=storage_options(args))
-    info = store.model_info()
+        from ..embedding import Embedder
+        from ..index import open_store
+        from ..model import create_model
+        from ..tasks.arithmetic import combine_vectors
+
+        store = open_store(args.db, create=False, storage_options=storage_options(args))
+        info = store.model_info()
     if info is None:
         raise BindspaceError(f"{args.db}: the index is empty (nothing indexed yet)")
     name, checkpoint = resolve_model(args, info, db=args.db)

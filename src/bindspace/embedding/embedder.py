@@ -16,13 +16,13 @@ from ..modality import Modality
 from ..model.contract import has_clip_axis
 from ..preprocess.sources import source_name
 from .loading import (
-    DECODE_ERRORS,
     Failure,
     Unit,
     UnitDataset,
     as_failure,
     check_options,
     collate,
+    decode_errors,
     geometry,
     make_loader,
     video_windows,
@@ -114,7 +114,7 @@ class _WindowPlan(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> list[tuple[float, float]] | Failure:
         try:
             return video_windows(self.items[i], self.names[i], self.seconds)
-        except DECODE_ERRORS as exc:  # reported per input
+        except decode_errors() as exc:  # reported per input
             return as_failure(exc, self.names[i])
 
 
@@ -259,7 +259,7 @@ class Embedder:
                 # File objects can neither be shared with worker processes nor read twice: read them here.
                 try:
                     items[i] = item.read()
-                except DECODE_ERRORS as exc:
+                except decode_errors() as exc:
                     job.error(i, as_failure(exc, names[i]))
                     items[i] = b""
         bad = {e.index for e in job.errors}

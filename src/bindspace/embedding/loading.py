@@ -1,4 +1,8 @@
-"""Decoding inputs for a batch job: per-kind loaders, work units, a never-raising Dataset and its collate."""
+"""Decoding inputs for a batch job: per-kind loaders, work units, a never-raising Dataset and its collate.
+
+The decoders (PyAV, soundfile, Pillow) are imported when something is decoded, not with this module:
+a text-only process (`bindspace search "a dog"`) never loads them.
+"""
 from __future__ import annotations
 
 import functools
@@ -11,10 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import av
-import soundfile
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from ..config import TowerConfig
@@ -24,17 +25,32 @@ from ..kinds import parse_kind, vision_kind
 # A trailing video window shorter than this is dropped (audio's loader applies the same rule).
 MIN_LAST_SECONDS = 0.5
 
-# What decoding one bad input may raise: these are reported per input ("skipped x: ...") and the
-# job goes on. Anything else (TypeError, AttributeError: a bug; MemoryError, RuntimeError from
-# torch: a resource or model problem) stops the job with its traceback. The loaders turn most
-# decoder errors into InputError already; the rest are the decoders' own ways of saying "bad data":
-# OSError (unreadable file, truncated image, PIL's UnidentifiedImageError), ValueError and
-# EOFError (parsers, .npy/.csv readers, av's InvalidDataError), av's FFmpegError, soundfile's
-# errors, PIL's DecompressionBombError and SyntaxError (broken PNG chunks).
-DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    InputError, OSError, ValueError, EOFError, SyntaxError,
-    av.FFmpegError, soundfile.SoundFileError, Image.DecompressionBombError,
-)
+
+@functools.cache
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What decoding one bad input may raise (imports the decoders; `DECODE_ERRORS` is the same tuple).
+
+    These are reported per input ("skipped x: ...") and the job goes on. Anything else (TypeError,
+    AttributeError: a bug; MemoryError, RuntimeError from torch: a resource or model problem) stops
+    the job with its traceback. The loaders turn most decoder errors into InputError already; the
+    rest are the decoders' own ways of saying "bad data": OSError (unreadable file, truncated image,
+    PIL's UnidentifiedImageError), ValueError and EOFError (parsers, .npy/.csv readers, av's
+    InvalidDataError), av's FFmpegError, soundfile's errors, PIL's DecompressionBombError and
+    SyntaxError (broken PNG chunks).
+    """
+    import av
+    import soundfile
+    from PIL import Image
+
+    return (InputError, OSError, ValueError, EOFError, SyntaxError,
+            av.FFmpegError, soundfile.SoundFileError, Image.DecompressionBombError)
+
+
+def __getattr__(name: str) -> tuple[type[BaseException], ...]:
+    # DECODE_ERRORS, as `except DECODE_ERRORS` reads in callers: built on first use (see decode_errors).
+    if name == "DECODE_ERRORS":
+        return decode_errors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def vision_kind_of(item: Any) -> str:
@@ -42,12 +58,14 @@ def vision_kind_of(item: Any) -> str:
     if isinstance(item, (str, os.PathLike)):
         return vision_kind(item)
     if isinstance(item, (bytes, bytearray, memoryview)):
+        from PIL import Image
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Pillow warns about odd headers; only the verdict matters
                 with Image.open(io.BytesIO(item)):  # reads the header only
                     return "image"
-        except DECODE_ERRORS:
+        except decode_errors():
             return "video"
     return "image"  # arrays, tensors, PIL images: the video loader reads files and bytes only
 
@@ -149,7 +167,7 @@ class LoadedBatch:
 
 
 def as_failure(exc: BaseException, name: str) -> Failure:
-    """A decoding failure (one of DECODE_ERRORS) as a one-line problem naming the input."""
+    """A decoding failure (one of decode_errors()) as a one-line problem naming the input."""
     if isinstance(exc, InputError):
         return Failure(exc.source, " ".join(exc.problem.split()))
     # OSError and FFmpeg's errors carry their sentence in strerror: str() adds "[Errno N]" and the path
@@ -221,7 +239,7 @@ class UnitDataset(Dataset[Loaded]):
         unit = self.units[i]
         try:
             rows, segments = self.load(self.items[unit.index], unit)
-        except DECODE_ERRORS as exc:  # one bad input must not stop the job
+        except decode_errors() as exc:  # one bad input must not stop the job
             return Loaded(unit, error=as_failure(exc, unit.name))
         return Loaded(unit, rows=rows, segments=segments, count=int(rows.shape[0]))
 

@@ -6,7 +6,8 @@ cut to `target_frames` frames and normalise -> (clips, 1, 128, target_frames).
 
 Long seekable files (over LONG_AUDIO_SECONDS) are never decoded whole: only each
 clip's input window plus the resampler's filter support is read, which gives the same
-16 kHz samples as resampling the whole file (up to float32 summation order).
+16 kHz samples as resampling the whole file (up to float32 summation order). The decoders
+(`audio_io`: soundfile, PyAV) are imported when a file is opened, not with this module.
 """
 from __future__ import annotations
 
@@ -14,16 +15,19 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..errors import InputError
-from .audio_io import AudioReader, open_audio
 from .batching import load_batch
 from .fbank import fbank, frame_sizes
 from .resample import resample, resample_region, resampled_length
 from .sources import source_name
+
+if TYPE_CHECKING:
+    from .audio_io import AudioReader
 
 MEL_MEAN = -4.268
 MEL_STD = 9.138
@@ -60,6 +64,8 @@ def load_audio(
     if isinstance(item, tuple):
         waveform = resample(*array_waveform(item, name), sample_rate)
         return _clip_features(waveform, name, clips, clip_seconds, target_frames, sample_rate)
+    from .audio_io import open_audio
+
     with open_audio(item, name) as reader:  # type: ignore[arg-type]
         _check_reader(reader, name)
         if _is_long(reader):
@@ -93,6 +99,8 @@ def load_audio_segments(
         waveform = resample(*array_waveform(item, name), sample_rate)
         return _segments(lambda a, b: waveform[:, a:b], waveform.shape[1], segment, min_last_seconds,
                          name, clips, clip_seconds, target_frames, sample_rate)
+    from .audio_io import open_audio
+
     with open_audio(item, name) as reader:  # type: ignore[arg-type]
         _check_reader(reader, name)
         if _is_long(reader):

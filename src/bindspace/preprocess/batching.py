@@ -1,27 +1,45 @@
-"""Shared helpers of the per-modality loaders: batches, and arrays that may come as .npy or images."""
+"""Shared helpers of the per-modality loaders: batches, and arrays that may come as .npy or images.
+
+Pillow is imported when an image is decoded, not with this module: a text-only process (a
+`bindspace search "a dog"`) never loads it.
+"""
 from __future__ import annotations
 
 import io
 import os
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..errors import InputError
 from .sources import read_bytes, source_name
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 NPY_MAGIC = b"\x93NUMPY"
-# What Pillow raises for corrupt, truncated or absurdly large (decompression bomb) files.
-IMAGE_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
-_SINGLE = (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, torch.Tensor, Image.Image)
+_SINGLE = (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, torch.Tensor)
+
+
+def image_decode_errors() -> tuple[type[BaseException], ...]:
+    """What Pillow raises for corrupt, truncated or absurdly large (decompression bomb) files."""
+    from PIL import Image
+
+    return (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+def is_pil_image(item: Any) -> bool:
+    """Whether `item` is a Pillow image; Pillow is not imported for this (a caller's image has loaded it)."""
+    module = sys.modules.get("PIL.Image")
+    return module is not None and isinstance(item, module.Image)
 
 
 def load_batch(kind: str, items: Any, load_one: Callable[..., torch.Tensor], **options: Any) -> torch.Tensor:
     """Stack `load_one(item, name, **options)` over a list of inputs; a single input makes a batch of one."""
-    if isinstance(items, _SINGLE) or hasattr(items, "read"):
+    if isinstance(items, _SINGLE) or is_pil_image(items) or hasattr(items, "read"):
         items = [items]
     items = list(items)
     if not items:
@@ -35,7 +53,7 @@ def read_array(item: Any, name: str, image_array: Callable[[Image.Image, str], n
         return item.detach().cpu().numpy()
     if isinstance(item, np.ndarray):
         return item
-    if isinstance(item, Image.Image):
+    if is_pil_image(item):
         return image_array(item, name)
     data = read_bytes(item, name)
     if data.startswith(NPY_MAGIC):
@@ -43,11 +61,13 @@ def read_array(item: Any, name: str, image_array: Callable[[Image.Image, str], n
             return np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise InputError(name, f"unreadable .npy array ({exc})") from None
+    from PIL import Image
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             return image_array(image, name)
-    except IMAGE_DECODE_ERRORS as exc:
+    except image_decode_errors() as exc:
         raise InputError(name, f"not a readable {what} or .npy array ({exc})") from None
 
 

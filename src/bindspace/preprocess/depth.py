@@ -8,16 +8,20 @@ to `size` with a mask-aware bilinear filter, centre crop, optionally normalise.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..errors import InputError
 from .batching import center_crop, load_batch, read_array, shorter_side_to
 from .sources import Source, source_name
+
+if TYPE_CHECKING:  # Pillow is imported where an image is decoded (batching.read_array)
+    from PIL import Image
+
+    DepthInput = Source | Image.Image | np.ndarray | torch.Tensor
 
 # Kinect v1 constants as commonly used for NYU Depth v2 / SUN RGB-D data: the focal
 # length (px, at 640x480) of the colour camera that the depth maps are registered to,
@@ -29,7 +33,6 @@ MILLIMETRES = 0.001  # metres per unit of 16-bit depth PNGs (Kinect, NYU, SUN RG
 
 _SINGLE_CHANNEL_MODES = {"L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 
-DepthInput = Source | Image.Image | np.ndarray | torch.Tensor
 
 
 def load_depth(

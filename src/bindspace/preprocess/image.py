@@ -1,27 +1,29 @@
-"""Images to CLIP-normalised (3, 224, 224) tensors, exactly as the original (SPEC.md, Image)."""
+"""Images to CLIP-normalised (3, 224, 224) tensors, exactly as the original (SPEC.md, Image).
+
+Pillow is imported by the functions that decode or resize (see `batching`), not with the module.
+"""
 from __future__ import annotations
 
 import io
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..errors import InputError
-from .batching import load_batch
+from .batching import image_decode_errors, is_pil_image, load_batch
 from .sources import read_bytes, source_name
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGE_SIZE = 224
 # Our own decompression-bomb limit, checked from the header before any pixel is decoded.
 DEFAULT_MAX_PIXELS = 100_000_000
-
-# Decoding errors Pillow raises for files it recognises but cannot read to the end.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 def normalize(pixels: torch.Tensor) -> torch.Tensor:
@@ -33,6 +35,8 @@ def normalize(pixels: torch.Tensor) -> torch.Tensor:
 
 def _from_array(array: np.ndarray, name: str) -> Image.Image:
     """A Pillow image from an (H,W), (H,W,1|3|4) uint8 or [0,1] float array."""
+    from PIL import Image
+
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
@@ -55,6 +59,8 @@ def _from_array(array: np.ndarray, name: str) -> Image.Image:
 
 def open_image(item: Any, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode a path, bytes or binary file into a loaded Pillow image, with a size guard."""
+    from PIL import Image
+
     data = read_bytes(item, name)  # checks paths: missing, directory, empty
     try:
         with warnings.catch_warnings():
@@ -71,7 +77,7 @@ def open_image(item: Any, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
         raise InputError(name, f"image is too large ({err})") from None
     except Image.UnidentifiedImageError:
         raise InputError(name, "not an image (format not recognised)") from None
-    except _DECODE_ERRORS as err:
+    except image_decode_errors() as err:
         raise InputError(name, f"cannot decode image ({err})") from None
     return img
 
@@ -79,7 +85,7 @@ def open_image(item: Any, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
 def to_pil(item: Any, name: str | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Any accepted image input as an RGB Pillow image."""
     name = name or source_name(item)
-    if isinstance(item, Image.Image):
+    if is_pil_image(item):
         img = item
     elif isinstance(item, np.ndarray):
         img = _from_array(item, name)
@@ -89,7 +95,7 @@ def to_pil(item: Any, name: str | None = None, *, max_pixels: int = DEFAULT_MAX_
         img = open_image(item, name, max_pixels)
     try:
         return _wide_to_8bit(img, name).convert("RGB")
-    except _DECODE_ERRORS as err:
+    except image_decode_errors() as err:
         raise InputError(name, f"cannot convert image to RGB ({err})") from None
 
 
@@ -101,6 +107,8 @@ def _wide_to_8bit(img: Image.Image, name: str) -> Image.Image:
     of full scale; float images (`F`) must lie in [0, 1] like float arrays. Anything else is
     refused: there is no standard way to show it as 8 bits.
     """
+    from PIL import Image
+
     if not (img.mode.startswith("I;16") or img.mode in ("I", "F")):
         return img
     values = np.asarray(img)
@@ -120,6 +128,8 @@ def _wide_to_8bit(img: Image.Image, name: str) -> Image.Image:
 
 def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
     """Shorter side to `size` (bicubic, the longer side truncated), then the centred size x size window."""
+    from PIL import Image
+
     width, height = img.size
     if width <= height:
         new_w, new_h = size, int(size * height / width)

@@ -8,19 +8,22 @@ with antialiased bicubic, centre crop, then (x - mean) / std with mean 0, std 1.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..errors import InputError
 from .batching import center_crop, load_batch, read_array, shorter_side_to
 from .sources import Source, source_name
 
+if TYPE_CHECKING:  # Pillow is imported where an image is decoded (batching.read_array)
+    from PIL import Image
+
+    ThermalInput = Source | Image.Image | np.ndarray | torch.Tensor
+
 Scale = Literal["bitdepth", "minmax"] | tuple[float, float]
-ThermalInput = Source | Image.Image | np.ndarray | torch.Tensor
 
 # ITU-R 601-2 luma, the weights Pillow's convert("L") uses, so arrays and images agree.
 LUMA = (0.299, 0.587, 0.114)

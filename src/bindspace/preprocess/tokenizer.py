@@ -47,19 +47,26 @@ def clean(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip().lower()
 
 
+def _merge_lines(path: str | Path) -> list[str]:
+    """Lines 1..NUM_MERGES of the merges file; the rest (four fifths of it) is never decompressed."""
+    text = ""
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        while text.count("\n") <= NUM_MERGES and (chunk := handle.read(1 << 18)):
+            text += chunk
+    return text.split("\n", NUM_MERGES + 1)[1 : NUM_MERGES + 1]
+
+
 class Tokenizer:
     """Byte-level BPE with the CLIP vocabulary; ids fit the ImageBind text encoder."""
 
     def __init__(self, merges_path: str | Path = MERGES_FILE) -> None:
-        with gzip.open(merges_path, "rt", encoding="utf-8") as handle:
-            lines = handle.read().split("\n")[1 : NUM_MERGES + 1]
-        merges = [tuple(line.split()) for line in lines]
+        merges = [tuple(line.split()) for line in _merge_lines(merges_path)]
         self._byte_symbol, base = byte_symbols()
         vocab = base + [s + "</w>" for s in base]
         vocab += ["".join(pair) for pair in merges]
         vocab += ["<|startoftext|>", "<|endoftext|>"]
-        self.encoder: dict[str, int] = {symbol: i for i, symbol in enumerate(vocab)}
-        self.ranks: dict[tuple[str, str], int] = {pair: i for i, pair in enumerate(merges)}  # type: ignore[misc]
+        self.encoder: dict[str, int] = dict(zip(vocab, range(len(vocab))))
+        self.ranks: dict[tuple[str, str], int] = dict(zip(merges, range(len(merges))))  # type: ignore[arg-type]
         self.sot_token: int = self.encoder["<|startoftext|>"]
         self.eot_token: int = self.encoder["<|endoftext|>"]
         self.vocab_size: int = len(vocab)

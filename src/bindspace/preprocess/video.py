@@ -1,7 +1,8 @@
 """Videos to (clips·crops, 3, frames, 224, 224) tensors as the original samples them (SPEC.md, Video).
 
 Only the frames the sampler needs are decoded: we seek close to each one and decode
-forward, identifying frames by their presentation timestamp.
+forward, identifying frames by their presentation timestamp. PyAV is imported when a video is
+opened, not with the module (a text-only process never loads FFmpeg).
 """
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import io
 import math
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,13 +21,22 @@ from .batching import load_batch
 from .image import normalize
 from .sources import check_path, is_path, read_bytes, source_name
 
+if TYPE_CHECKING:
+    import av
+
 # Demuxers that hold a single still image: these are images, not videos.
 _IMAGE_FORMATS = {"image2", "image2pipe", "webp_pipe"}
 # Decoding forward is cheaper than seeking when the next wanted frame is this close (seconds).
 _FORWARD_SECONDS = 2.0
 # How far before a wanted frame to retry a seek that landed past it (seconds).
 _SEEK_MARGINS = (0.0, 1.0, 5.0)
-_AV_ERRORS = (av.FFmpegError, OSError, ValueError, UnicodeDecodeError, EOFError)
+
+
+def _av_errors() -> tuple[type[BaseException], ...]:
+    """What PyAV and file reading raise for an unreadable or corrupt video."""
+    import av
+
+    return (av.FFmpegError, OSError, ValueError, UnicodeDecodeError, EOFError)
 
 
 class _SeekFailed(Exception):
@@ -64,11 +73,13 @@ class _Video:
         # Always a Python file object, never a name FFmpeg would parse as a URL, and no
         # protocols for nested opens: playlists (HLS, concat) and external references in
         # an uploaded file must not make FFmpeg read other local files or the network.
+        import av
+
         self._handle = open(self._source, "rb") if isinstance(self._source, str) else io.BytesIO(self._source)
         try:
             self.container = av.open(self._handle, "r", metadata_errors="ignore",
                                      container_options={"protocol_whitelist": "none"})
-        except _AV_ERRORS as err:
+        except _av_errors() as err:
             self._handle.close()
             raise InputError(self.name, f"not a readable video ({_reason(err)})") from None
         if self.container.format.name in _IMAGE_FORMATS or self.container.format.name.endswith("_pipe"):
@@ -86,7 +97,7 @@ class _Video:
         """Frame count by demuxing (no decoding), for containers that do not store it."""
         try:
             count = sum(1 for packet in self.container.demux(self.stream) if packet.size > 0)
-        except _AV_ERRORS as err:
+        except _av_errors() as err:
             raise InputError(self.name, f"corrupt video ({_reason(err)})") from None
         self.close()
         self._open()
@@ -139,7 +150,7 @@ def _read_frames(video: _Video, wanted: Sequence[int], *, allow_seek: bool = Tru
     except _SeekFailed:
         video.reopen()
         return _decode(video, sorted(set(wanted)), False)
-    except _AV_ERRORS as err:
+    except _av_errors() as err:
         raise InputError(video.name, f"corrupt video ({_reason(err)})") from None
 
 
