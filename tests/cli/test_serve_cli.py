@@ -121,18 +121,18 @@ def test_real_server_starts_answers_and_stops(tiny_model_dir):
     assert "are OPEN to anyone who can connect" in text and "writes are disabled" in text
 
 
-@pytest.mark.parametrize("plain", [False, True])
+@pytest.mark.parametrize("option", [None, "--plain-weights", "--free-batches"])
 def test_cpu_towers_but_text_run_on_packed_weights_unless_asked_not_to(captured, tiny_pth, tiny_model, media_dir,
-                                                                        capsys, plain):
+                                                                        capsys, option):
     import base64
 
     from fastapi.testclient import TestClient
 
     from bindspace.layers.packed_linear import mkl_packing_available
 
-    assert main(["serve", *tiny_args(tiny_pth), *(["--plain-weights"] if plain else [])]) == 0
+    assert main(["serve", *tiny_args(tiny_pth), *([option] if option else [])]) == 0
     packed = packed_towers(captured["app"].state.bindspace.model)
-    expect_packed = mkl_packing_available() and not plain
+    expect_packed = mkl_packing_available() and option is None
     assert packed == ({"vision", "audio", "depth", "thermal", "imu"} if expect_packed else set())
     assert ("run on weights packed once" in capsys.readouterr().err) is expect_packed
     image = (media_dir / "image_1.jpg").read_bytes()
