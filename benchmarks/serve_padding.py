@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import base64
 import dataclasses
+import gc
 import json
 import os
 import platform
@@ -107,7 +108,10 @@ async def _serve(app, clients: int, per_client: int, body: dict) -> tuple[float,
 
 def served(layers: int, policy: str, *, clients: int, per_client: int) -> tuple[float, list[float]]:
     """(wall seconds, latencies) of the clients against a fresh app and model with one of POLICIES."""
-    return asyncio.run(_serve(_app(vision_model(layers), policy), clients, per_client, _BODY))
+    try:
+        return asyncio.run(_serve(_app(vision_model(layers), policy), clients, per_client, _BODY))
+    finally:
+        gc.collect()  # the app's reference cycles hold its model (2.5 GB at full depth) until collected
 
 
 def lone_vs_bare(model: ImageBindModel, layers: int, repeats: int) -> tuple[list[float], list[float]]:
@@ -170,6 +174,7 @@ def main() -> int:
     model = vision_model(args.layers)
     out: dict = {"machine": machine(), "layers": args.layers}
     requests, bares = lone_vs_bare(model, args.layers, args.repeats)
+    gc.collect()  # the lone requests' app and its model
     lone_s, bare_one = statistics.median(requests), statistics.median(bares)
     bare_eight = bare_seconds(model, 8, 1)
     out |= {"bare_1_s": bares, "bare_8_s": bare_eight, "lone_request_s": requests,

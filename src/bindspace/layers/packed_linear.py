@@ -65,7 +65,8 @@ def pack_linears(module: nn.Module, rows: int) -> int:
     from .attention import SelfAttention
 
     packed = 0
-    for parent in list(module.modules()):
+    # Parents only: a list holding the linears themselves would keep every original weight alive to the end.
+    for parent in [m for m in module.modules() if type(m) is not nn.Linear]:
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear and child.weight.dtype == torch.float32 and child.weight.device.type == "cpu":
                 setattr(parent, name, PackedLinear(child.weight, child.bias, rows))
