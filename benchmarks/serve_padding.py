@@ -186,6 +186,7 @@ def main() -> int:
     for policy in [*POLICIES, *reversed(POLICIES)]:
         seconds, _ = served(args.layers, policy, clients=args.clients, per_client=args.requests)
         runs[policy].append(items / seconds)
+        print(f"  {policy}: {items / seconds:.2f} img/s (load {load()})", flush=True)
     mean = {policy: statistics.mean(rates) for policy, rates in runs.items()}
     fixed, free = mean["fixed"], mean["free"]
     out |= {"img_per_s": runs, "fixed_over_free": fixed / free,

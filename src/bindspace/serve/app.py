@@ -38,7 +38,7 @@ from .metrics import CONTENT_TYPE, ServerMetrics
 from .middleware import BodyLimitMiddleware, DefaultJsonMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
 from .pipeline import Forward, Pipeline, device_type_of, fixed_size_calls
 from .schemas import Health
-from .state import ServeState
+from .state import ServeState, serve_state
 from .weaviate_inputs import IMU_LAYOUTS
 
 log = logging.getLogger("bindspace.serve")
@@ -121,7 +121,7 @@ def create_app(model: Any, store: Any = None, *, api_key: str | None = None, rea
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _add_error_handlers(app, metrics)
     _include_routers(app, routers)
-    _add_service_routes(app, state)
+    _add_service_routes(app)
     add_docs_pages(app)
     return app
 
@@ -237,7 +237,9 @@ def _add_error_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
         return error_response(500, f"internal error ({type(exc).__name__})", "internal")
 
 
-def _add_service_routes(app: FastAPI, state: ServeState) -> None:
+def _add_service_routes(app: FastAPI) -> None:
+    # The routes read the state from the request: FastAPI caches endpoint functions process-wide, and a
+    # closure over the state would keep this app's model alive after the app is gone.
     @app.get("/healthz", response_model=Health, response_model_exclude_none=True, tags=["service"],
              summary="Liveness: the process answers.")
     async def healthz() -> dict:
@@ -246,15 +248,16 @@ def _add_service_routes(app: FastAPI, state: ServeState) -> None:
     @app.get("/readyz", response_model=Health, response_model_exclude_none=True, tags=["service"],
              responses={503: {"model": Health, "description": "starting, stopping, or the warm-up failed (reason)"}},
              summary="Readiness: the model is loaded and every tower answered its warm-up call.")
-    async def readyz():
+    async def readyz(request: Request):
+        state = serve_state(request)
         if not state.ready:
             return JSONResponse({"status": "not ready", "reason": state.not_ready_reason}, status_code=503)
         return {"status": "ready"}
 
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse,
              summary="Prometheus metrics (text exposition format).")
-    async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(state.metrics.render(), media_type=CONTENT_TYPE)
+    async def metrics(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(serve_state(request).metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
