@@ -124,11 +124,13 @@ class ImageBindModel(EmbeddingModel):
                                 device=next(stem.parameters()).device)  # one item: (1, C, ...)
             with torch.inference_mode():
                 rows = int(stem(probe).shape[1])  # (1, N, D): N token rows per sequence
-            count += pack_linears(self.modality_trunks[modality], rows)
-            with torch.no_grad():
-                for part in (stem, self.modality_trunks[modality], self.modality_heads[modality],
-                             self.modality_postprocessors[modality]):
-                    _own_memory(part)
+            packed = pack_linears(self.modality_trunks[modality], rows)
+            if packed:  # (a bf16 tower packs nothing and is left as it is)
+                with torch.no_grad():
+                    for part in (stem, self.modality_trunks[modality], self.modality_heads[modality],
+                                 self.modality_postprocessors[modality]):
+                        _own_memory(part)
+            count += packed
         return count
 
     def no_weight_decay(self) -> set[str]:
