@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from ..config import TowerConfig
 from ..errors import InputError
 from ..kinds import parse_kind, vision_kind
+from ..preprocess.batching import image_decode_errors
 
 # A trailing video window shorter than this is dropped (audio's loader applies the same rule).
 MIN_LAST_SECONDS = 0.5
@@ -40,10 +41,8 @@ def decode_errors() -> tuple[type[BaseException], ...]:
     """
     import av
     import soundfile
-    from PIL import Image
 
-    return (InputError, OSError, ValueError, EOFError, SyntaxError,
-            av.FFmpegError, soundfile.SoundFileError, Image.DecompressionBombError)
+    return (InputError, *image_decode_errors(), av.FFmpegError, soundfile.SoundFileError)
 
 
 def __getattr__(name: str) -> tuple[type[BaseException], ...]:

@@ -73,9 +73,10 @@ def _media_part(value: Any, default: str, modality: str | None, name: str, polic
             hint = " (the server's operator can allow hosts with --fetch-allow)" if fetching_route else ""
             raise _fail(f"{name}: remote URLs are not fetched{hint}; send base64 data or data: URLs")
         return Part(modality or default, b"", name, url=value.strip(), kind_given=modality is not None)
-    if has_data_scheme(value) and data_url_type(value) is None:
+    media_type = data_url_type(value)
+    if media_type is None and has_data_scheme(value):
         raise _fail(f"{name}: a data: URL must read {DATA_URL_FORM}")
-    kind = modality or kind_of_media_type(data_url_type(value)) or default
+    kind = modality or kind_of_media_type(media_type) or default
     return Part(kind, value, name, kind_given=modality is not None)
 
 
