@@ -258,3 +258,36 @@ def test_weaviate_vectors_keep_their_bits_next_to_a_long_text(tiny_model, served
     assert mixed["textVectors"][1] == alone["textVectors"][0]
     assert mixed["imageVectors"][1] == alone["imageVectors"][0]
     assert not np.allclose(mixed["textVectors"][0], alone["textVectors"][0])
+
+
+@pytest.mark.skipif(not mkl_packing_available(), reason="this torch build has no MKL packed GEMM")
+@pytest.mark.parametrize("model_name", ["small_model", "demo_model"])
+def test_packed_towers_of_a_non_default_geometry_serve_the_plain_vectors(request, model_name, served_media):
+    """32-px / 16-px images, 400-sample IMU: each tower packs for its own sequence length, not ViT-H's 257."""
+    import copy
+
+    from fastapi.testclient import TestClient
+
+    from bindspace.kinds import tower_of
+    from bindspace.serve import create_app
+
+    plain = request.getfixturevalue(model_name)
+    packed = copy.deepcopy(plain)
+    towers = pack_served_towers(packed, True)
+    assert set(towers) == set(plain.modalities) - {Modality.TEXT}
+    files = {"image": "image_1.jpg", "audio": "audio_1.wav", "depth": "depth_1.png", "thermal": "thermal_1.png",
+             "imu": "imu_1.npy", "video": "video_1.mp4"}
+    vectors = {}
+    for name, model in (("plain", plain), ("packed", packed)):
+        with TestClient(create_app(model)) as client:
+            for kind, file in files.items():
+                if tower_of(kind) not in model.modalities:
+                    continue
+                body = {"modality": kind, "items": [b64((served_media / file).read_bytes())]}
+                response = client.post("/v1/embed", json=body)
+                assert response.status_code == 200, response.text
+                vectors[name, kind] = response.json()["vectors"][0]
+    kinds = {kind for _, kind in vectors}
+    assert "image" in kinds and "video" in kinds
+    for kind in kinds:
+        np.testing.assert_allclose(vectors["packed", kind], vectors["plain", kind], atol=1e-5, err_msg=kind)
