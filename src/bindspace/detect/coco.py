@@ -44,11 +44,6 @@ class CocoSet:
     names: list[str]
     category_ids: list[int]
 
-    @property
-    def objects(self) -> int:
-        """How many boxes the manifest has (crowd regions left out)."""
-        return sum(len(image.labels) for image in self.images)
-
 
 def read_coco(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
               check_files: bool = True) -> CocoSet:

@@ -32,6 +32,7 @@ from ..errors import ConfigError, InputError
 from ..modality import Modality
 from ..train.api import TrainOutput
 from ..train.config import TrainConfig, TrainKind, build_section, register_kind, validate_run
+from ..train.loss import StepLoss
 from .coco import CocoImage, CocoSet, read_coco
 from .config import DetectorConfig
 from .detector import DetectionClass, Detector, SpaceInfo, class_embeddings, normalized, resized_image, save_detector
@@ -193,14 +194,6 @@ class ImageSource:
 # ----------------------------------------------------------------------------- objective
 
 
-@dataclass
-class StepLoss:
-    """What the Trainer reads from a model with its own objective."""
-
-    loss: torch.Tensor
-    accuracy: torch.Tensor  # share of objects whose centre cell names their class best
-
-
 class DetectorObjective(nn.Module):
     """The region network and the frozen class embeddings; `forward(batch)` returns the detection loss."""
 
@@ -244,23 +237,24 @@ class DetectOutput(TrainOutput):
 
 def encoder_of(recipe: DetectRecipe) -> tuple[str | None, Path, int]:
     """(preset name or None for a model directory, the encoder's path, its space's width)."""
-    from ..model.checkpoint import is_model_dir
-    from ..model.factory import manifest_config
-    from ..model.presets import get_config
+    from ..model.factory import encoder_config
 
-    path = Path(os.path.expanduser(recipe.encoder))
-    if not path.exists():
-        raise ConfigError(f"detect.encoder: {path}: bindspace model not found")
-    name = None if is_model_dir(path) else (recipe.encoder_model or "imagebind_huge")
-    config = manifest_config(path) if name is None else get_config(name)
+    name, path, config = encoder_config(recipe.encoder, recipe.encoder_model, "detect.encoder")
     return name, path, config.embed_dim
+
+
+def _space(name: str | None, encoder_path: Path, embed_dim: int) -> SpaceInfo:
+    """The space a detector trained on this encoder lives in (its width, path, weights fingerprint, preset)."""
+    from ..model.fingerprint import model_fingerprint
+
+    return SpaceInfo(embed_dim, str(encoder_path.resolve()), model_fingerprint(None, encoder_path),
+                     {"model": name} if name else {})
 
 
 def train_detector(config: TrainConfig, *, evaluate: Callable[[Any], dict[str, float]] | None = None,
                    max_steps: int | None = None) -> DetectOutput:
     """Embed the class names once, train the region network with the shared Trainer, save the detector directory."""
     from ..model import create_model
-    from ..model.fingerprint import model_fingerprint
     from ..train.api import seed_everything
     from ..train.distributed import init_distributed, shutdown_distributed
     from ..train.loop import train_run
@@ -286,13 +280,12 @@ def train_detector(config: TrainConfig, *, evaluate: Callable[[Any], dict[str, f
         source = ImageSource(store, batch_size=config.run.batch_size, seed=config.run.seed, rank=dist.rank,
                              world=dist.world_size)
         if evaluate is None and val_images:
-            evaluate = _val_recall(ImageStore(val_images, recipe.image_size), classes, names, recipe.threshold)
+            evaluate = _val_recall(val_images, classes, names, recipe.threshold)
         result = train_run(cast(Any, objective), cast(Any, source), config, dist, evaluate, max_steps)
         detector_dir = None
         if dist.is_main and not result.stopped_early:
-            space = SpaceInfo(embed_dim, str(encoder_path.resolve()), model_fingerprint(None, encoder_path),
-                              {"model": name} if name else {})
-            detector_dir = save_detector(Detector(network.cpu(), space), _detector_dir(config, recipe),
+            detector = Detector(network.cpu(), _space(name, encoder_path, embed_dim))
+            detector_dir = save_detector(detector, _detector_dir(config, recipe),
                                          training=_training_record(config, recipe, names, texts, result.steps))
             log.info("detector directory: %s  (bindspace detect --detector %s ...)", detector_dir, detector_dir)
         return DetectOutput(result, detector_dir, None)
@@ -312,16 +305,16 @@ def _detector_dir(config: TrainConfig, recipe: DetectRecipe) -> Path:
     return folder
 
 
-def _val_recall(store: ImageStore, classes: torch.Tensor, names: list[str],
+def _val_recall(images: Sequence[CocoImage], classes: torch.Tensor, names: list[str],
                 threshold: float) -> Callable[[Any], dict[str, float]]:
     def evaluate(objective: Any) -> dict[str, float]:
         network: RegionNetwork = objective.network
         detector = Detector(network, SpaceInfo(network.config.embed_dim))
         found = []
-        for start in range(0, len(store.images), 32):
-            files = [image.path for image in store.images[start:start + 32]]  # boxes come back in their pixels
+        for start in range(0, len(images), 32):
+            files = [image.path for image in images[start:start + 32]]  # boxes come back in their pixels
             found += detector.detect(files, classes, names, threshold=threshold, names=[str(f) for f in files])
-        recall, precision = recall_precision(store.images, found)
+        recall, precision = recall_precision(images, found)
         return {"val_recall": recall, "val_precision": precision}
 
     return evaluate
@@ -330,7 +323,6 @@ def _val_recall(store: ImageStore, classes: torch.Tensor, names: list[str],
 def export_detector_checkpoint(config: TrainConfig, checkpoint: str | os.PathLike[str] | None = None,
                                out_dir: str | os.PathLike[str] | None = None) -> Path:
     """Rebuild the region network of `config`, load a training checkpoint (default: the latest), save the detector."""
-    from ..model.fingerprint import model_fingerprint
     from ..train.loop import checkpoint_to_export, load_trained_weights
 
     recipe = recipe_of(config)
@@ -338,10 +330,9 @@ def export_detector_checkpoint(config: TrainConfig, checkpoint: str | os.PathLik
     name, encoder_path, embed_dim = encoder_of(recipe)
     network = RegionNetwork(network_config(recipe, embed_dim))
     steps = load_trained_weights(cast(Any, DetectorObjective(network, torch.zeros(1, embed_dim))), path)
-    space = SpaceInfo(embed_dim, str(encoder_path.resolve()), model_fingerprint(None, encoder_path),
-                      {"model": name} if name else {})
     folder = Path(out_dir) if out_dir else _detector_dir(config, recipe)
-    return save_detector(Detector(network, space), folder, training={"steps": steps, "checkpoint": str(path)})
+    detector = Detector(network, _space(name, encoder_path, embed_dim))
+    return save_detector(detector, folder, training={"steps": steps, "checkpoint": str(path)})
 
 
 register_kind("detect", TrainKind(validate_recipe, train_detector, export_detector_checkpoint))

@@ -1,7 +1,6 @@
 """The training objective: next-token cross-entropy on the response tokens, for the shared Trainer."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -9,18 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..train.loss import StepLoss
 from .bridge import Bridge
 from .data import BridgeBatch
 from .prefix import PrefixCache, keeps_some_logits, shared_head
 from .template import IGNORE
-
-
-@dataclass
-class StepLoss:
-    """What the Trainer reads from a model with its own objective."""
-
-    loss: torch.Tensor
-    accuracy: torch.Tensor  # next-token top-1 accuracy over the response tokens
 
 
 class BridgeObjective(nn.Module):

@@ -109,15 +109,9 @@ def build_bridge(recipe: LlmRecipe, lm: LanguageModel, space: SpaceInfo) -> Brid
 
 
 def _encoder_space(recipe: LlmRecipe) -> tuple[str | None, SpaceInfo]:
-    from ..model.checkpoint import is_model_dir
-    from ..model.factory import manifest_config
-    from ..model.presets import get_config
+    from ..model.factory import encoder_config
 
-    path = Path(os.path.expanduser(recipe.encoder))
-    if not path.exists():
-        raise ConfigError(f"llm.encoder: {path}: encoder checkpoint not found")
-    name = None if is_model_dir(path) else (recipe.encoder_model or "imagebind_huge")
-    config = manifest_config(path) if name is None else get_config(name)
+    name, path, config = encoder_config(recipe.encoder, recipe.encoder_model, "llm.encoder")
     return name, space_of(path, config.name, config.embed_dim)
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..config import ModelConfig
-from ..errors import BindspaceError, CheckpointError
+from ..errors import BindspaceError, CheckpointError, ConfigError
 from ..modality import Modality, as_modality
 from . import checkpoint as ckpt
 from .contract import EmbeddingModel
@@ -27,6 +27,20 @@ if TYPE_CHECKING:
 # registers its builder here when imported (`import bindspace`'s create_model and --dtype int8 import it).
 Int8Builder = Callable[..., Path]  # (towers, fingerprint, recipe, load_torch) -> folder OnnxModel opens
 _INT8_BUILDER: list[Int8Builder] = []
+
+
+def encoder_config(encoder: str | os.PathLike[str], preset: str | None,
+                   field: str) -> tuple[str | None, Path, ModelConfig]:
+    """A recipe's frozen encoder: (its preset, None for a model directory; its path; its config).
+
+    A checkpoint that is not a model directory is read as `preset` (default imagebind_huge); a
+    missing path is a ConfigError naming the recipe's `field`.
+    """
+    path = Path(os.path.expanduser(encoder))
+    if not path.exists():
+        raise ConfigError(f"{field}: {path}: encoder checkpoint not found")
+    name = None if ckpt.is_model_dir(path) else (preset or "imagebind_huge")
+    return name, path, manifest_config(path) if name is None else get_config(name)
 
 
 def register_int8_builder(builder: Int8Builder) -> None:

@@ -114,11 +114,12 @@ def train_run(bind: Any, source: Any, config: TrainConfig, dist: DistInfo, evalu
               max_steps: int | None = None) -> TrainResult:
     """Every train kind's loop: the run's config.json (main process only), then the shared Trainer's fit."""
     out_dir = Path(config.run.out_dir)
+    settings = config.to_dict()
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+        (out_dir / "config.json").write_text(json.dumps(settings, indent=1))
     trainer = Trainer(bind, source, run=config.run, optim=config.optim, dist=dist, evaluate=evaluate,
-                      config=config.to_dict())
+                      config=settings)
     return trainer.fit(max_steps=max_steps)
 
 

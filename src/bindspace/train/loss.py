@@ -12,6 +12,14 @@ from .distributed import all_gather_with_grad, rank
 
 
 @dataclass
+class StepLoss:
+    """What the Trainer reads from a model with its own objective (`computes_loss`): its loss and accuracy."""
+
+    loss: torch.Tensor
+    accuracy: torch.Tensor  # the objective's own top-1 measure (next tokens, object centres...)
+
+
+@dataclass
 class LossOutput:
     """The loss and, for logging, the two directions and the in-batch top-1 accuracy."""
 
