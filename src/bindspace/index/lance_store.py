@@ -248,19 +248,14 @@ class LanceStore(Store):
                     return None  # no table yet
                 except LANCE_ERRORS as exc:
                     raise BindspaceError(f"{self.uri}: cannot open the index table ({_lance_error(exc)})") from exc
-                if META_KEY not in (self._dataset_obj.schema.metadata or {}):
+                if not self._written_by_us(self._dataset_obj):
                     self._dataset_obj = None
-                    raise BindspaceError(f"{self.uri}: table {TABLE!r} was not written by bindspace (no model record)")
+                    raise self._not_ours()
             return self._dataset_obj
         latest = self._dataset_obj.latest_version
         if latest != self._dataset_obj.version:
             self._dataset_obj = self._dataset_obj.checkout_version(latest)
         return self._dataset_obj
-
-    def _scan(self, columns: Sequence[str], where: str | None = None, row_ids: bool = False) -> pa.Table:
-        """Every row (matching the SQL filter `where`) with these columns, in table order; `_rowid` too with row_ids."""
-        dataset = self._dataset()
-        return dataset.to_table(columns=list(columns), filter=where, with_row_id=row_ids)
 
     def _table(self) -> Any:
         if self._table_obj is None:
@@ -271,10 +266,18 @@ class LanceStore(Store):
             except LANCE_ERRORS as exc:
                 raise BindspaceError(f"{self.uri}: cannot open the index table "
                                      f"({_cause(exc, self.uri, self.storage_options)})") from exc
-            if META_KEY not in (self._table_obj.schema.metadata or {}):
+            if not self._written_by_us(self._table_obj):
                 self._table_obj = None
-                raise BindspaceError(f"{self.uri}: table {TABLE!r} was not written by bindspace (no model record)")
+                raise self._not_ours()
         return self._table_obj
+
+    @staticmethod
+    def _written_by_us(table: Any) -> bool:
+        """A LanceDB table or Lance dataset whose schema holds our model record."""
+        return META_KEY in (table.schema.metadata or {})
+
+    def _not_ours(self) -> BindspaceError:
+        return BindspaceError(f"{self.uri}: table {TABLE!r} was not written by bindspace (no model record)")
 
     def _require_table(self) -> Any:
         table = self._table()
@@ -320,11 +323,6 @@ class LanceStore(Store):
 
     def row_writer(self) -> RowWriter:
         """What a worker needs to write rows as Lance data files for `commit_written` (needs pylance)."""
-        try:
-            import lance  # noqa: F401
-        except ImportError as err:
-            raise BindspaceError(f"workers writing to the index need pylance ({err.name} is missing): "
-                                 "pip install 'bindspace[ray]'") from None
         table = self._require_table()
         info = self.model_info()
         assert info is not None
@@ -335,7 +333,6 @@ class LanceStore(Store):
 
     def commit_written(self, payloads: Sequence[str]) -> None:
         """Make data files written by `RowWriter.write` part of the table, in one atomic Append commit."""
-        import lance
         from lance.fragment import FragmentMetadata
 
         fragments = [FragmentMetadata.from_json(json.dumps(f)) for p in payloads if p for f in json.loads(p)]
@@ -385,9 +382,10 @@ class LanceStore(Store):
         return int(n)
 
     def dedupe(self) -> int:
-        if self._dataset() is None:
+        dataset = self._dataset()
+        if dataset is None:
             return 0
-        scan = self._scan(["id"], row_ids=True)
+        scan = dataset.to_table(columns=["id"], with_row_id=True)
         if scan.num_rows == 0:
             return 0
         ids = np.asarray(scan["id"].to_pylist(), dtype=object)
@@ -452,15 +450,14 @@ class LanceStore(Store):
             raise BindspaceError(f"{self.uri}: building the ANN index failed ({_lance_error(exc)})") from exc
         self._ann = None
 
-    def has_ann_index(self, version: int | None = None) -> bool:
-        """True when the vectors have an ANN index (search then uses it)."""
-        dataset = self._dataset()
+    def has_ann_index(self, dataset: Any = None) -> bool:
+        """True when the vectors have an ANN index (search then uses it); `dataset`: the version a caller holds."""
+        dataset = self._dataset() if dataset is None else dataset
         if dataset is None:
             return False
-        version = dataset.version if version is None else version
-        if self._ann is None or self._ann[0] != version:
+        if self._ann is None or self._ann[0] != dataset.version:
             has = any("vector" in (ix.field_names or []) for ix in dataset.describe_indices())
-            self._ann = (version, has)
+            self._ann = (dataset.version, has)
         return self._ann[1]
 
     # ------------------------------------------------------------------ reads
@@ -482,9 +479,10 @@ class LanceStore(Store):
 
     def items_by_uri(self) -> dict[str, list[Item]]:
         out: dict[str, list[Item]] = {}
-        if self._dataset() is None:
+        dataset = self._dataset()
+        if dataset is None:
             return out
-        rows = self._scan(META_COLUMNS)
+        rows = dataset.to_table(columns=list(META_COLUMNS))
         for item in _items(rows, with_vectors=False):
             out.setdefault(item.uri, []).append(item)
         return out
@@ -498,7 +496,7 @@ class LanceStore(Store):
             return []
         query = unit_query(vector, info.embed_dim)
         kinds = None if modality is None else modality_values(modality)
-        use_ann = self.has_ann_index(dataset.version) if exact is None else not exact
+        use_ann = self.has_ann_index(dataset) if exact is None else not exact
         if use_ann:
             return self._search_ann(self._require_table(), query, k, kinds, where, nprobes, refine_factor)
         return self._search_exact(dataset, query, k, kinds, where)
@@ -563,7 +561,7 @@ class LanceStore(Store):
     def warm(self) -> None:
         """Load the exact-search copy now (serve calls this at start so the first query is fast)."""
         dataset = self._dataset()
-        if dataset is not None and not self.has_ann_index(dataset.version):
+        if dataset is not None and not self.has_ann_index(dataset):
             self._current_snapshot(dataset)
 
 
