@@ -30,6 +30,24 @@ def test_a_worker_making_other_vectors_than_the_index_is_refused_in_one_line():
     assert "\n" not in str(err.value)
 
 
+def test_a_worker_of_another_cpu_kind_is_refused_before_it_quantizes_anything(tiny_model_dir, monkeypatch):
+    """The int8 fingerprint names the recipe of the worker's CPU kind: known before any export or quantization."""
+    import bindspace.model
+    from bindspace.cli.common import int8_weights_fingerprint
+    from bindspace.cli.index import int8_model
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the worker built its int8 towers before checking its CPU kind")
+
+    monkeypatch.setattr(bindspace.model, "create_model", no_build)
+    here = int8_weights_fingerprint(str(tiny_model_dir))
+    spec = ModelSpec(name=TINY, checkpoint=str(tiny_model_dir), dtype="int8", fingerprint=here + "-other-kind")
+    with pytest.raises(BindspaceError, match="CPU kind"):
+        int8_model(spec, "cpu")
+    with pytest.raises(AssertionError, match="built its int8 towers"):  # the same kind goes on to build
+        int8_model(ModelSpec(name=TINY, checkpoint=str(tiny_model_dir), dtype="int8", fingerprint=here), "cpu")
+
+
 def test_the_workers_error_is_found_inside_rays_wrapping():
     ours = BindspaceError("the Ray worker on n1 makes vectors of model int8-b, the index holds int8-a")
 

@@ -245,14 +245,19 @@ def weights_fingerprint(args: argparse.Namespace, checkpoint: str) -> str:
     """The fingerprint of the vectors the command's model makes: its weights', or their int8 cache entry's."""
     from ..model.fingerprint import model_fingerprint
 
-    fingerprint = model_fingerprint(None, checkpoint)
-    if getattr(args, "dtype", None) != INT8:
-        return fingerprint
+    if getattr(args, "dtype", None) == INT8:
+        return int8_weights_fingerprint(checkpoint)
+    return model_fingerprint(None, checkpoint)
+
+
+def int8_weights_fingerprint(checkpoint: str) -> str:
+    """The fingerprint of the int8 towers this CPU makes of `checkpoint` (its recipe follows the CPU kind)."""
     from ..export.int8_cache import int8_fingerprint
+    from ..model.fingerprint import model_fingerprint
     from ..model.int8_recipe import quantization_recipe
     from ..precision import cpu_flags
 
-    return int8_fingerprint(fingerprint, quantization_recipe(cpu_flags()))
+    return int8_fingerprint(model_fingerprint(None, checkpoint), quantization_recipe(cpu_flags()))
 
 
 # ---------------------------------------------------------------------------- inputs

@@ -18,6 +18,7 @@ from .common import (
     add_storage_option_arg,
     add_workers_arg,
     check_output_dir,
+    int8_weights_fingerprint,
     model_config,
     model_dtype,
     model_label,
@@ -165,10 +166,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def int8_model(spec: ModelSpec, device: str) -> Any:
-    """A Ray actor's int8 towers (`ModelSpec.build`): from the worker's int8 cache, built there on first use."""
+    """A Ray actor's int8 towers (`ModelSpec.build`): from the worker's int8 cache, built there on first use.
+
+    A worker of another CPU kind is refused before it quantizes anything (minutes, GBs for ViT-H): its
+    recipe, hence its fingerprint, differs from the index's.
+    """
     from ..export import int8_cache  # noqa: F401 - registers the int8 builder in the worker process
+    from ..index.ray_indexer import check_fingerprint
     from ..model import create_model
 
+    if spec.checkpoint is not None:  # (EmbedActor checks the built model's fingerprint too)
+        check_fingerprint(spec, int8_weights_fingerprint(spec.checkpoint))
     return create_model(spec.name, checkpoint=spec.checkpoint, modalities=spec.modalities, device=device,
                         dtype=INT8)
 
