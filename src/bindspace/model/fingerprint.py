@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -63,15 +63,26 @@ def model_fingerprint(model: Any = None, checkpoint: str | os.PathLike[str] | No
         tensors = list(_state_tensors(model.state_dict()))
     else:
         raise ValueError("model_fingerprint needs a model or a checkpoint")
-    digest = hashlib.sha256()
-    count = 0
-    for key, shape, read in sorted(tensors, key=lambda t: t[0]):
-        digest.update(f"{key}\x00{tuple(shape)}\x00".encode())
-        digest.update(_sample(shape, read))
-        count += 1
-    if count == 0:
+    if not tensors:
         raise CheckpointError(f"{checkpoint or 'model'}: no tensors to fingerprint")
+    ordered = sorted(tensors, key=lambda t: t[0])
+    return _digest((key, tuple(shape), _sample(shape, read)) for key, shape, read in ordered)
+
+
+def _digest(samples: Iterable[tuple[str, tuple[int, ...], bytes]]) -> str:
+    """The fingerprint of (key, shape, sampled bytes) in key order: what both the torch and numpy paths hash."""
+    digest = hashlib.sha256()
+    for key, shape, sample in samples:
+        digest.update(f"{key}\x00{shape}\x00".encode())
+        digest.update(sample)
     return f"{SCHEME}-{digest.hexdigest()[:40]}"
+
+
+def _model_dir_files(path: Path) -> list[Path]:
+    """The safetensors files a model directory's manifest lists."""
+    from .model_dir import read_manifest
+
+    return [path / entry["file"] for entry in read_manifest(path)["files"].values()]
 
 
 def _positions(n: int, k: int) -> list[int]:
@@ -121,10 +132,7 @@ def _checkpoint_tensors(path: Path) -> list[tuple[str, tuple[int, ...], Reader]]
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.is_dir():
-        from .checkpoint import read_manifest
-
-        files = [path / entry["file"] for entry in read_manifest(path)["files"].values()]
-        return [t for file in files for t in _safetensors_tensors(file)]
+        return [t for file in _model_dir_files(path) for t in _safetensors_tensors(file)]
     if path.suffix == ".safetensors":
         return _safetensors_tensors(path)
     from .checkpoint import read_pth  # the one .pth reader: memory-mapped, legacy fallback
@@ -163,11 +171,11 @@ def _slice_reader(handle: Any, key: str, piece: Any, shape: tuple[int, ...]) -> 
 def _numpy_fingerprint(path: Path) -> str | None:
     """`model_fingerprint` of a model directory or .safetensors file from its bytes, or None where only the
     torch path is sure to give the same digest (or the error it gives)."""
-    from .model_dir import is_model_dir, read_manifest, read_safetensors_header
+    from .model_dir import is_model_dir, read_safetensors_header
 
-    if path.is_dir() and is_model_dir(path):
+    if is_model_dir(path):
         try:
-            files = [path / entry["file"] for entry in read_manifest(path)["files"].values()]
+            files = _model_dir_files(path)
         except (CheckpointError, KeyError, TypeError):
             return None
     elif path.is_file() and path.suffix == ".safetensors":
@@ -193,7 +201,7 @@ def _numpy_fingerprint(path: Path) -> str | None:
         return None
     if not entries:
         return None
-    digest = hashlib.sha256()
+    samples = []
     handles = {file: open(file, "rb") for file in files}  # noqa: SIM115 - closed below
     try:
         for key in sorted(entries):
@@ -201,12 +209,11 @@ def _numpy_fingerprint(path: Path) -> str | None:
             sample = _numpy_sample(handles[file], start, shape, dtype)
             if sample is None:
                 return None
-            digest.update(f"{key}\x00{shape}\x00".encode())
-            digest.update(sample)
+            samples.append((key, shape, sample))
     finally:
         for handle in handles.values():
             handle.close()
-    return f"{SCHEME}-{digest.hexdigest()[:40]}"
+    return _digest(samples)
 
 
 def _numpy_sample(handle: BinaryIO, start: int, shape: tuple[int, ...], dtype: str) -> bytes | None:
