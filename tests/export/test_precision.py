@@ -44,6 +44,10 @@ def test_bf16_on_a_cpu_without_it_warns_in_one_line():
     assert emulation_warning(torch.bfloat16, "cpu", flags=SAPPHIRE_RAPIDS) is None
     assert emulation_warning(torch.float32, "cpu", flags=EPYC_ZEN2) is None
     assert emulation_warning(torch.bfloat16, "cuda", flags=EPYC_ZEN2) is None
+    # The CLI passes the dtype's name: the same verdicts.
+    assert emulation_warning("bfloat16", "cpu", flags=EPYC_ZEN2) == message
+    assert emulation_warning("bfloat16", "cpu", flags=SAPPHIRE_RAPIDS) is None
+    assert emulation_warning("float32", "cpu", flags=EPYC_ZEN2) is None
 
 
 def test_resolve_dtype_warns_through_the_given_channel(monkeypatch):
