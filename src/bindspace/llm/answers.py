@@ -10,19 +10,20 @@ from typing import Any
 import torch
 
 from .bridge import Bridge, stop_ids
-from .prefix import PrefixCache, cache_argument
+from .prefix import PrefixCache
 
 
 def answer_each(bridge: Bridge, prompt: str, embeddings: torch.Tensor, *, max_new_tokens: int = 16,
                 batch_size: int = 50) -> list[str]:
     """Greedy answer to `prompt` about each of the unit embeddings (N, D): what `bridge.generate` says for each."""
-    max_new_tokens = bridge.answer_limit(prompt, 1, max_new_tokens)
     model, tokenizer = bridge.lm_model, bridge.tokenizer
-    turn = bridge.encode(prompt, 1)
+    turn = bridge.check_prompt(prompt, 1, max_new_tokens)  # its markers match, and it fits with the answer
     ids = torch.tensor(turn.ids, device=bridge.device)
     head = turn.slots[0]  # the tokens before the media item: the same in every row
-    prefix, argument = PrefixCache(model, capacity=1), cache_argument(model)
-    stop = torch.tensor(sorted(stop_ids(tokenizer, model)), dtype=torch.long, device=bridge.device)
+    prefix = PrefixCache(model, capacity=1)
+    argument = prefix.argument
+    stop_set = stop_ids(tokenizer, model)
+    stop = torch.tensor(sorted(stop_set), dtype=torch.long, device=bridge.device)
     answers: list[str] = []
     with torch.inference_mode():
         for chunk in embeddings.split(batch_size):
@@ -41,7 +42,7 @@ def answer_each(bridge: Bridge, prompt: str, embeddings: torch.Tensor, *, max_ne
                     break
                 out = model(input_ids=token[:, None], use_cache=True, **{argument: getattr(out, argument)})
             table = torch.stack(picked, dim=1).tolist() if picked else [[] for _ in range(rows)]  # (rows, steps)
-            answers += [_text(tokenizer, row, set(stop.tolist())) for row in table]
+            answers += [_text(tokenizer, row, stop_set) for row in table]
     return answers
 
 
